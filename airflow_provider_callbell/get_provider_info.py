@@ -1,0 +1,85 @@
+"""What Airflow's ProvidersManager reads from this distribution, through the entry point.
+
+The connection form is declared here (``conn-fields``, ``ui-field-behaviour``), so Airflow 3.2+ builds
+the Connections UI without importing the hook; the hook's ``get_ui_field_behaviour`` and
+``get_connection_form_widgets`` derive from the same two constants for older Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_callbell import __version__
+
+DEFAULT_BASE_URL = "https://api.callbell.eu/v1"
+
+#: The connection extras, in the ``conn-fields`` form of Airflow's provider schema.
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "from": {
+        "label": "Default channel type",
+        "description": "whatsapp, telegram, instagram or facebook; messages that name none use it",
+        "schema": {
+            "type": ["string", "null"],
+            "default": "whatsapp",
+            "enum": ["whatsapp", "telegram", "instagram", "facebook", None],
+        },
+    },
+    "channel_uuid": {
+        "label": "Default channel UUID",
+        "description": "Which of the account's channels sends; empty means Callbell's main channel",
+        "schema": {"type": ["string", "null"]},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "How long one request may wait for Callbell to connect and to answer",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+}
+
+#: Which standard fields the form hides or renames, in the ``ui-field-behaviour`` form.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login", "schema", "port", "extra"],
+    "relabeling": {"password": "API token", "host": "Base URL"},
+    "placeholders": {"host": DEFAULT_BASE_URL, "password": "API key from Callbell's dashboard"},
+}
+
+_INTEGRATION = "Callbell"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider metadata; ``package-name`` must equal the distribution name."""
+    return {
+        "package-name": "airflow-provider-callbell",
+        "name": "Callbell",
+        "description": "Send WhatsApp, Telegram, Instagram and Facebook messages through "
+        "`Callbell <https://www.callbell.eu/>`__.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://docs.callbell.eu/api/rest",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_callbell.hooks.callbell"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_callbell.operators.callbell"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_callbell.hooks.callbell.CallbellHook",
+                "hook-name": "Callbell",
+                "connection-type": "callbell",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+            }
+        ],
+    }
