@@ -144,15 +144,15 @@ def _content(content: Any, message_type: str, is_template: bool) -> MessageConte
             f"absent for type {message_type!r} (allowed keys: {', '.join(sorted(allowed))})",
             content[unknown[0]],
         )
-    result: MessageContent = {}
-    if "text" in content:
-        result["text"] = _non_empty_str("content.text", content["text"])
-    elif not is_media and not is_template:
-        raise _fail("content.text", "a non-empty string for type 'text'", None)
+    result: MessageContent = {}  # url first, then text: the order of Callbell's examples
     if is_media:
         if "url" not in content:
             raise _fail("content.url", f"an http(s) URL for type {message_type!r}", None)
         result["url"] = _http_url("content.url", content["url"], message_type)
+    if "text" in content:
+        result["text"] = _non_empty_str("content.text", content["text"])
+    elif not is_media and not is_template:
+        raise _fail("content.text", "a non-empty string for type 'text'", None)
     return result
 
 

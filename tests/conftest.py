@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TOKEN = "test-token-4f1c9e"
+BASE_URL = "https://api.callbell.eu/v1"
+SEND_URL = f"{BASE_URL}/messages/send"
+UUID = "adf3d1216d4c4dcd908199d6700f2381"
+
+
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str = "callbell_default", **fields: object
+) -> None:
+    """Define an Airflow connection through its environment variable, as users do in tests."""
+    conn = {"conn_type": "callbell", "password": TOKEN, **fields}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def callbell_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default connection, with the token only (base URL and extras left to their defaults)."""
+    set_connection(monkeypatch)
+
+
+@pytest.fixture
+def send_ok(requests_mock, callbell_conn):
+    """Callbell accepting every send, as its docs show."""
+    return requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
