@@ -1,0 +1,72 @@
+"""``python -m airflow_provider_callbell.sandbox``: run the sandbox in a terminal next to Airflow.
+
+It prints the ``AIRFLOW_CONN_CALLBELL_DEFAULT`` value to export, then one line per accepted message,
+so a developer can watch what their DAGs send without a Callbell account. Ctrl-C or SIGTERM stop it
+cleanly with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+from airflow_provider_callbell.sandbox.server import CallbellSandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_callbell.sandbox",
+        description="A local stand-in for the Callbell REST API v1.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    parser.add_argument("--token", default="sandbox-token", help="the bearer token accepted")
+    parser.add_argument("--status-interval", type=float, default=1.0, help="seconds per delivery step")
+    parser.add_argument("--rate-limit", type=int, default=300, help="requests per second; 0 disables")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped")
+    parser.add_argument("--seed", type=int, default=None, help="makes injected faults reproducible")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM; returns the exit code."""
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)  # flushes after every line
+    handler.setFormatter(logging.Formatter("[sandbox] %(message)s"))
+    logger = logging.getLogger("airflow_provider_callbell.sandbox")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with CallbellSandbox(
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        status_interval=args.status_interval,
+        rate_limit=args.rate_limit or None,
+        latency=args.latency,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        seed=args.seed,
+    ) as sandbox:
+        print(f"AIRFLOW_CONN_CALLBELL_DEFAULT='{sandbox.connection_json}'", flush=True)
+        print(f"Callbell sandbox listening on {sandbox.url}", flush=True)
+        while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
