@@ -33,7 +33,7 @@ test: lint typecheck venv
 	$(BIN)/pytest
 
 demo: venv
-	$(BIN)/python -m airflow_provider_callbell.demo
+	$(BIN)/python scripts/demo.py
 
 bench: venv
 	$(BIN)/python benchmarks/run.py

@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+pytest_plugins = ["airflow_provider_callbell.sandbox.pytest_plugin"]
+
 TOKEN = "test-token-4f1c9e"
 BASE_URL = "https://api.callbell.eu/v1"
 SEND_URL = f"{BASE_URL}/messages/send"

@@ -468,7 +468,10 @@ class CallbellSandbox:
         with self._lock:
             self._messages[message.uuid] = message
         _log_message(message, recipient)
-        answer: JSON = {"message": {"uuid": message.uuid, "status": "enqueued"}}
+        answer: JSON = {
+            "uuid": message.uuid,
+            "status": "enqueued",
+        }  # docs: fields are "returned in the message"
         wanted = {part.strip() for part in body.get("fields", "").split(",")}
         if "contact" in wanted:
             answer["contact"] = {
@@ -484,7 +487,7 @@ class CallbellSandbox:
                 "source": body["from"],
                 "href": f"https://dash.callbell.eu/chat/{conversation_uuid}",
             }
-        return _Answer(200, answer)
+        return _Answer(200, {"message": answer})
 
     def _message_status(self, message_uuid: str, knobs: _Knobs) -> _Answer:
         """Derive the status from the time elapsed since sending, so no background thread is needed."""

@@ -71,7 +71,7 @@ class Airflow:
             check=False,
         )
         read = subprocess.run(
-            [sys.executable, str(Path(__file__).parent / "read_xcoms.py"), dag_id],
+            [sys.executable, str(ROOT / "scripts" / "read_xcoms.py"), dag_id],
             env=self.env,
             capture_output=True,
             text=True,
