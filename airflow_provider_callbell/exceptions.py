@@ -54,7 +54,12 @@ class CallbellAuthError(CallbellAPIError):
 
 
 class CallbellRateLimitError(CallbellAPIError):
-    """429: the account's limit of 300 requests per second was exceeded (after any retries)."""
+    """429: the account's limit of 300 requests per second was exceeded (after any retries).
+
+    ``retry_after`` holds the seconds Callbell asked to wait (``Retry-After``), or ``None``.
+    """
+
+    retry_after: float | None = None
 
 
 class CallbellServerError(CallbellAPIError):

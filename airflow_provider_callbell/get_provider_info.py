@@ -32,7 +32,42 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {
         "label": "Timeout (seconds)",
         "description": "How long one request may wait for Callbell to connect and to answer",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "connect_timeout": {
+        "label": "Connect timeout (seconds)",
+        "description": "How long to wait for a connection (default 5); overrides Timeout",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "read_timeout": {
+        "label": "Read timeout (seconds)",
+        "description": "How long to wait for each answer (default 30); overrides Timeout",
+        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries of a request refused with 429/502/503/504 or not connected (default 3)",
+        "schema": {"type": ["integer", "null"], "minimum": 0},
+    },
+    "retry_max_seconds": {
+        "label": "Retry budget (seconds)",
+        "description": "The most time one request spends waiting between retries (default 60)",
         "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "retry_backoff": {
+        "label": "Retry backoff (seconds)",
+        "description": "First wait when Callbell sends no Retry-After; doubles each retry (default 0.5)",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "delivery": {
+        "label": "Delivery guarantee",
+        "description": "at_most_once (default): never resend a message that may have gone out (500, "
+        "read timeout); at_least_once: resend it, accepting a possible duplicate",
+        "schema": {
+            "type": ["string", "null"],
+            "default": "at_most_once",
+            "enum": ["at_most_once", "at_least_once", None],
+        },
     },
 }
 

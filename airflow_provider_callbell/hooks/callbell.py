@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json as json_module
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
 from airflow_provider_callbell.exceptions import (
@@ -21,6 +23,7 @@ from airflow_provider_callbell.exceptions import (
     CallbellServerError,
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
+from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
 from airflow_provider_callbell.version_compat import BaseHook, mask_secret
 
@@ -30,9 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
-#: Answers that mean "nothing was done, try again": the rate limit and a gateway that did not reach
-#: Callbell. A 500 or a read timeout may mean the message went out, so they are not retried.
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: The largest answer read; Callbell's are a few hundred bytes, anything bigger is not Callbell's API.
+MAX_BODY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class _ConnParams:
     token: str = field(repr=False)  # never in a log line or a traceback
     from_: str
     channel_uuid: str | None
-    timeout: float | tuple[float, float]
+    timeout: tuple[float, float]
+    retry: RetryPolicy
 
 
 class CallbellHook(BaseHook):
@@ -67,7 +70,10 @@ class CallbellHook(BaseHook):
 
     :param callbell_conn_id: the Airflow connection holding the token.
     :param timeout: seconds for connecting and for each answer, or a ``(connect, read)`` pair;
-        overrides the connection's ``timeout`` extra.
+        overrides the connection's ``timeout``, ``connect_timeout`` and ``read_timeout`` extras.
+    :param retry_policy: how requests are retried; overrides the connection's ``max_retries``,
+        ``retry_max_seconds``, ``retry_backoff`` and ``delivery`` extras (see
+        :class:`~airflow_provider_callbell.retry.RetryPolicy`).
     """
 
     conn_name_attr = "callbell_conn_id"
@@ -80,11 +86,13 @@ class CallbellHook(BaseHook):
         callbell_conn_id: str = default_conn_name,
         *,
         timeout: float | tuple[float, float] | None = None,
+        retry_policy: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.callbell_conn_id = callbell_conn_id
         self.timeout = timeout
+        self.retry_policy = retry_policy
 
     # -- Connections UI ---------------------------------------------------------------------------
 
@@ -100,17 +108,21 @@ class CallbellHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Offer the extras as form fields (for Airflow versions without declarative ``conn-fields``)."""
-        from wtforms import DecimalField, StringField
+        from wtforms import DecimalField, IntegerField, StringField
         from wtforms.validators import NumberRange, Optional
 
-        return {
-            name: (
-                DecimalField(spec["label"], validators=[Optional(), NumberRange(min=0)])
-                if "number" in spec["schema"]["type"]
-                else StringField(spec["label"], description=spec["description"])
-            )
-            for name, spec in CONN_FIELDS.items()
-        }
+        field_classes = {"number": DecimalField, "integer": IntegerField}
+        widgets = {}
+        for name, spec in CONN_FIELDS.items():
+            kind = spec["schema"]["type"][0]
+            if kind in field_classes:
+                validators = [Optional(), NumberRange(min=0)]
+                widgets[name] = field_classes[kind](
+                    spec["label"], validators, description=spec["description"]
+                )
+            else:
+                widgets[name] = StringField(spec["label"], description=spec["description"])
+        return widgets
 
     # -- Connection and session, made on first use ------------------------------------------------
 
@@ -126,18 +138,17 @@ class CallbellHook(BaseHook):
         mask_secret(token)
         extras = conn.extra_dejson
 
-        def extra(name: str) -> Any:
-            # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings.
-            value = extras.get(name, extras.get(f"extra__{self.conn_type}__{name}"))
-            return None if value == "" else value
-
-        timeout = self.timeout if self.timeout is not None else extra("timeout")
+        # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
+        # treat a field left empty in the form as unset.
+        prefix = f"extra__{self.conn_type}__"
+        extra = {k.removeprefix(prefix): v for k, v in extras.items() if v not in ("", None)}
         return _ConnParams(
             base_url=_base_url(self.callbell_conn_id, conn.host, conn.port, conn.schema),
             token=token,
-            from_=extra("from") or DEFAULT_CHANNEL,
-            channel_uuid=extra("channel_uuid"),
-            timeout=DEFAULT_TIMEOUT if timeout is None else _timeout(timeout),
+            from_=extra.get("from") or DEFAULT_CHANNEL,
+            channel_uuid=extra.get("channel_uuid"),
+            timeout=_timeouts(self.timeout, extra),
+            retry=self.retry_policy or RetryPolicy.from_extras(extra),
         )
 
     @cached_property
@@ -151,20 +162,7 @@ class CallbellHook(BaseHook):
                 "Accept": "application/json",
             }
         )
-        retry = Retry(
-            total=3,
-            connect=3,  # the request never reached Callbell: always safe
-            read=0,  # the request may have been acted on: never resend
-            status=3,
-            other=0,
-            redirect=0,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,  # POST too: the statuses above mean nothing was done
-            backoff_factor=0.5,
-            respect_retry_after_header=True,
-            raise_on_status=False,  # the last answer is mapped to a typed error by _request
-        )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = HTTPAdapter(max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -189,33 +187,37 @@ class CallbellHook(BaseHook):
         endpoint and a short body excerpt, never the token or the request headers.
         """
         endpoint = f"{method} {path}"
-        params_ = self._conn_params
+        conn = self._conn_params
         try:
             response = self.session.request(
                 method,
-                params_.base_url + path,
+                conn.base_url + path,
                 json=json,
                 params=params,
-                timeout=params_.timeout,
+                timeout=conn.timeout,
                 allow_redirects=False,  # a redirect must not carry the token elsewhere
+                stream=True,  # so that an oversized answer is refused, not read into memory
             )
+            body = _read_capped(response, endpoint)
         except requests.RequestException as err:
             raise CallbellAPIError(
                 f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint
             ) from None
         status = response.status_code
         self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
+        text = body.decode(response.encoding or "utf-8", errors="replace")
         if not 200 <= status < 300:
-            raise _error_for(status)(
-                _reason(status), status_code=status, endpoint=endpoint, body=response.text
-            )
-        if status == 204 or not response.content:
+            error = _error_for(status)(_reason(status), status_code=status, endpoint=endpoint, body=text)
+            if isinstance(error, CallbellRateLimitError):
+                error.retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise error
+        if status == 204 or not body:
             return None
         try:
-            return response.json()
+            return json_module.loads(body)
         except ValueError:
             raise CallbellAPIError(
-                "expected a JSON answer", status_code=status, endpoint=endpoint, body=response.text
+                "expected a JSON answer", status_code=status, endpoint=endpoint, body=text
             ) from None
 
     def _get_object(self, data: Any, key: str, endpoint: str) -> dict[str, Any]:
@@ -364,16 +366,59 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
-def _timeout(value: Any) -> float | tuple[float, float]:
+def _seconds(name: str, value: Any) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            return (float(value[0]), float(value[1]))
-        raise CallbellConnectionConfigError(f"timeout must be a number of seconds, got {value!r}") from None
-    if seconds <= 0:
-        raise CallbellConnectionConfigError(f"timeout must be a positive number of seconds, got {value!r}")
+        seconds = -1.0
+    if not seconds > 0:
+        raise CallbellConnectionConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return seconds
+
+
+def _timeouts(argument: float | tuple[float, float] | None, extra: Mapping[str, Any]) -> tuple[float, float]:
+    """(connect, read): the hook's argument, else the extras, else :data:`DEFAULT_TIMEOUT`."""
+    if isinstance(argument, (list, tuple)):
+        return _seconds("timeout[0]", argument[0]), _seconds("timeout[1]", argument[1])
+    if argument is not None:
+        seconds = _seconds("timeout", argument)
+        return seconds, seconds
+    connect, read = DEFAULT_TIMEOUT
+    if "timeout" in extra:
+        connect = read = _seconds("timeout", extra["timeout"])
+    if "connect_timeout" in extra:
+        connect = _seconds("connect_timeout", extra["connect_timeout"])
+    if "read_timeout" in extra:
+        read = _seconds("read_timeout", extra["read_timeout"])
+    return connect, read
+
+
+def _read_capped(response: requests.Response, endpoint: str) -> bytes:
+    """Read the whole answer, refusing one larger than :data:`MAX_BODY_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            response.close()
+            raise CallbellAPIError(
+                f"the answer is larger than {MAX_BODY_BYTES} bytes, which no Callbell endpoint sends",
+                status_code=response.status_code,
+                endpoint=endpoint,
+                body=b"".join(chunks)[:500].decode("utf-8", errors="replace"),
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    try:
+        return Retry().parse_retry_after(value)
+    except InvalidHeader:
+        return None
 
 
 def _error_for(status: int) -> type[CallbellAPIError]:

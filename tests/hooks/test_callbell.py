@@ -13,6 +13,7 @@ from airflow_provider_callbell.exceptions import (
     CallbellServerError,
     CallbellValidationError,
 )
+from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
 from tests.conftest import BASE_URL, SEND_URL, TOKEN, UUID, set_connection
 
@@ -53,8 +54,9 @@ class TestHookAttributes:
     def test_connection_form_widgets_offer_the_extras(self):
         pytest.importorskip("wtforms")
         widgets = CallbellHook.get_connection_form_widgets()
-        assert set(widgets) == {"from", "channel_uuid", "timeout"}
+        assert set(widgets) == set(CONN_FIELDS)
         assert widgets["timeout"].field_class.__name__ == "DecimalField"
+        assert widgets["max_retries"].field_class.__name__ == "IntegerField"
         assert widgets["from"].args[0] == "Default channel type"
 
 
@@ -127,7 +129,7 @@ class TestConnection:
             "content": {"text": "x"},
             "channel_uuid": "chan1",
         }
-        assert adapter.last_request.timeout == 7.0
+        assert adapter.last_request.timeout == (7.0, 7.0)
 
     def test_airflow2_prefixed_extras_are_read(self, monkeypatch, requests_mock):
         set_connection(monkeypatch, extra={"extra__callbell__from": "instagram"})
@@ -150,10 +152,18 @@ class TestConnection:
         assert send_ok.last_request.timeout == DEFAULT_TIMEOUT
 
     @pytest.mark.parametrize("timeout", ["soon", -1, 0])
-    def test_bad_timeout_extra(self, monkeypatch, timeout):
-        set_connection(monkeypatch, extra={"timeout": timeout})
-        with pytest.raises(CallbellConnectionConfigError, match="timeout must be a"):
+    @pytest.mark.parametrize("name", ["timeout", "connect_timeout", "read_timeout"])
+    def test_bad_timeout_extra(self, monkeypatch, requests_mock, name, timeout):
+        set_connection(monkeypatch, extra={name: timeout})
+        with pytest.raises(CallbellConnectionConfigError, match=f"^{name} must be a positive number"):
             CallbellHook().list_templates()
+        assert requests_mock.call_count == 0
+
+    def test_separate_connect_and_read_timeouts(self, monkeypatch, requests_mock):
+        set_connection(monkeypatch, extra={"timeout": 9, "connect_timeout": "2", "read_timeout": 45})
+        adapter = requests_mock.get(f"{BASE_URL}/templates", json={"templates": []})
+        CallbellHook().list_templates()
+        assert adapter.last_request.timeout == (2.0, 45.0)
 
     def test_one_session_and_one_connection_lookup_per_hook(self, send_ok):
         hook = CallbellHook()

@@ -7,10 +7,9 @@ from unittest import mock
 
 import pytest
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellAuthError, CallbellRateLimitError
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellAuthError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.operators.callbell import CallbellSendMessageOperator
-from airflow_provider_callbell.sandbox import CallbellSandbox
 
 
 class TestAgainstSandbox:
@@ -77,40 +76,3 @@ class TestAgainstSandbox:
             CallbellHook().send_message("+31612345678", content={"text": "x"})
         assert excinfo.value.status_code == 401
         assert callbell_sandbox.messages == []
-
-
-class TestRetriesAgainstSandbox:
-    """What the session's retry policy does with a real server's transient answers."""
-
-    def test_503_is_retried_and_sent_once(self, monkeypatch):
-        with CallbellSandbox(error_rate=0.3, seed=11) as sandbox:
-            monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", sandbox.connection_json)
-            hook = CallbellHook()
-            with mock.patch("urllib3.util.retry.Retry.sleep"):  # no waiting in tests
-                for i in range(20):
-                    hook.send_message("+31612345678", content={"text": str(i)})
-            texts = [m["body"]["content"]["text"] for m in sandbox.messages]
-            statuses = [r["status"] for r in sandbox.requests]
-        assert texts == [str(i) for i in range(20)]  # each exactly once, in order
-        assert statuses.count(503) >= 3
-        assert statuses.count(200) == 20
-
-    def test_429_after_retries_is_rate_limit_error(self, callbell_sandbox):
-        callbell_sandbox.configure(rate_limit=1)
-        hook = CallbellHook()
-        hook.send_message("+31612345678", content={"text": "first"})
-        with (
-            mock.patch("urllib3.util.retry.Retry.sleep") as sleep,
-            pytest.raises(CallbellRateLimitError) as excinfo,
-        ):
-            hook.send_message("+31612345678", content={"text": "second"})
-        assert excinfo.value.status_code == 429
-        assert sleep.call_count == 3  # three retries, each told to honour Retry-After
-        assert [m["body"]["content"]["text"] for m in callbell_sandbox.messages] == ["first"]
-
-    def test_dropped_connection_is_not_resent(self, callbell_sandbox):
-        callbell_sandbox.configure(drop_rate=1.0)
-        with pytest.raises(CallbellAPIError, match="no answer from Callbell") as excinfo:
-            CallbellHook().send_message("+31612345678", content={"text": "x"})
-        assert excinfo.value.status_code is None
-        assert [r["status"] for r in callbell_sandbox.requests] == ["dropped"]
