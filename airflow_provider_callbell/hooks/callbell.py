@@ -25,7 +25,7 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
-from airflow_provider_callbell.version_compat import BaseHook, mask_secret
+from airflow_provider_callbell.version_compat import BaseHook
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -135,7 +135,6 @@ class CallbellHook(BaseHook):
                 f"Connection {self.callbell_conn_id!r} has no API token: set its password to the API "
                 "key made in Callbell's dashboard"
             )
-        mask_secret(token)
         extras = conn.extra_dejson
 
         # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
