@@ -46,11 +46,14 @@ class TestProvidersManager:
         provider = providers_manager.providers["airflow-provider-callbell"]
         assert provider.version == airflow_provider_callbell.__version__
 
-    def test_binds_connection_type_to_hook(self, providers_manager):
-        hook_info = providers_manager.hooks["callbell"]
+    def test_binds_connection_type_to_hook(self):
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hook_info = ProvidersManagerTaskRuntime().hooks["callbell"]
         assert hook_info.hook_class_name == "airflow_provider_callbell.hooks.callbell.CallbellHook"
         assert hook_info.connection_id_attribute_name == "callbell_conn_id"
         assert hook_info.hook_name == "Callbell"
+        assert hook_info.connection_testable
 
     def test_connection_form(self, providers_manager):
         behaviour = providers_manager.field_behaviours["callbell"]
