@@ -293,6 +293,13 @@ class TestErrors:
         with pytest.raises(CallbellAPIError, match=match):
             CallbellHook().send_message("+31612345678", content={"text": "x"})
 
+    def test_huge_answer_is_refused_unread(self, callbell_conn, requests_mock):
+        requests_mock.post(SEND_URL, status_code=200, content=b'{"message": "' + b"x" * (2 << 20) + b'"}')
+        with pytest.raises(CallbellAPIError, match="larger than 1048576 bytes") as excinfo:
+            CallbellHook().send_message("+31612345678", content={"text": "x"})
+        assert excinfo.value.status_code == 200
+        assert len(excinfo.value.body) == 500
+
     def test_no_answer_is_an_api_error_without_status(self, callbell_conn, requests_mock):
         requests_mock.post(SEND_URL, exc=requests.ConnectionError("connection refused"))
         with pytest.raises(CallbellAPIError, match="no answer from Callbell") as excinfo:
