@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
@@ -39,6 +42,12 @@ def providers_manager():
     return manager
 
 
+def _label(widget_info) -> str:
+    """A form field's label: Airflow 3.2+ keeps ``conn-fields`` as JSON schema, older ones a wtforms field."""
+    field = widget_info.field
+    return field["schema"]["title"] if isinstance(field, dict) else str(field.args[0])
+
+
 class TestProvidersManager:
     """What Airflow itself makes of the provider after install."""
 
@@ -54,10 +63,38 @@ class TestProvidersManager:
 
     def test_connection_form(self, providers_manager):
         behaviour = providers_manager.field_behaviours["callbell"]
-        assert behaviour["relabeling"]["password"] == "API token"
-        assert "login" in behaviour["hidden_fields"]
+        assert behaviour["relabeling"] == {"password": "API token", "host": "Base URL"}
+        assert set(behaviour["hidden_fields"]) == {"login", "schema", "port", "extra"}
         widgets = providers_manager.connection_form_widgets
-        assert {"extra__callbell__from", "extra__callbell__channel_uuid", "extra__callbell__timeout"} <= set(
-            widgets
+        labels = {
+            name: _label(info) for name, info in widgets.items() if name.startswith("extra__callbell__")
+        }
+        assert labels == {
+            "extra__callbell__from": "Default channel type",
+            "extra__callbell__channel_uuid": "Default channel UUID",
+            "extra__callbell__timeout": "Timeout (seconds)",
+        }
+
+    def test_registers_without_warnings(self):
+        """A fresh process, so that nothing initialised the providers before the log is watched."""
+        code = textwrap.dedent(
+            """
+            import json, logging, warnings
+            from airflow.providers_manager import ProvidersManager
+
+            # After the import: importing airflow configures logging and replaces the handlers.
+            records = []
+            handler = logging.Handler(logging.WARNING)
+            handler.emit = lambda record: records.append(record.getMessage())
+            logging.getLogger("airflow.providers_manager").addHandler(handler)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                manager = ProvidersManager()
+                manager.initialize_providers_hooks()
+                manager.hooks["callbell"], manager.connection_form_widgets, manager.field_behaviours
+            records += [str(w.message) for w in caught]
+            print(json.dumps([r for r in records if "callbell" in r.lower()]))
+            """
         )
-        assert widgets["extra__callbell__timeout"].field["schema"]["title"] == "Timeout (seconds)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -22,10 +22,10 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
-from airflow_provider_callbell.version_compat import BaseHook, mask_secret
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook, mask_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
@@ -99,15 +99,34 @@ class CallbellHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Offer the extras as form fields (for Airflow versions without declarative ``conn-fields``)."""
-        from wtforms import DecimalField, StringField
+        """Offer the extras as form fields, for Airflow before 3.2 (3.2+ reads ``conn-fields``).
+
+        Airflow accepts only ``StringField``, ``IntegerField``, ``PasswordField`` and ``BooleanField``
+        here, and drops the whole connection type for any other class. Airflow 2.x renders the
+        fields in its Flask-AppBuilder form, so there they get its Bootstrap widget and translatable
+        labels, as the official providers' fields do.
+        """
+        from wtforms import IntegerField, StringField
         from wtforms.validators import NumberRange, Optional
 
+        label: Callable[[str], Any] = str
+        widget: dict[str, Any] = {}
+        if not AIRFLOW_V_3_0_PLUS:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+
+            label = lazy_gettext
+            widget = {"widget": BS3TextFieldWidget()}
         return {
             name: (
-                DecimalField(spec["label"], validators=[Optional(), NumberRange(min=0)])
+                IntegerField(
+                    label(spec["label"]),
+                    description=spec["description"],
+                    validators=[Optional(strip_whitespace=True), NumberRange(min=1)],
+                    **widget,
+                )
                 if "number" in spec["schema"]["type"]
-                else StringField(spec["label"], description=spec["description"])
+                else StringField(label(spec["label"]), description=spec["description"], **widget)
             )
             for name, spec in CONN_FIELDS.items()
         }
