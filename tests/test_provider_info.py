@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import pytest
 
 import airflow_provider_callbell
 from airflow_provider_callbell.get_provider_info import get_provider_info
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+PACKAGE_DIR = Path(airflow_provider_callbell.__file__).parent
 
 
 class TestProviderInfo:
@@ -29,8 +34,52 @@ class TestProviderInfo:
         assert distribution(info["package-name"]).version == airflow_provider_callbell.__version__
 
     def test_valid_against_airflow_schema(self):
-        schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+        schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
         jsonschema.validate(get_provider_info(), schema)
+
+    def test_ui_field_behaviour_valid_against_airflow_schema(self):
+        schema = json.loads((AIRFLOW_DIR / "customized_form_field_behaviours.schema.json").read_text())
+        jsonschema.validate(CallbellHook.get_ui_field_behaviour(), schema)
+
+    @pytest.mark.parametrize("section", ["hooks", "operators", "sensors", "triggers"])
+    def test_lists_every_module_of_the_package(self, section):
+        """A new module under hooks/, operators/, sensors/ or triggers/ must be registered to be found."""
+        on_disk = {
+            f"airflow_provider_callbell.{section}.{path.stem}"
+            for path in (PACKAGE_DIR / section).glob("*.py")
+            if path.stem != "__init__"
+        }
+        listed = {
+            module for entry in get_provider_info().get(section, []) for module in entry["python-modules"]
+        }
+        assert listed == on_disk
+        for module in listed:
+            importlib.import_module(module)
+
+    def test_lists_every_notifier(self):
+        on_disk = {
+            f"airflow_provider_callbell.notifications.{path.stem}"
+            for path in (PACKAGE_DIR / "notifications").glob("*.py")
+            if path.stem != "__init__"
+        }
+        listed = get_provider_info().get("notifications", [])
+        assert {class_path.rpartition(".")[0] for class_path in listed} == on_disk
+        for class_path in listed:
+            module, _, name = class_path.rpartition(".")
+            assert isinstance(getattr(importlib.import_module(module), name), type), class_path
+
+    def test_every_entry_names_a_declared_integration(self):
+        info = get_provider_info()
+        integrations = {integration["integration-name"] for integration in info["integrations"]}
+        for section in ("hooks", "operators", "sensors", "triggers"):
+            for entry in info.get(section, []):
+                assert entry["integration-name"] in integrations, (section, entry)
+
+    def test_connection_type_matches_the_hook(self):
+        (connection_type,) = get_provider_info()["connection-types"]
+        assert connection_type["hook-class-name"] == f"{CallbellHook.__module__}.{CallbellHook.__qualname__}"
+        assert connection_type["connection-type"] == CallbellHook.conn_type
+        assert connection_type["hook-name"] == CallbellHook.hook_name
 
 
 @pytest.fixture(scope="module")
