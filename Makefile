@@ -54,10 +54,12 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/run.py
 
-# Build the sdist and wheel, `twine check --strict` them, install the wheel into a fresh venv with
-# Airflow from PyPI and nothing else, and check that `airflow providers list` shows this version.
+# Build the sdist and wheel into dist/, `twine check --strict` them, install the wheel into a fresh
+# venv per Airflow line with that Airflow from PyPI and nothing else, and check that
+# `airflow providers list` shows this version.
 dist: venv
-	$(BIN)/python scripts/check_dist.py
+	rm -rf dist
+	$(BIN)/python scripts/check_dist.py --outdir dist
 
 # Re-pin every dependency of one line (needs the network to PyPI); commit the result.
 # `make lock AIRFLOW_LINE=2.11` for the other line.
