@@ -26,11 +26,9 @@ AIRFLOW_V_3_1_PLUS: bool = _RELEASE >= (3, 1)
 # Task SDK since 3.0.
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
     from airflow.sdk import BaseOperator, Context
-    from airflow.sdk.log import mask_secret
 else:
     from airflow.models.baseoperator import BaseOperator
     from airflow.utils.context import Context
-    from airflow.utils.log.secrets_masker import mask_secret
 
 # Task SDK since 3.1 (3.0 still has them in Airflow core, as 2.x does).
 if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
@@ -39,6 +37,14 @@ if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
 else:
     from airflow.exceptions import AirflowException
     from airflow.hooks.base import BaseHook
+
+# The secrets masker: the task SDK's own since 3.0, exported from airflow.sdk.log since 3.1.
+if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
+    from airflow.sdk.log import mask_secret, redact  # type: ignore[attr-defined]  # redact: re-exported
+elif AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk.execution_time.secrets_masker import mask_secret, redact
+else:
+    from airflow.utils.log.secrets_masker import mask_secret, redact
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -49,4 +55,5 @@ __all__ = [
     "BaseOperator",
     "Context",
     "mask_secret",
+    "redact",
 ]

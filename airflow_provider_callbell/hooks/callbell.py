@@ -101,13 +101,14 @@ class CallbellHook(BaseHook):
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """Offer the extras as form fields, for Airflow before 3.2 (3.2+ reads ``conn-fields``).
 
-        Airflow accepts only ``StringField``, ``IntegerField``, ``PasswordField`` and ``BooleanField``
-        here, and drops the whole connection type for any other class. Airflow 2.x renders the
-        fields in its Flask-AppBuilder form, so there they get its Bootstrap widget and translatable
-        labels, as the official providers' fields do.
+        Each field follows its ``conn-fields`` schema type. Airflow accepts only ``StringField``,
+        ``IntegerField``, ``PasswordField`` and ``BooleanField`` here and drops the whole connection
+        type for any other class, so a ``number`` (seconds, which may be fractional) is a text field
+        that must hold a decimal number. Airflow 2.x renders the form with Flask-AppBuilder, so there
+        the fields get its Bootstrap widget and translatable labels, as the official providers' do.
         """
         from wtforms import IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional
+        from wtforms.validators import NumberRange, Optional, Regexp
 
         label: Callable[[str], Any] = str
         widget: dict[str, Any] = {}
@@ -117,19 +118,19 @@ class CallbellHook(BaseHook):
 
             label = lazy_gettext
             widget = {"widget": BS3TextFieldWidget()}
-        return {
-            name: (
-                IntegerField(
-                    label(spec["label"]),
-                    description=spec["description"],
-                    validators=[Optional(strip_whitespace=True), NumberRange(min=1)],
-                    **widget,
-                )
-                if "number" in spec["schema"]["type"]
-                else StringField(label(spec["label"]), description=spec["description"], **widget)
-            )
-            for name, spec in CONN_FIELDS.items()
-        }
+
+        def form_field(spec: Mapping[str, Any]) -> Any:
+            kind = spec["schema"]["type"][0]
+            args = (label(spec["label"]),)
+            kwargs = {"description": spec["description"], **widget}
+            if kind == "integer":
+                return IntegerField(*args, validators=[Optional(), NumberRange(min=0)], **kwargs)
+            if kind == "number":
+                decimal = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="Enter a number such as 10 or 2.5")
+                return StringField(*args, validators=[Optional(), decimal], **kwargs)
+            return StringField(*args, **kwargs)
+
+        return {name: form_field(spec) for name, spec in CONN_FIELDS.items()}
 
     # -- Connection and session, made on first use ------------------------------------------------
 
