@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 import airflow_provider_callbell
-from airflow_provider_callbell.get_provider_info import get_provider_info
+from airflow_provider_callbell.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
@@ -118,11 +118,8 @@ class TestProvidersManager:
         labels = {
             name: _label(info) for name, info in widgets.items() if name.startswith("extra__callbell__")
         }
-        assert labels == {
-            "extra__callbell__from": "Default channel type",
-            "extra__callbell__channel_uuid": "Default channel UUID",
-            "extra__callbell__timeout": "Timeout (seconds)",
-        }
+        assert labels == {f"extra__callbell__{name}": spec["label"] for name, spec in CONN_FIELDS.items()}
+        assert labels["extra__callbell__timeout"] == "Timeout (seconds)"
 
     def test_registers_without_warnings(self):
         """A fresh process, so that nothing initialised the providers before the log is watched."""

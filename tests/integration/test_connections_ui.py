@@ -120,10 +120,9 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
     }
     extra = meta["extra_fields"]
     assert {name: field["schema"]["title"] for name, field in extra.items()} == {
-        "from": "Default channel type",
-        "channel_uuid": "Default channel UUID",
-        "timeout": "Timeout (seconds)",
+        name: spec["label"] for name, spec in CONN_FIELDS.items()
     }
+    assert extra["timeout"]["schema"]["title"] == "Timeout (seconds)"
     assert extra["from"]["value"] == "whatsapp"
     assert extra["from"]["schema"]["enum"] == ["whatsapp", "telegram", "instagram", "facebook", None]
     assert extra["timeout"]["schema"]["type"] == ["number", "null"]
