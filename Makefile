@@ -3,7 +3,7 @@
 #
 # Each supported Airflow line has its own lock file and venv: .venv for 3.3 (development, ruff,
 # mypy, the demo) and .venv-2.11 for 2.11. `make test` lints and type-checks once, then runs the whole
-# pytest suite on both lines; `make pytest AIRFLOW_LINE=2.11` runs one line alone.
+# pytest suite on both lines, in parallel; `make pytest AIRFLOW_LINE=2.11` runs one line alone.
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 AIRFLOW_LINES := 3.3 2.11
@@ -46,7 +46,12 @@ pytest: venv
 $(addprefix test-,$(AIRFLOW_LINES)): test-%:
 	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$*
 
-test: lint typecheck $(addprefix test-,$(AIRFLOW_LINES))
+# The lines run side by side, one per core on a 2-core machine (their tests are independent: own
+# venvs, throwaway AIRFLOW_HOMEs, free ports); --output-sync prints each line's log in one piece when
+# it ends. LINE_JOBS=1 runs them one after the other.
+LINE_JOBS ?= 2
+test: lint typecheck
+	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(addprefix test-,$(AIRFLOW_LINES))
 
 demo: venv
 	$(BIN)/python scripts/demo.py
