@@ -1,14 +1,24 @@
-# Two commands do all the set-up: `make demo` and `make test`. Both build .venv from the machine's
-# python3 alone, with uv (installed from PyPI into the venv) and the pinned lock file.
+# Two commands do all the set-up: `make demo` and `make test`. Both build their venvs from the
+# machine's python3 alone, with uv (installed from PyPI into the venv) and the pinned lock files.
+#
+# Each supported Airflow line has its own lock file and venv: .venv for 3.3 (development, ruff,
+# mypy, the demo) and .venv-2.11 for 2.11. `make test` lints and type-checks once, then runs the whole
+# pytest suite on both lines, in parallel; `make pytest AIRFLOW_LINE=2.11` runs one line alone.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-AIRFLOW_LINE := 3.3
+AIRFLOW_LINES := 3.3 2.11
+AIRFLOW_LINE ?= 3.3
+VENV_3.3 := .venv
+VENV_2.11 := .venv-2.11
+VENV := $(VENV_$(AIRFLOW_LINE))
+ifeq ($(VENV),)
+$(error AIRFLOW_LINE must be one of: $(AIRFLOW_LINES); got '$(AIRFLOW_LINE)')
+endif
+BIN := $(VENV)/bin
 LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
-.PHONY: venv test lint typecheck unit demo bench lock clean
+.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench dist lock clean
 
 venv: $(STAMP)
 
@@ -29,8 +39,19 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not integration"
 
-test: lint typecheck venv
+# The whole suite (unit, sandbox, end-to-end `airflow dags test`, Connections UI) on one Airflow line.
+pytest: venv
 	$(BIN)/pytest
+
+$(addprefix test-,$(AIRFLOW_LINES)): test-%:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$*
+
+# The lines run side by side, one per core on a 2-core machine (their tests are independent: own
+# venvs, throwaway AIRFLOW_HOMEs, free ports); --output-sync prints each line's log in one piece when
+# it ends. LINE_JOBS=1 runs them one after the other.
+LINE_JOBS ?= 2
+test: lint typecheck
+	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(addprefix test-,$(AIRFLOW_LINES))
 
 demo: venv
 	$(BIN)/python scripts/demo.py
@@ -38,11 +59,19 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/run.py
 
-# Re-pin every dependency (needs the network to PyPI); commit the result.
+# Build the sdist and wheel into dist/, `twine check --strict` them, install the wheel into a fresh
+# venv per Airflow line with that Airflow from PyPI and nothing else, and check that
+# `airflow providers list` shows this version.
+dist: venv
+	rm -rf dist
+	$(BIN)/python scripts/check_dist.py --outdir dist
+
+# Re-pin every dependency of one line (needs the network to PyPI); commit the result.
+# `make lock AIRFLOW_LINE=2.11` for the other line.
 lock:
 	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(BIN)/uv pip compile --quiet --universal --python-version 3.10 --group dev \
 		pyproject.toml requirements/airflow-$(AIRFLOW_LINE).in -o $(LOCK)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo
+	rm -rf $(foreach line,$(AIRFLOW_LINES),$(VENV_$(line))) .mypy_cache .ruff_cache .pytest_cache .demo dist

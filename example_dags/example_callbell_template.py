@@ -7,7 +7,11 @@ requires it. ``template_values`` fill the template's placeholders ``{{1}}``, ``{
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
 
 from airflow_provider_callbell.operators.callbell import CallbellSendMessageOperator
 

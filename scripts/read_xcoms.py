@@ -6,8 +6,20 @@ import json
 import sys
 
 from airflow.models.dagrun import DagRun
-from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
+
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.models.xcom import XComModel
+
+    value_of = XComModel.deserialize_value
+else:  # Airflow 2.x: the ORM model is XCom itself, and it deserializes each row as it loads it
+    from airflow.models.xcom import XCom as XComModel
+
+    def value_of(row: XComModel) -> object:
+        return row.value
+
 
 with create_session() as session:
     run = session.query(DagRun).filter(DagRun.dag_id == sys.argv[1]).order_by(DagRun.id.desc()).first()
@@ -22,7 +34,7 @@ with create_session() as session:
                         "task_id": row.task_id,
                         "map_index": row.map_index,
                         "key": row.key,
-                        "value": XComModel.deserialize_value(row),
+                        "value": value_of(row),
                     }
                     for row in rows
                 ],

@@ -1,8 +1,20 @@
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
 
 import pytest
+
+# Airflow reads AIRFLOW_HOME when it is first imported, which happens after this file is loaded: give
+# the in-process tests a throwaway home, so that no config, SQLite file or log lands in ~/airflow.
+# The integration tests run `airflow` in subprocesses with homes of their own.
+_airflow_home = tempfile.mkdtemp(prefix="callbell-tests-airflow-home-")
+atexit.register(shutil.rmtree, _airflow_home, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = _airflow_home
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 pytest_plugins = ["airflow_provider_callbell.sandbox.pytest_plugin"]
 

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
+import textwrap
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
 
@@ -9,7 +13,11 @@ import jsonschema
 import pytest
 
 import airflow_provider_callbell
-from airflow_provider_callbell.get_provider_info import get_provider_info
+from airflow_provider_callbell.get_provider_info import CONN_FIELDS, get_provider_info
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+PACKAGE_DIR = Path(airflow_provider_callbell.__file__).parent
 
 
 class TestProviderInfo:
@@ -26,8 +34,52 @@ class TestProviderInfo:
         assert distribution(info["package-name"]).version == airflow_provider_callbell.__version__
 
     def test_valid_against_airflow_schema(self):
-        schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+        schema = json.loads((AIRFLOW_DIR / "provider_info.schema.json").read_text())
         jsonschema.validate(get_provider_info(), schema)
+
+    def test_ui_field_behaviour_valid_against_airflow_schema(self):
+        schema = json.loads((AIRFLOW_DIR / "customized_form_field_behaviours.schema.json").read_text())
+        jsonschema.validate(CallbellHook.get_ui_field_behaviour(), schema)
+
+    @pytest.mark.parametrize("section", ["hooks", "operators", "sensors", "triggers"])
+    def test_lists_every_module_of_the_package(self, section):
+        """A new module under hooks/, operators/, sensors/ or triggers/ must be registered to be found."""
+        on_disk = {
+            f"airflow_provider_callbell.{section}.{path.stem}"
+            for path in (PACKAGE_DIR / section).glob("*.py")
+            if path.stem != "__init__"
+        }
+        listed = {
+            module for entry in get_provider_info().get(section, []) for module in entry["python-modules"]
+        }
+        assert listed == on_disk
+        for module in listed:
+            importlib.import_module(module)
+
+    def test_lists_every_notifier(self):
+        on_disk = {
+            f"airflow_provider_callbell.notifications.{path.stem}"
+            for path in (PACKAGE_DIR / "notifications").glob("*.py")
+            if path.stem != "__init__"
+        }
+        listed = get_provider_info().get("notifications", [])
+        assert {class_path.rpartition(".")[0] for class_path in listed} == on_disk
+        for class_path in listed:
+            module, _, name = class_path.rpartition(".")
+            assert isinstance(getattr(importlib.import_module(module), name), type), class_path
+
+    def test_every_entry_names_a_declared_integration(self):
+        info = get_provider_info()
+        integrations = {integration["integration-name"] for integration in info["integrations"]}
+        for section in ("hooks", "operators", "sensors", "triggers"):
+            for entry in info.get(section, []):
+                assert entry["integration-name"] in integrations, (section, entry)
+
+    def test_connection_type_matches_the_hook(self):
+        (connection_type,) = get_provider_info()["connection-types"]
+        assert connection_type["hook-class-name"] == f"{CallbellHook.__module__}.{CallbellHook.__qualname__}"
+        assert connection_type["connection-type"] == CallbellHook.conn_type
+        assert connection_type["hook-name"] == CallbellHook.hook_name
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +89,12 @@ def providers_manager():
     manager = ProvidersManager()
     manager.initialize_providers_hooks()
     return manager
+
+
+def _label(widget_info) -> str:
+    """A form field's label: Airflow 3.2+ keeps ``conn-fields`` as JSON schema, older ones a wtforms field."""
+    field = widget_info.field
+    return field["schema"]["title"] if isinstance(field, dict) else str(field.args[0])
 
 
 class TestProvidersManager:
@@ -57,10 +115,35 @@ class TestProvidersManager:
 
     def test_connection_form(self, providers_manager):
         behaviour = providers_manager.field_behaviours["callbell"]
-        assert behaviour["relabeling"]["password"] == "API token"
-        assert "login" in behaviour["hidden_fields"]
+        assert behaviour["relabeling"] == {"password": "API token", "host": "Base URL"}
+        assert set(behaviour["hidden_fields"]) == {"login", "schema", "port", "extra"}
         widgets = providers_manager.connection_form_widgets
-        assert {"extra__callbell__from", "extra__callbell__channel_uuid", "extra__callbell__timeout"} <= set(
-            widgets
+        labels = {
+            name: _label(info) for name, info in widgets.items() if name.startswith("extra__callbell__")
+        }
+        assert labels == {f"extra__callbell__{name}": spec["label"] for name, spec in CONN_FIELDS.items()}
+        assert labels["extra__callbell__timeout"] == "Timeout (seconds)"
+
+    def test_registers_without_warnings(self):
+        """A fresh process, so that nothing initialised the providers before the log is watched."""
+        code = textwrap.dedent(
+            """
+            import json, logging, warnings
+            from airflow.providers_manager import ProvidersManager
+
+            # After the import: importing airflow configures logging and replaces the handlers.
+            records = []
+            handler = logging.Handler(logging.WARNING)
+            handler.emit = lambda record: records.append(record.getMessage())
+            logging.getLogger("airflow.providers_manager").addHandler(handler)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                manager = ProvidersManager()
+                manager.initialize_providers_hooks()
+                manager.hooks["callbell"], manager.connection_form_widgets, manager.field_behaviours
+            records += [str(w.message) for w in caught]
+            print(json.dumps([r for r in records if "callbell" in r.lower()]))
+            """
         )
-        assert widgets["extra__callbell__timeout"].field["schema"]["title"] == "Timeout (seconds)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -25,10 +25,10 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
-from airflow_provider_callbell.version_compat import BaseHook
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
@@ -107,22 +107,38 @@ class CallbellHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Offer the extras as form fields (for Airflow versions without declarative ``conn-fields``)."""
-        from wtforms import DecimalField, IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional
+        """Offer the extras as form fields, for Airflow before 3.2 (3.2+ reads ``conn-fields``).
 
-        field_classes = {"number": DecimalField, "integer": IntegerField}
-        widgets = {}
-        for name, spec in CONN_FIELDS.items():
+        Each field follows its ``conn-fields`` schema type. Airflow accepts only ``StringField``,
+        ``IntegerField``, ``PasswordField`` and ``BooleanField`` here and drops the whole connection
+        type for any other class, so a ``number`` (seconds, which may be fractional) is a text field
+        that must hold a decimal number. Airflow 2.x renders the form with Flask-AppBuilder, so there
+        the fields get its Bootstrap widget and translatable labels, as the official providers' do.
+        """
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional, Regexp
+
+        label: Callable[[str], Any] = str
+        widget: dict[str, Any] = {}
+        if not AIRFLOW_V_3_0_PLUS:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+
+            label = lazy_gettext
+            widget = {"widget": BS3TextFieldWidget()}
+
+        def form_field(spec: Mapping[str, Any]) -> Any:
             kind = spec["schema"]["type"][0]
-            if kind in field_classes:
-                validators = [Optional(), NumberRange(min=0)]
-                widgets[name] = field_classes[kind](
-                    spec["label"], validators, description=spec["description"]
-                )
-            else:
-                widgets[name] = StringField(spec["label"], description=spec["description"])
-        return widgets
+            args = (label(spec["label"]),)
+            kwargs = {"description": spec["description"], **widget}
+            if kind == "integer":
+                return IntegerField(*args, validators=[Optional(), NumberRange(min=0)], **kwargs)
+            if kind == "number":
+                decimal = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="Enter a number such as 10 or 2.5")
+                return StringField(*args, validators=[Optional(), decimal], **kwargs)
+            return StringField(*args, **kwargs)
+
+        return {name: form_field(spec) for name, spec in CONN_FIELDS.items()}
 
     # -- Connection and session, made on first use ------------------------------------------------
 

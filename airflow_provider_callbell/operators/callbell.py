@@ -10,9 +10,8 @@ from airflow_provider_callbell.version_compat import BaseOperator
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from airflow.sdk import Context
-
     from airflow_provider_callbell.hooks.callbell import CallbellHook
+    from airflow_provider_callbell.version_compat import Context
 
 #: Every field of a message, in ``CallbellHook.send_message``'s terms; all of them are templated.
 MESSAGE_FIELDS: tuple[str, ...] = (

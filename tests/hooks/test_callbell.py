@@ -15,7 +15,7 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
-from airflow_provider_callbell.version_compat import redact
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, redact
 from tests.conftest import BASE_URL, SEND_URL, TOKEN, UUID, set_connection
 
 
@@ -53,12 +53,45 @@ class TestHookAttributes:
         assert "password" not in behaviour["hidden_fields"]
 
     def test_connection_form_widgets_offer_the_extras(self):
-        pytest.importorskip("wtforms")
+        wtforms = pytest.importorskip("wtforms")
         widgets = CallbellHook.get_connection_form_widgets()
         assert set(widgets) == set(CONN_FIELDS)
-        assert widgets["timeout"].field_class.__name__ == "DecimalField"
-        assert widgets["max_retries"].field_class.__name__ == "IntegerField"
-        assert widgets["from"].args[0] == "Default channel type"
+        assert {name: str(widget.args[0]) for name, widget in widgets.items()} == {
+            name: spec["label"] for name, spec in CONN_FIELDS.items()
+        }
+        # Airflow drops a connection type whose form uses any other field class.
+        allowed = {wtforms.IntegerField, wtforms.PasswordField, wtforms.StringField, wtforms.BooleanField}
+        assert {widget.field_class for widget in widgets.values()} <= allowed
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            pytest.param("10", True, id="whole"),
+            pytest.param("2.5", True, id="fraction"),
+            pytest.param("", True, id="empty-means-default"),
+            pytest.param("ten", False, id="word"),
+            pytest.param("-1", False, id="negative"),
+        ],
+    )
+    def test_timeout_form_field_takes_decimal_seconds(self, value, valid):
+        wtforms = pytest.importorskip("wtforms")
+
+        class Form(wtforms.Form):
+            timeout = CallbellHook.get_connection_form_widgets()["timeout"]
+
+        class Posted(dict):  # what a web framework hands wtforms: a mapping with getlist
+            def getlist(self, key):
+                return [self[key]] if key in self else []
+
+        form = Form(Posted(timeout=value))
+        assert form.validate() is valid, form.errors
+
+    @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 2.x renders the form with Flask-AppBuilder")
+    def test_connection_form_widgets_use_flask_appbuilder_on_airflow_2(self):
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+
+        for widget in CallbellHook.get_connection_form_widgets().values():
+            assert isinstance(widget.kwargs["widget"], BS3TextFieldWidget)
 
 
 class TestConnection:

@@ -71,8 +71,9 @@ class Airflow:
             env=self.env,
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+        assert read.returncode == 0, f"read_xcoms.py failed:\n{read.stderr[-3000:]}\n{proc.stderr[-3000:]}"
         found = json.loads(read.stdout.strip().splitlines()[-1])
         return DagRunResult(
             proc.returncode, proc.stdout + proc.stderr, found["run_id"], found["state"], found["xcoms"]

@@ -6,13 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
+
 pytestmark = pytest.mark.integration
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
 
 def test_every_example_dag_imports_without_errors():
-    from airflow.dag_processing.dagbag import DagBag
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag
 
     dagbag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert dagbag.import_errors == {}

@@ -1,0 +1,184 @@
+"""`make dist`: build the release files and prove that the wheel works where a user installs it.
+
+1. ``python -m build`` makes the sdist and the wheel in a temporary folder (or ``--outdir``).
+2. ``twine check --strict`` accepts both (the README renders on PyPI, the metadata is complete).
+3. The wheel holds the package only (with ``py.typed``), the sdist the tests, example DAGs and docs,
+   and the metadata names the provider classifier, the licence, the URLs and the entry point.
+4. For each Airflow line pinned in ``requirements/airflow-*.in`` (or those given with ``--airflow``):
+   a fresh venv gets the wheel and that Airflow from PyPI and nothing else, and
+   ``airflow providers list`` must show airflow-provider-callbell at this package's version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DIST_NAME = "airflow-provider-callbell"
+REPO_URL = "https://github.com/airflow-provider-callbell/airflow-provider-callbell"
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def require(condition: object, message: str) -> None:
+    if not condition:
+        sys.exit(f"make dist failed: {message}")
+
+
+def run(args: list[str | Path], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(map(str, args[:4]))} ... exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+    out: str = proc.stdout
+    return out
+
+
+def package_version() -> str:
+    match = re.search(
+        r'^__version__ = "([^"]+)"', (ROOT / "airflow_provider_callbell/__init__.py").read_text(), re.M
+    )
+    if not match:
+        sys.exit("no __version__ in airflow_provider_callbell/__init__.py")
+    return match[1]
+
+
+def pinned_airflow_versions() -> list[str]:
+    versions = []
+    for path in sorted((ROOT / "requirements").glob("airflow-*.in")):
+        match = re.search(r"^apache-airflow==(\S+)", path.read_text(), re.M)
+        if match:
+            versions.append(match[1])
+    return versions
+
+
+def check_contents(wheel: Path, sdist: Path, version: str) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = Parser().parsestr(
+            zf.read(f"airflow_provider_callbell-{version}.dist-info/METADATA").decode()
+        )
+        entry_points = zf.read(f"airflow_provider_callbell-{version}.dist-info/entry_points.txt").decode()
+    outside = [
+        n for n in names if not n.startswith(("airflow_provider_callbell/", "airflow_provider_callbell-"))
+    ]
+    require(not outside, f"the wheel holds files outside the package: {outside}")
+    require("airflow_provider_callbell/py.typed" in names, "the wheel lacks py.typed")
+
+    with tarfile.open(sdist) as tf:
+        members = {Path(m.name).relative_to(f"airflow_provider_callbell-{version}").as_posix() for m in tf}
+    for needed in (
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "pyproject.toml",
+        "tests/conftest.py",
+        "example_dags/example_callbell_pipeline.py",
+        "airflow_provider_callbell/py.typed",
+    ):
+        require(needed in members, f"the sdist lacks {needed}")
+    require(
+        not any(m.startswith((".venv", ".demo", "dist/")) for m in members),
+        "the sdist holds a venv or build output",
+    )
+
+    require(
+        (metadata["Name"], metadata["Version"]) == (DIST_NAME, version),
+        f"the wheel is {metadata['Name']} {metadata['Version']}, want {DIST_NAME} {version}",
+    )
+    require(
+        "Framework :: Apache Airflow :: Provider" in metadata.get_all("Classifier", []),
+        "no 'Framework :: Apache Airflow :: Provider' classifier",
+    )
+    require(
+        metadata["License-Expression"] == "Apache-2.0",
+        f"License-Expression is {metadata['License-Expression']!r}, want 'Apache-2.0'",
+    )
+    require("LICENSE" in metadata.get_all("License-File", []), "the metadata names no License-File LICENSE")
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL", []))
+    require(
+        set(urls) >= {"Homepage", "Source", "Issues", "Changelog"} and urls["Source"] == REPO_URL,
+        f"Project-URLs {urls} lack Homepage/Source/Issues/Changelog or Source is not {REPO_URL}",
+    )
+    requires = metadata.get_all("Requires-Dist", [])
+    require(any(r.startswith("apache-airflow>=") for r in requires), f"no apache-airflow>= in {requires}")
+    require(
+        "[apache_airflow_provider]" in entry_points and "get_provider_info:get_provider_info" in entry_points,
+        f"entry_points.txt lacks the apache_airflow_provider entry point:\n{entry_points}",
+    )
+
+
+def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -> None:
+    venv = work / f"venv-airflow-{airflow_version}"
+    run([BIN / "uv", "venv", "--quiet", "--python", sys.executable, venv])
+    started = time.monotonic()
+    run(
+        [
+            BIN / "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            venv / "bin" / "python",
+            wheel,
+            f"apache-airflow=={airflow_version}",
+        ]
+    )
+    step(f"installed the wheel with apache-airflow=={airflow_version} in {time.monotonic() - started:.0f} s")
+    env = {
+        "AIRFLOW_HOME": str(work / f"home-{airflow_version}"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+    }
+    out = run([venv / "bin" / "airflow", "providers", "list", "--output", "json"], env=env)
+    providers = json.loads(out[out.index("[") :])
+    found = {p["package_name"]: p["version"] for p in providers}
+    require(
+        found.get(DIST_NAME) == version,
+        f"airflow providers list shows {found.get(DIST_NAME)!r}, want {version!r}",
+    )
+    step(f"airflow {airflow_version}: `airflow providers list` shows {DIST_NAME} {found[DIST_NAME]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outdir", type=Path, help="keep the built files here (default: a temporary folder)")
+    parser.add_argument("--airflow", action="append", help="Airflow version to install the wheel with")
+    args = parser.parse_args()
+    version = package_version()
+    with tempfile.TemporaryDirectory(prefix="callbell-dist-") as tmp:
+        work = Path(tmp)
+        outdir = args.outdir or work / "dist"
+        step(f"python -m build -> {outdir}")
+        run([sys.executable, "-m", "build", "--installer", "uv", "--outdir", outdir, ROOT])
+        wheel = outdir / f"airflow_provider_callbell-{version}-py3-none-any.whl"
+        sdist = outdir / f"airflow_provider_callbell-{version}.tar.gz"
+        step("twine check --strict")
+        print(
+            run(
+                [BIN / "twine", "--no-color", "check", "--strict", wheel, sdist],
+                env={**os.environ, "COLUMNS": "200"},
+            ).strip()
+        )
+        check_contents(wheel, sdist, version)
+        step("wheel: the package and py.typed only; sdist: tests, example DAGs, README, CHANGELOG, LICENSE")
+        for airflow_version in args.airflow or pinned_airflow_versions():
+            check_install(wheel, airflow_version, version, work)
+    print(f"\n{DIST_NAME} {version}: release files check out")
+
+
+if __name__ == "__main__":
+    main()
