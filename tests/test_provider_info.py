@@ -104,10 +104,14 @@ class TestProvidersManager:
         provider = providers_manager.providers["airflow-provider-callbell"]
         assert provider.version == airflow_provider_callbell.__version__
 
-    def test_binds_connection_type_to_hook(self):
-        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
-
-        hook_info = ProvidersManagerTaskRuntime().hooks["callbell"]
+    def test_binds_connection_type_to_hook(self, providers_manager):
+        try:  # where workers look hooks up since the task SDK has its own providers manager
+            from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+        except ImportError:  # Airflow 2.x
+            hooks = providers_manager.hooks
+        else:
+            hooks = ProvidersManagerTaskRuntime().hooks
+        hook_info = hooks["callbell"]
         assert hook_info.hook_class_name == "airflow_provider_callbell.hooks.callbell.CallbellHook"
         assert hook_info.connection_id_attribute_name == "callbell_conn_id"
         assert hook_info.hook_name == "Callbell"
