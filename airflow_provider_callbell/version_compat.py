@@ -7,8 +7,8 @@ loads belong at module level.
 
 Each block below groups the names by the Airflow version that moved them; add a name to the block of
 the version whose path it takes (``airflow.sdk`` on the first branch, the older path on ``else``).
-The first branch is also what mypy checks (``TYPE_CHECKING``), against the Airflow 3 venv; the
-``else`` branches are exercised by running the test suite on Airflow 2.11.
+The first branch is also what mypy checks (``TYPE_CHECKING``), against the Airflow 3.3 venv; the
+2.x branches run in the test suite on Airflow 2.11. The 3.0-only paths are not run in CI.
 """
 
 from __future__ import annotations

@@ -116,7 +116,9 @@ class CallbellHook(BaseHook):
         the fields get its Bootstrap widget and translatable labels, as the official providers' do.
         """
         from wtforms import IntegerField, StringField
-        from wtforms.validators import NumberRange, Optional, Regexp
+
+        # any_of, not its alias AnyOf: Airflow 3.0/3.1's API server reads the choices through a mock of it.
+        from wtforms.validators import NumberRange, Optional, Regexp, any_of
 
         label: Callable[[str], Any] = str
         widget: dict[str, Any] = {}
@@ -130,13 +132,14 @@ class CallbellHook(BaseHook):
         def form_field(spec: Mapping[str, Any]) -> Any:
             kind = spec["schema"]["type"][0]
             args = (label(spec["label"]),)
-            kwargs = {"description": spec["description"], **widget}
+            kwargs = {"description": spec["description"], "default": spec["schema"].get("default"), **widget}
             if kind == "integer":
                 return IntegerField(*args, validators=[Optional(), NumberRange(min=0)], **kwargs)
             if kind == "number":
                 decimal = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="Enter a number such as 10 or 2.5")
                 return StringField(*args, validators=[Optional(), decimal], **kwargs)
-            return StringField(*args, **kwargs)
+            choices = [value for value in spec["schema"].get("enum", []) if value is not None]
+            return StringField(*args, validators=[Optional(), any_of(choices)] if choices else [], **kwargs)
 
         return {name: form_field(spec) for name, spec in CONN_FIELDS.items()}
 

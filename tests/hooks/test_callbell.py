@@ -32,6 +32,13 @@ def hook_logs():
         yield lines
 
 
+class _Posted(dict):
+    """What a web framework hands a wtforms form: a mapping with ``getlist``."""
+
+    def getlist(self, key):
+        return [self[key]] if key in self else []
+
+
 class TestHookAttributes:
     def test_how_airflow_sees_it(self):
         assert CallbellHook.conn_name_attr == "callbell_conn_id"
@@ -79,11 +86,24 @@ class TestHookAttributes:
         class Form(wtforms.Form):
             timeout = CallbellHook.get_connection_form_widgets()["timeout"]
 
-        class Posted(dict):  # what a web framework hands wtforms: a mapping with getlist
-            def getlist(self, key):
-                return [self[key]] if key in self else []
+        form = Form(_Posted(timeout=value))
+        assert form.validate() is valid, form.errors
 
-        form = Form(Posted(timeout=value))
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            pytest.param("telegram", True, id="known"),
+            pytest.param("", True, id="empty-means-default"),
+            pytest.param("sms", False, id="unknown"),
+        ],
+    )
+    def test_channel_form_field_takes_a_known_channel(self, value, valid):
+        wtforms = pytest.importorskip("wtforms")
+
+        class Form(wtforms.Form):
+            from_ = CallbellHook.get_connection_form_widgets()["from"]
+
+        form = Form(_Posted(from_=value))
         assert form.validate() is valid, form.errors
 
     @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 2.x renders the form with Flask-AppBuilder")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~10 s on a 2-core machine
+STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
 
 
 def _free_port() -> int:
@@ -124,8 +124,10 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
     }
     assert extra["timeout"]["schema"]["title"] == "Timeout (seconds)"
     assert extra["from"]["value"] == "whatsapp"
-    assert extra["from"]["schema"]["enum"] == ["whatsapp", "telegram", "instagram", "facebook", None]
-    assert extra["timeout"]["schema"]["type"] == ["number", "null"]
+    # 3.2+ passes the conn-fields enum on as is; 3.0/3.1 derive it from the hook's AnyOf validator.
+    assert set(extra["from"]["schema"]["enum"]) - {None} == {"whatsapp", "telegram", "instagram", "facebook"}
+    # A number on 3.2+; 3.0/3.1 show the hook's decimal text field as a string.
+    assert extra["timeout"]["schema"]["type"] in (["number", "null"], ["string", "null"])
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask-AppBuilder web server is Airflow 2.x")

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-
 pytestmark = pytest.mark.integration
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
 
 def test_every_example_dag_imports_without_errors():
-    if AIRFLOW_V_3_0_PLUS:
+    try:  # Airflow 3.1+
         from airflow.dag_processing.dagbag import DagBag
-    else:
+    except ImportError:  # Airflow 2.x, 3.0
         from airflow.models.dagbag import DagBag
 
     dagbag = DagBag(dag_folder=str(EXAMPLE_DAGS))
