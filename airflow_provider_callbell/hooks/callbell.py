@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -14,18 +15,21 @@ from urllib3.util.retry import Retry
 
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
-    CallbellAuthError,
     CallbellConnectionConfigError,
     CallbellError,
-    CallbellRateLimitError,
-    CallbellServerError,
+    api_error_class,
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
-from airflow_provider_callbell.version_compat import BaseHook, mask_secret
+from airflow_provider_callbell.version_compat import BaseHook, aget_connection, amask_secret, mask_secret
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import timedelta
+
+    import httpx
+
+    from airflow_provider_callbell.version_compat import Connection
 
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
@@ -46,6 +50,19 @@ class _ConnParams:
     timeout: float | tuple[float, float]
 
 
+class _Response(Protocol):
+    """What the sync (``requests``) and async (``httpx``) responses share, as far as the hook reads."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def elapsed(self) -> timedelta: ...
+
+
 class CallbellHook(BaseHook):
     """
     Talk to the Callbell REST API with the API token of an Airflow connection.
@@ -57,7 +74,9 @@ class CallbellHook(BaseHook):
     (seconds).
 
     Nothing happens in ``__init__``: the connection is read and the HTTP session built on first use,
-    once per hook, so creating a hook in a DAG file costs nothing.
+    once per hook, so creating a hook in a DAG file costs nothing. Triggers use the async methods
+    (``aget_message_status``), which read the same connection without blocking the event loop and
+    map errors the same way.
 
     .. code-block:: python
 
@@ -117,14 +136,27 @@ class CallbellHook(BaseHook):
     @cached_property
     def _conn_params(self) -> _ConnParams:
         conn = self.get_connection(self.callbell_conn_id)
+        params = self._merge_conn_params(conn, conn.extra_dejson)
+        mask_secret(params.token)
+        return params
+
+    async def _aconn_params(self) -> _ConnParams:
+        """``_conn_params`` for async code: same merge, same cache, no blocking call on the event loop."""
+        if "_conn_params" not in self.__dict__:
+            conn, extras = await aget_connection(self, self.callbell_conn_id)
+            params = self._merge_conn_params(conn, extras)
+            await amask_secret(params.token)
+            self.__dict__["_conn_params"] = params
+        return self._conn_params
+
+    def _merge_conn_params(self, conn: Connection, extras: Mapping[str, Any]) -> _ConnParams:
+        """The hook's arguments first, then the connection's extras, then the defaults."""
         token = conn.password
         if not token:
             raise CallbellConnectionConfigError(
                 f"Connection {self.callbell_conn_id!r} has no API token: set its password to the API "
                 "key made in Callbell's dashboard"
             )
-        mask_secret(token)
-        extras = conn.extra_dejson
 
         def extra(name: str) -> Any:
             # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings.
@@ -144,13 +176,7 @@ class CallbellHook(BaseHook):
     def session(self) -> requests.Session:
         """The one ``requests.Session`` of this hook: pooled connections, auth and retries."""
         session = requests.Session()
-        session.headers.update(
-            {
-                "Authorization": f"Bearer {self._conn_params.token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            }
-        )
+        session.headers.update(_headers(self._conn_params.token))
         retry = Retry(
             total=3,
             connect=3,  # the request never reached Callbell: always safe
@@ -200,19 +226,43 @@ class CallbellHook(BaseHook):
                 allow_redirects=False,  # a redirect must not carry the token elsewhere
             )
         except requests.RequestException as err:
-            raise CallbellAPIError(
-                f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint
-            ) from None
+            raise _no_answer(endpoint, err) from None
+        return self._decode(endpoint, response)
+
+    async def _arequest(self, method: str, path: str) -> Any:
+        """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout and errors.
+
+        It does not retry: a trigger polls again at its own pace, and decides what to retry with
+        :attr:`CallbellAPIError.is_transient`. One short-lived client per call, because a trigger
+        asks once per poll interval and a client must not outlive the event loop it was made on.
+        """
+        import httpx
+
+        endpoint = f"{method} {path}"
+        params_ = await self._aconn_params()
+        async with httpx.AsyncClient(
+            headers=_headers(params_.token),
+            timeout=_httpx_timeout(params_.timeout),
+            follow_redirects=False,  # a redirect must not carry the token elsewhere
+        ) as client:
+            try:
+                response = await client.request(method, params_.base_url + path)
+            except httpx.HTTPError as err:
+                raise _no_answer(endpoint, err) from None
+        return self._decode(endpoint, response)
+
+    def _decode(self, endpoint: str, response: _Response) -> Any:
+        """Return the JSON body of an answer, or raise the typed error for it; both transports use it."""
         status = response.status_code
         self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
         if not 200 <= status < 300:
-            raise _error_for(status)(
+            raise api_error_class(status)(
                 _reason(status), status_code=status, endpoint=endpoint, body=response.text
             )
         if status == 204 or not response.content:
             return None
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
             raise CallbellAPIError(
                 "expected a JSON answer", status_code=status, endpoint=endpoint, body=response.text
@@ -303,8 +353,13 @@ class CallbellHook(BaseHook):
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""
-        path = f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
+        path = _status_path(uuid)
         return self._get_object(self._request("GET", path), "message", f"GET {path}")
+
+    async def aget_message_status(self, uuid: str) -> dict[str, Any]:
+        """:meth:`get_message_status` for async code (triggers); errors are raised, never retried."""
+        path = _status_path(uuid)
+        return self._get_object(await self._arequest("GET", path), "message", f"GET {path}")
 
     def delete_message(self, uuid: str) -> None:
         """Delete a message in Callbell (not on the customer's phone) with ``DELETE /messages/:uuid``."""
@@ -333,6 +388,32 @@ class CallbellHook(BaseHook):
         if not email:
             return False, "GET /auth/me answered without a user_email: is the base URL Callbell's API?"
         return True, f"Connected to Callbell as {email}"
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+
+
+def _httpx_timeout(timeout: float | tuple[float, float]) -> httpx.Timeout:
+    import httpx
+
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return httpx.Timeout(read, connect=connect)
+    return httpx.Timeout(timeout)
+
+
+def _status_path(uuid: str) -> str:
+    return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
+
+
+def _no_answer(endpoint: str, err: Exception) -> CallbellAPIError:
+    """The error for a request that got no HTTP answer (``status_code`` None, so it is transient)."""
+    return CallbellAPIError(f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint)
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
@@ -374,16 +455,6 @@ def _timeout(value: Any) -> float | tuple[float, float]:
     if seconds <= 0:
         raise CallbellConnectionConfigError(f"timeout must be a positive number of seconds, got {value!r}")
     return seconds
-
-
-def _error_for(status: int) -> type[CallbellAPIError]:
-    if status in (401, 403):
-        return CallbellAuthError
-    if status == 429:
-        return CallbellRateLimitError
-    if status >= 500:
-        return CallbellServerError
-    return CallbellAPIError
 
 
 def _reason(status: int) -> str:
