@@ -23,6 +23,7 @@ from airflow_provider_callbell.version_compat import BaseNotifier, Variable
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
@@ -170,6 +171,15 @@ class CallbellNotifier(BaseNotifier):
         # serves several callbacks (the DAG processor runs a batch of them, ``airflow dags test`` runs
         # every task in one process), so render a copy each time and keep the templates.
         BaseNotifier.__call__(copy.copy(self), *args)
+
+    def render_template_fields(self, context: Context, jinja_env: jinja2.Environment | None = None) -> None:
+        # ``airflow dags test`` (Airflow 3.3) runs DAG-level callbacks with the scheduler's
+        # SerializedDAG as ``dag``, which cannot make a Jinja environment; BaseNotifier would fail
+        # there. Airflow's default environment renders the same templates (without the DAG's own
+        # user_defined_macros, which the serialized DAG does not carry anyway).
+        if jinja_env is None and not hasattr(context.get("dag"), "get_template_env"):
+            jinja_env = self.get_template_env()
+        super().render_template_fields(context, jinja_env)
 
     def notify(self, context: Context) -> None:
         """Send the message, unless an alert-fatigue option says this outcome is not news."""

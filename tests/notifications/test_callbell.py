@@ -130,6 +130,16 @@ class TestRendering:
         assert texts(send_ok) == ["load failed", "report success"]
         assert notifier.content == {"text": "{{ ti.task_id }} {{ ti.state }}"}
 
+    def test_renders_with_a_serialized_dag_in_the_context(self, send_ok):
+        # `airflow dags test` hands DAG-level callbacks the scheduler's SerializedDAG, which has no
+        # get_template_env(); BaseNotifier alone fails there.
+        context = dag_context("task_failure")
+        context["dag"] = SimpleNamespace(dag_id="etl", render_template_as_native_obj=False)
+        CallbellNotifier(to="{{ params.on_call }}", content={"text": "{{ dag.dag_id }} {{ reason }}"})(
+            context
+        )
+        assert texts(send_ok) == ["etl task_failure"]
+
     def test_summary_fills_a_templates_placeholder(self, send_ok):
         CallbellNotifier(to="+31612345678", template_uuid="tmpl-1", optin_contact=True)(task_context())
         body = send_ok.last_request.json()

@@ -1,0 +1,150 @@
+"""DAG-level callbacks as production runs them: a scheduler, a DAG processor and an API server.
+
+``airflow dags test`` runs DAG-level callbacks in its own process; in production the DAG processor
+runs them after the scheduler has finished the run. This test starts those components in a throwaway
+AIRFLOW_HOME (SQLite, free ports, each component in its own process group), triggers
+``example_callbell_dag_callbacks`` once failing and once succeeding, and waits for both messages at
+the sandbox. Every process it started is killed at the end, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.integration.conftest import BIN, ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from airflow_provider_callbell.sandbox import CallbellSandbox
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "example_callbell_dag_callbacks"
+WAIT_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Services:
+    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME."""
+
+    COMPONENTS = (("api-server", "--port", "{api_port}"), ("scheduler",), ("dag-processor",))
+
+    def __init__(self, home: Path, sandbox: CallbellSandbox) -> None:
+        self.home = home
+        api_port = free_port()
+        self.api_port = api_port
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Tasks reach the API server on its non-default port; every component signs and checks
+            # the tasks' tokens with the same secret.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # Free ports only, so that parallel test runs on one machine do not collide.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            # Fast loops: a run is picked up and its callback queued within a second or two.
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json,
+            # `airflow` starts its own parts by name: the venv's must come first.
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def cli(self, *args: str) -> str:
+        proc = subprocess.run(
+            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
+        return proc.stdout
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Services]:
+        self.cli("db", "migrate")
+        self.cli("dags", "reserialize")  # the DAG is in the database before anything is triggered
+        try:
+            for component in self.COMPONENTS:
+                args = [arg.format(api_port=self.api_port) for arg in component]
+                with open(self.home / f"{args[0]}.log", "wb") as log:
+                    self.processes.append(
+                        subprocess.Popen(
+                            [str(BIN / "airflow"), *args],
+                            env=self.env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,  # its own process group, killed as a whole
+                        )
+                    )
+            yield self
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for proc in self.processes:  # children that outlived their parent, in the same group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}" for path in self.home.glob("*.log")
+        )
+
+
+def wait_for_messages(sandbox: CallbellSandbox, count: int, services: Services) -> list[str]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        texts = [m["body"]["content"]["text"] for m in sandbox.messages]
+        if len(texts) >= count:
+            return texts
+        assert all(proc.poll() is None for proc in services.processes), services.logs()
+        time.sleep(0.5)
+    raise AssertionError(f"{count} message(s) expected within {WAIT_SECONDS} s\n{services.logs()}")
+
+
+def test_dag_level_callbacks_under_a_real_scheduler(tmp_path, sandbox):
+    with Services(tmp_path, sandbox).running() as services:
+        services.cli("dags", "trigger", DAG_ID, "--run-id", "broken", "--conf", json.dumps({"fail": True}))
+        (failure,) = wait_for_messages(sandbox, 1, services)
+        services.cli("dags", "trigger", DAG_ID, "--run-id", "fixed")
+        texts = wait_for_messages(sandbox, 2, services)
+        state = json.loads(services.cli("variables", "get", f"callbell_notifier.{DAG_ID}"))
+
+    assert (
+        failure.splitlines()[0] == f"❌ DAG {DAG_ID} failed in run broken (task_failure; failed task: load)"
+    )
+    assert texts[1] == f"✅ DAG {DAG_ID} succeeded in run fixed"
+    # only_on_change remembered the outcome in a Variable that the DAG processor wrote.
+    assert state == {"health": "ok", "notified_at": state["notified_at"], "run_id": "fixed"}
