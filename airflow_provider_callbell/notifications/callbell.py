@@ -187,27 +187,36 @@ class CallbellNotifier(BaseNotifier):
         if self.quiet_retries and event.outcome == "up_for_retry":
             self.log.info("No Callbell notification for %s: Airflow will retry it (quiet_retries)", event.key)
             return
+        if not self.only_on_change and self.dedupe_window is None:
+            self._send(event)  # nothing to remember: no Variable is read or written
+            return
         key = _state_key(self.dedupe_key or event.key)
-        remembers = self.only_on_change or self.dedupe_window is not None
-        before = self._recall(key) if remembers else _Memory()
+        before = self._recall(key)
         health = _HEALTH.get(event.outcome)
         now = time.time()
-        if self.only_on_change and health is not None and health == (before.health or "ok"):
-            why = f"still {health}"
-        elif self.dedupe_window is not None and now - (before.notified_at or 0) < self.dedupe_window:
-            why = f"a message went out less than {self.dedupe_window:g} s ago (dedupe_window)"
+        why_quiet = self._why_quiet(before, health, now)
+        if why_quiet:
+            self.log.info("No Callbell notification for %s: %s", key, why_quiet)
         else:
-            why = None
-        if why:
-            self.log.info("No Callbell notification for %s: %s", key, why)
-        else:
-            self._send(event)
+            self._send(event)  # if it raises, nothing is remembered and the next callback tries again
         after = _Memory(
             health=health if self.only_on_change and health is not None else before.health,
-            notified_at=before.notified_at if why else now,
+            notified_at=before.notified_at if why_quiet else now,
         )
-        if remembers and after != before:
+        if after != before:
             self._remember(key, after, event.run_id)
+
+    def _why_quiet(self, before: _Memory, health: str | None, now: float) -> str | None:
+        """Why this outcome is not news for the key, or ``None`` when it is.
+
+        With nothing remembered the key counts as healthy: a first failure is news, a first success
+        is not.
+        """
+        if self.only_on_change and health is not None and health == (before.health or "ok"):
+            return f"still {health} (only_on_change)"
+        if self.dedupe_window is not None and now - (before.notified_at or 0) < self.dedupe_window:
+            return f"a message went out less than {self.dedupe_window:g} s ago (dedupe_window)"
+        return None
 
     async def async_notify(self, context: Context) -> None:
         """Send from async code (the triggerer): the same :meth:`notify`, in a thread.
