@@ -17,7 +17,9 @@ import signal
 import socket
 import subprocess
 import time
-from typing import TYPE_CHECKING
+import urllib.request
+from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 
@@ -98,9 +100,21 @@ class Services:
                             start_new_session=True,  # its own process group, killed as a whole
                         )
                     )
+            self.wait_until_api_answers()  # a task started before it would fail without running
             yield self
         finally:
             self.stop()
+
+    def wait_until_api_answers(self) -> None:
+        url = f"http://localhost:{self.api_port}/execution/health"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            assert all(proc.poll() is None for proc in self.processes), self.logs()
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"the API server did not answer {url} within {WAIT_SECONDS} s\n{self.logs()}")
 
     def stop(self) -> None:
         for proc in self.processes:
@@ -134,17 +148,29 @@ def wait_for_messages(sandbox: CallbellSandbox, count: int, services: Services) 
     raise AssertionError(f"{count} message(s) expected within {WAIT_SECONDS} s\n{services.logs()}")
 
 
+def wait_for_variable(services: Services, key: str, run_id: str) -> Any:
+    """The Variable's JSON value once a callback of ``run_id`` wrote it (it is written after the send)."""
+    deadline = time.monotonic() + 30
+    while True:
+        out = services.cli("variables", "get", key)
+        value = json.loads(out[out.index("{") :])
+        if value.get("run_id") == run_id or time.monotonic() > deadline:
+            return value
+        time.sleep(1)
+
+
 def test_dag_level_callbacks_under_a_real_scheduler(tmp_path, sandbox):
     with Services(tmp_path, sandbox).running() as services:
         services.cli("dags", "trigger", DAG_ID, "--run-id", "broken", "--conf", json.dumps({"fail": True}))
-        (failure,) = wait_for_messages(sandbox, 1, services)
+        wait_for_messages(sandbox, 1, services)
         services.cli("dags", "trigger", DAG_ID, "--run-id", "fixed")
         texts = wait_for_messages(sandbox, 2, services)
-        state = json.loads(services.cli("variables", "get", f"callbell_notifier.{DAG_ID}"))
+        state = wait_for_variable(services, f"callbell_notifier.{DAG_ID}", "fixed")
+        logs = services.logs()
 
-    assert (
-        failure.splitlines()[0] == f"❌ DAG {DAG_ID} failed in run broken (task_failure; failed task: load)"
-    )
-    assert texts[1] == f"✅ DAG {DAG_ID} succeeded in run fixed"
+    assert [text.splitlines()[0] for text in texts] == [
+        f"❌ DAG {DAG_ID} failed in run broken (task_failure; failed task: load)",
+        f"✅ DAG {DAG_ID} succeeded in run fixed",
+    ], logs
     # only_on_change remembered the outcome in a Variable that the DAG processor wrote.
-    assert state == {"health": "ok", "notified_at": state["notified_at"], "run_id": "fixed"}
+    assert state == {"health": "ok", "notified_at": mock.ANY, "run_id": "fixed"}, logs
