@@ -23,7 +23,7 @@ from unittest import mock
 
 import pytest
 
-from tests.integration.conftest import BIN, ROOT
+from tests.integration.conftest import BIN, Airflow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,50 +43,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Services:
-    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME."""
+class Services(Airflow):
+    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME (SQLite)."""
 
     COMPONENTS = (("api-server", "--port", "{api_port}"), ("scheduler",), ("dag-processor",))
 
     def __init__(self, home: Path, sandbox: CallbellSandbox) -> None:
-        self.home = home
-        api_port = free_port()
-        self.api_port = api_port
-        self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # Tasks reach the API server on its non-default port; every component signs and checks
-            # the tasks' tokens with the same secret.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            # Free ports only, so that parallel test runs on one machine do not collide.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            # Fast loops: a run is picked up and its callback queued within a second or two.
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json,
-            # `airflow` starts its own parts by name: the venv's must come first.
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
+        super().__init__(home)  # the example DAGs, the venv's bin first on PATH
+        self.api_port = free_port()
+        self.env.update(
+            {
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # Tasks reach the API server on its non-default port; every component signs and
+                # checks the tasks' tokens with the same secret.
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.api_port}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # Free ports only, so that parallel test runs on one machine do not collide.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                # Fast loops: a run is picked up and its callback queued within a second or two.
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json,
+            }
+        )
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(BIN / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=120
-        )
+    def run(self, *args: str) -> str:
+        """``airflow <args>``'s output; a failure shows its stderr."""
+        proc = self.cli(*args, check=False)
         assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
         return proc.stdout
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Services]:
-        self.cli("db", "migrate")
-        self.cli("dags", "reserialize")  # the DAG is in the database before anything is triggered
+        self.run("db", "migrate")
+        self.run("dags", "reserialize")  # the DAG is in the database before anything is triggered
         try:
             for component in self.COMPONENTS:
                 args = [arg.format(api_port=self.api_port) for arg in component]
@@ -152,7 +145,7 @@ def wait_for_variable(services: Services, key: str, run_id: str) -> Any:
     """The Variable's JSON value once a callback of ``run_id`` wrote it (it is written after the send)."""
     deadline = time.monotonic() + 30
     while True:
-        out = services.cli("variables", "get", key)
+        out = services.run("variables", "get", key)
         value = json.loads(out[out.index("{") :])
         if value.get("run_id") == run_id or time.monotonic() > deadline:
             return value
@@ -161,9 +154,9 @@ def wait_for_variable(services: Services, key: str, run_id: str) -> Any:
 
 def test_dag_level_callbacks_under_a_real_scheduler(tmp_path, sandbox):
     with Services(tmp_path, sandbox).running() as services:
-        services.cli("dags", "trigger", DAG_ID, "--run-id", "broken", "--conf", json.dumps({"fail": True}))
+        services.run("dags", "trigger", DAG_ID, "--run-id", "broken", "--conf", json.dumps({"fail": True}))
         wait_for_messages(sandbox, 1, services)
-        services.cli("dags", "trigger", DAG_ID, "--run-id", "fixed")
+        services.run("dags", "trigger", DAG_ID, "--run-id", "fixed")
         texts = wait_for_messages(sandbox, 2, services)
         state = wait_for_variable(services, f"callbell_notifier.{DAG_ID}", "fixed")
         logs = services.logs()
