@@ -51,7 +51,12 @@ def check_status_sets(target_statuses: Any, failure_statuses: Any) -> tuple[tupl
 
 
 def _statuses(field: str, statuses: Any) -> tuple[str, ...]:
-    values = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    try:
+        values = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    except TypeError:
+        raise CallbellValidationError(
+            f"{field} must be a status or a list of statuses, got {statuses!r}"
+        ) from None
     unknown = [value for value in values if value not in MESSAGE_STATUSES]
     if unknown:
         raise CallbellValidationError(

@@ -106,6 +106,9 @@ class TestCheckStatusSets:
             ),
             pytest.param((), (), "target_statuses must name at least one status", id="no-target"),
             pytest.param(
+                None, (), "target_statuses must be a status or a list of statuses, got None", id="none"
+            ),
+            pytest.param(
                 ("read", "failed"), ("failed",), "must not share a status, got failed", id="overlap"
             ),
         ],
