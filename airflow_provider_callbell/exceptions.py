@@ -1,12 +1,13 @@
 """The exceptions this provider raises, rooted in ``AirflowException`` so any of them fails a task.
 
-Callers branch on the type and on attributes (``status_code``, ``endpoint``, ``body``), never on the
-message text. No message ever contains the API token: the token is never passed to these classes.
+Callers branch on the type and on attributes (``status_code``, ``endpoint``, ``body``, ``is_transient``,
+``status``), never on the message text. No message ever contains the API token: the token is never
+passed to these classes.
 """
 
 from __future__ import annotations
 
-from airflow_provider_callbell.version_compat import AirflowException
+from airflow_provider_callbell.version_compat import AirflowException, AirflowFailException
 
 #: How much of a response body an error keeps: enough to read Callbell's reason, never a whole page.
 BODY_EXCERPT_CHARS = 500
@@ -39,6 +40,7 @@ class CallbellAPIError(CallbellError):
         # AirflowException declares status_code as an HTTPStatus for Airflow's own API errors; here it
         # is Callbell's answer, or None when there was none.
         self.status_code = status_code  # type: ignore[assignment]
+        self.reason = message
         self.endpoint = endpoint
         self.body = body[:BODY_EXCERPT_CHARS]
         detail = f"{endpoint}: {message}" if endpoint else message
@@ -47,6 +49,15 @@ class CallbellAPIError(CallbellError):
         if self.body:
             detail = f"{detail}; response body: {self.body!r}"
         super().__init__(detail)
+
+    @property
+    def is_transient(self) -> bool:
+        """Whether asking again later may succeed: no answer at all, the rate limit, or a 5xx.
+
+        Waiting code (the sensor, the trigger) keeps polling through these; anything else (a refused
+        token, an unknown message, a malformed answer) will not get better by itself.
+        """
+        return self.status_code is None or self.status_code == 429 or self.status_code >= 500
 
 
 class CallbellAuthError(CallbellAPIError):
@@ -64,3 +75,32 @@ class CallbellRateLimitError(CallbellAPIError):
 
 class CallbellServerError(CallbellAPIError):
     """5xx: Callbell failed; usually safe to retry after a delay."""
+
+
+def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
+    """The exception class for an HTTP status, so that every code path maps statuses the same way."""
+    if status_code in (401, 403):
+        return CallbellAuthError
+    if status_code == 429:
+        return CallbellRateLimitError
+    if status_code is not None and status_code >= 500:
+        return CallbellServerError
+    return CallbellAPIError
+
+
+class CallbellMessageFailedError(CallbellError, AirflowFailException):
+    """A sent message reached a failure status (``failed`` by default): it will not be delivered.
+
+    It is an ``AirflowFailException`` too, so the task fails without retries: asking again cannot
+    change a message's final status; only sending a new message can.
+
+    :param uuid: the message's uuid.
+    :param status: the status Callbell reported, e.g. ``failed``.
+    :param reason: why, from the status's ``messageStatusPayload`` (``"no reason given"`` when empty).
+    """
+
+    def __init__(self, uuid: str, status: str, reason: str) -> None:
+        self.uuid = uuid
+        self.status = status
+        self.reason = reason
+        super().__init__(f"Callbell message {uuid} ended {status!r}: {reason}")

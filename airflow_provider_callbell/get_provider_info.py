@@ -108,6 +108,19 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_callbell.operators.callbell"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_callbell.sensors.callbell"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": _INTEGRATION,
+                "python-modules": ["airflow_provider_callbell.triggers.callbell"],
+            }
+        ],
+        "notifications": ["airflow_provider_callbell.notifications.callbell.CallbellNotifier"],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_callbell.hooks.callbell.CallbellHook",

@@ -25,6 +25,8 @@ CHANNEL_TYPES: tuple[str, ...] = get_args(ChannelType)
 BOT_STATUSES: tuple[str, ...] = get_args(BotStatus)
 RESPONSE_FIELDS = ("contact", "conversation")
 
+#: WhatsApp's (and Telegram's) limit on a text message; the notifier cuts its default summary to it.
+TEXT_MAX_CHARS = 4096
 METADATA_MAX_PAIRS = 10
 METADATA_MAX_KEY_CHARS = 50
 METADATA_MAX_VALUE_CHARS = 500

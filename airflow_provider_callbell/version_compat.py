@@ -3,7 +3,9 @@
 The rest of the package imports Airflow base classes from this module, so that supporting another
 Airflow line means changing this file alone. Keep it cheap: it is imported when a DAG file imports
 the operator, so only names that ``import airflow.sdk`` (or, on 2.x, ``import airflow``) already
-loads belong at module level.
+loads belong at module level. The sensor and trigger base classes cost more (``airflow.triggers.base``
+alone is ~9 ms), so they are imported on first use through the module ``__getattr__`` below: a DAG
+that only sends messages never pays for them.
 
 Each block below groups the names by the Airflow version that moved them; add a name to the block of
 the version whose path it takes (``airflow.sdk`` on the first branch, the older path on ``else``).
@@ -13,7 +15,8 @@ The first branch is also what mypy checks (``TYPE_CHECKING``), against the Airfl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
@@ -25,17 +28,20 @@ AIRFLOW_V_3_1_PLUS: bool = _RELEASE >= (3, 1)
 
 # Task SDK since 3.0.
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk import BaseNotifier, BaseOperator, Context, Variable, conf
 else:
+    from airflow.configuration import conf
     from airflow.models.baseoperator import BaseOperator
+    from airflow.models.variable import Variable
+    from airflow.notifications.basenotifier import BaseNotifier
     from airflow.utils.context import Context
 
 # Task SDK since 3.1 (3.0 still has them in Airflow core, as 2.x does).
 if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 else:
-    from airflow.exceptions import AirflowException
+    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
     from airflow.hooks.base import BaseHook
 
 # The secrets masker's redact, for the tests that prove the token is masked: Airflow masks a
@@ -48,13 +54,64 @@ elif AIRFLOW_V_3_0_PLUS:
 else:
     from airflow.utils.log.secrets_masker import redact
 
+if TYPE_CHECKING:
+    from airflow.sdk import BaseSensorOperator, Connection, PokeReturnValue
+    from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+#: Loaded on first access, see the module docstring: (module on 3.x, module on 2.x).
+_LAZY = {
+    "BaseSensorOperator": ("airflow.sdk", "airflow.sensors.base"),
+    "PokeReturnValue": ("airflow.sdk", "airflow.sensors.base"),
+    "Connection": ("airflow.sdk", "airflow.models.connection"),
+    "BaseTrigger": ("airflow.triggers.base", "airflow.triggers.base"),
+    "TriggerEvent": ("airflow.triggers.base", "airflow.triggers.base"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = _LAZY[name][0 if AIRFLOW_V_3_0_PLUS else 1]
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+async def aget_connection(hook: BaseHook, conn_id: str) -> tuple[Connection, dict[str, Any]]:
+    """Read a connection and its extras from async code (a trigger) without blocking the event loop.
+
+    ``BaseHook.aget_connection`` came with Airflow 3.1 and ``Connection.aextra_dejson`` with 3.3.2; the
+    synchronous calls would block the triggerer's event loop on the supervisor. Airflow 2.x reads the
+    connection from its database, which a worker thread may do.
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        conn = await hook.aget_connection(conn_id)
+        aextra_dejson = getattr(conn, "aextra_dejson", None)  # 3.3.2+
+        return conn, (await aextra_dejson() if aextra_dejson else conn.extra_dejson)
+    import asyncio
+
+    conn = await asyncio.to_thread(hook.get_connection, conn_id)
+    return conn, conn.extra_dejson
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
     "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
     "BaseHook",
+    "BaseNotifier",
     "BaseOperator",
+    "BaseSensorOperator",
+    "BaseTrigger",
+    "Connection",
     "Context",
+    "PokeReturnValue",
+    "TriggerEvent",
+    "Variable",
+    "aget_connection",
+    "conf",
     "redact",
 ]

@@ -2,9 +2,9 @@
 
     make bench            # or: .venv/bin/python benchmarks/run.py
 
-1. Import cost: self time (``python -X importtime``) of the modules that importing the operator adds
-   to a DAG file that already imports ``airflow.sdk``; official providers' operators beside it when
-   they are installed.
+1. Import cost: self time (``python -X importtime``) of the modules that importing the operator, the
+   notifier or the sensor adds to a DAG file that already imports ``airflow.sdk``; official
+   providers' operators and notifiers beside them when they are installed.
 2. Per-message cost: ``CallbellHook.send_message`` over a bare ``requests.Session.post`` of the same
    body, to the same loopback server, interleaved so that both see the same machine state.
 """
@@ -28,6 +28,9 @@ SEND_PER_ROUND = 100
 
 MODULES = {
     "airflow_provider_callbell.operators.callbell": "CallbellSendMessageOperator",
+    "airflow_provider_callbell.notifications.callbell": "CallbellNotifier",
+    "airflow_provider_callbell.sensors.callbell": "CallbellMessageStatusSensor",
+    "airflow.providers.smtp.notifications.smtp": "SmtpNotifier (official)",
     "airflow.providers.telegram.operators.telegram": "TelegramOperator (official)",
     "airflow.providers.slack.operators.slack": "SlackAPIPostOperator (official)",
     "airflow.providers.http.operators.http": "HttpOperator (official)",

@@ -42,3 +42,28 @@ def callbell_conn(monkeypatch: pytest.MonkeyPatch) -> None:
 def send_ok(requests_mock, callbell_conn):
     """Callbell accepting every send, as its docs show."""
     return requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
+
+
+@pytest.fixture
+def async_answers(monkeypatch):
+    """Answer the hook's httpx requests from a list of ``httpx.Response`` or exceptions, in order."""
+    import httpx
+
+    answers: list[httpx.Response | Exception] = []
+    requests_seen: list[httpx.Request] = []
+    real_client = httpx.AsyncClient
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests_seen.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        # Served as a stream, as a real server's answer is: httpx sets ``elapsed`` when it is read.
+        return httpx.Response(
+            answer.status_code, headers=answer.headers, stream=httpx.ByteStream(answer.content)
+        )
+
+    monkeypatch.setattr(
+        httpx, "AsyncClient", lambda **kwargs: real_client(transport=httpx.MockTransport(handler), **kwargs)
+    )
+    return answers, requests_seen

@@ -151,3 +151,23 @@ class TestProvidersManager:
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+class TestRegisteredModules:
+    def test_every_listed_module_and_class_imports(self):
+        import importlib
+
+        info = get_provider_info()
+        for kind in ("hooks", "operators", "sensors", "triggers"):
+            for entry in info[kind]:
+                for module in entry["python-modules"]:
+                    importlib.import_module(module)
+        for classpath in info["notifications"]:
+            module, _, name = classpath.rpartition(".")
+            assert getattr(importlib.import_module(module), name).__name__ == name
+
+    def test_providers_manager_lists_the_notifier(self, providers_manager):
+        providers_manager.initialize_providers_notifications()
+        assert "airflow_provider_callbell.notifications.callbell.CallbellNotifier" in set(
+            providers_manager.notification
+        )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import json as json_module
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -16,19 +16,24 @@ from urllib3.util.retry import Retry
 
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
-    CallbellAuthError,
     CallbellConnectionConfigError,
     CallbellError,
     CallbellRateLimitError,
-    CallbellServerError,
+    api_error_class,
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.validation import build_send_payload, validate_uuid
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook, aget_connection
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from datetime import timedelta
+
+    import httpx
+    from requests.structures import CaseInsensitiveDict
+
+    from airflow_provider_callbell.version_compat import Connection
 
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
@@ -47,6 +52,19 @@ class _ConnParams:
     channel_uuid: str | None
     timeout: tuple[float, float]
     retry: RetryPolicy
+
+
+class _Response(Protocol):
+    """What the sync (``requests``) and async (``httpx``) responses share, as far as the hook reads."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def encoding(self) -> str | None: ...
+    @property
+    def headers(self) -> CaseInsensitiveDict[str] | httpx.Headers: ...
+    @property
+    def elapsed(self) -> timedelta: ...
 
 
 class CallbellHook(BaseHook):
@@ -148,14 +166,26 @@ class CallbellHook(BaseHook):
     @cached_property
     def _conn_params(self) -> _ConnParams:
         conn = self.get_connection(self.callbell_conn_id)
+        return self._merge_conn_params(conn, conn.extra_dejson)
+
+    async def _aconn_params(self) -> _ConnParams:
+        """``_conn_params`` for async code: same merge, same cache, no blocking call on the event loop."""
+        if "_conn_params" not in self.__dict__:
+            conn, extras = await aget_connection(self, self.callbell_conn_id)
+            self.__dict__["_conn_params"] = self._merge_conn_params(conn, extras)
+        return self._conn_params
+
+    def _merge_conn_params(self, conn: Connection, extras: Mapping[str, Any]) -> _ConnParams:
+        """The hook's arguments first, then the connection's extras, then the defaults.
+
+        Airflow registers the password with its secrets masker when it reads the connection.
+        """
         token = conn.password
         if not token:
             raise CallbellConnectionConfigError(
                 f"Connection {self.callbell_conn_id!r} has no API token: set its password to the API "
                 "key made in Callbell's dashboard"
             )
-        extras = conn.extra_dejson
-
         # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
         # treat a field left empty in the form as unset.
         prefix = f"extra__{self.conn_type}__"
@@ -173,13 +203,7 @@ class CallbellHook(BaseHook):
     def session(self) -> requests.Session:
         """The one ``requests.Session`` of this hook: pooled connections, auth and retries."""
         session = requests.Session()
-        session.headers.update(
-            {
-                "Authorization": f"Bearer {self._conn_params.token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            }
-        )
+        session.headers.update(_headers(self._conn_params.token))
         adapter = HTTPAdapter(max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
@@ -218,21 +242,46 @@ class CallbellHook(BaseHook):
             )
             body = _read_capped(response, endpoint)
         except requests.RequestException as err:
-            raise CallbellAPIError(
-                f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint
-            ) from None
+            raise _no_answer(endpoint, err) from None
+        return self._decode(endpoint, response, body)
+
+    async def _arequest(self, method: str, path: str) -> Any:
+        """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout and errors.
+
+        It does not retry: a trigger polls again at its own pace, and decides what to retry with
+        :attr:`CallbellAPIError.is_transient`. One short-lived client per call, because a trigger
+        asks once per poll interval and a client must not outlive the event loop it was made on.
+        """
+        import httpx
+
+        endpoint = f"{method} {path}"
+        conn = await self._aconn_params()
+        connect, read = conn.timeout
+        async with httpx.AsyncClient(
+            headers=_headers(conn.token),
+            timeout=httpx.Timeout(read, connect=connect),
+            follow_redirects=False,  # a redirect must not carry the token elsewhere
+        ) as client:
+            try:
+                response = await client.request(method, conn.base_url + path)
+            except httpx.HTTPError as err:
+                raise _no_answer(endpoint, err) from None
+        return self._decode(endpoint, response, response.content)
+
+    def _decode(self, endpoint: str, response: _Response, body: bytes) -> Any:
+        """Return the JSON body of an answer, or raise the typed error for it; both transports use it."""
         status = response.status_code
         self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
         text = body.decode(response.encoding or "utf-8", errors="replace")
         if not 200 <= status < 300:
-            error = _error_for(status)(_reason(status), status_code=status, endpoint=endpoint, body=text)
+            error = api_error_class(status)(_reason(status), status_code=status, endpoint=endpoint, body=text)
             if isinstance(error, CallbellRateLimitError):
                 error.retry_after = _retry_after(response.headers.get("Retry-After"))
             raise error
         if status == 204 or not body:
             return None
         try:
-            return json_module.loads(body)
+            return json.loads(body)
         except ValueError:
             raise CallbellAPIError(
                 "expected a JSON answer", status_code=status, endpoint=endpoint, body=text
@@ -323,8 +372,13 @@ class CallbellHook(BaseHook):
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""
-        path = f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
+        path = _status_path(uuid)
         return self._get_object(self._request("GET", path), "message", f"GET {path}")
+
+    async def aget_message_status(self, uuid: str) -> dict[str, Any]:
+        """:meth:`get_message_status` for async code (triggers); errors are raised, never retried."""
+        path = _status_path(uuid)
+        return self._get_object(await self._arequest("GET", path), "message", f"GET {path}")
 
     def delete_message(self, uuid: str) -> None:
         """Delete a message in Callbell (not on the customer's phone) with ``DELETE /messages/:uuid``."""
@@ -353,6 +407,23 @@ class CallbellHook(BaseHook):
         if not email:
             return False, "GET /auth/me answered without a user_email: is the base URL Callbell's API?"
         return True, f"Connected to Callbell as {email}"
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+    }
+
+
+def _status_path(uuid: str) -> str:
+    return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
+
+
+def _no_answer(endpoint: str, err: Exception) -> CallbellAPIError:
+    """The error for a request that got no HTTP answer (``status_code`` None, so it is transient)."""
+    return CallbellAPIError(f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint)
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
@@ -437,16 +508,6 @@ def _retry_after(value: str | None) -> float | None:
         return Retry().parse_retry_after(value)
     except InvalidHeader:
         return None
-
-
-def _error_for(status: int) -> type[CallbellAPIError]:
-    if status in (401, 403):
-        return CallbellAuthError
-    if status == 429:
-        return CallbellRateLimitError
-    if status >= 500:
-        return CallbellServerError
-    return CallbellAPIError
 
 
 def _reason(status: int) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import json
 from unittest import mock
 
 import pytest
@@ -15,7 +17,7 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, redact
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS, redact
 from tests.conftest import BASE_URL, SEND_URL, TOKEN, UUID, set_connection
 
 
@@ -456,3 +458,131 @@ class TestTestConnection:
         ok, message = CallbellHook().test_connection()
         assert not ok
         assert "user_email" in message
+
+
+class TestAsyncMessageStatus:
+    """``aget_message_status``: what the trigger calls, with the sync path's connection and errors."""
+
+    def test_same_url_headers_and_timeout_as_sync(self, monkeypatch, async_answers):
+        import httpx
+
+        set_connection(monkeypatch, host="https://eu.callbell.test/v1", extra={"timeout": 7})
+        answers, seen = async_answers
+        message = {"uuid": UUID, "status": "delivered", "messageStatusPayload": {}}
+        answers.append(httpx.Response(200, json={"message": message}))
+        assert asyncio.run(CallbellHook().aget_message_status(UUID)) == message
+        (request,) = seen
+        assert str(request.url) == f"https://eu.callbell.test/v1/messages/status/{UUID}"
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["Accept"] == "application/json"
+        assert request.extensions["timeout"] == {"connect": 7, "read": 7, "write": 7, "pool": 7}
+
+    def test_default_timeout_is_connect_and_read(self, callbell_conn, async_answers):
+        import httpx
+
+        answers, seen = async_answers
+        answers.append(httpx.Response(200, json={"message": {"status": "sent"}}))
+        asyncio.run(CallbellHook().aget_message_status(UUID))
+        connect, read = DEFAULT_TIMEOUT
+        assert seen[0].extensions["timeout"] == {
+            "connect": connect,
+            "read": read,
+            "write": read,
+            "pool": read,
+        }
+
+    @pytest.mark.parametrize(
+        ("status", "error"),
+        [
+            pytest.param(401, CallbellAuthError, id="401"),
+            pytest.param(404, CallbellAPIError, id="404"),
+            pytest.param(429, CallbellRateLimitError, id="429"),
+            pytest.param(503, CallbellServerError, id="503"),
+            pytest.param(302, CallbellAPIError, id="302"),
+        ],
+    )
+    def test_errors_match_the_sync_path(self, callbell_conn, requests_mock, async_answers, status, error):
+        import httpx
+
+        url = f"{BASE_URL}/messages/status/{UUID}"
+        requests_mock.get(url, status_code=status, text='{"error": "nope"}')
+        with pytest.raises(error) as sync_error:
+            CallbellHook().get_message_status(UUID)
+        answers, _ = async_answers
+        answers.append(
+            httpx.Response(status, text='{"error": "nope"}', headers={"Location": "https://x.test"})
+        )
+        with pytest.raises(error) as async_error:
+            asyncio.run(CallbellHook().aget_message_status(UUID))
+        assert type(async_error.value) is type(sync_error.value)
+        assert str(async_error.value) == str(sync_error.value)
+        assert async_error.value.status_code == status
+        assert TOKEN not in str(async_error.value)
+
+    def test_odd_answer_is_an_api_error(self, callbell_conn, async_answers):
+        import httpx
+
+        answers, _ = async_answers
+        answers.append(httpx.Response(200, text="<html>OK</html>"))
+        with pytest.raises(CallbellAPIError, match="expected a JSON answer") as excinfo:
+            asyncio.run(CallbellHook().aget_message_status(UUID))
+        assert not excinfo.value.is_transient
+
+    def test_no_answer_is_a_transient_api_error(self, callbell_conn, async_answers):
+        import httpx
+
+        answers, _ = async_answers
+        answers.append(httpx.ConnectError("connection refused"))
+        with pytest.raises(CallbellAPIError, match=r"no answer from Callbell \(ConnectError") as excinfo:
+            asyncio.run(CallbellHook().aget_message_status(UUID))
+        assert excinfo.value.status_code is None
+        assert excinfo.value.is_transient
+
+    def test_bad_uuid_sends_nothing(self, callbell_conn, async_answers):
+        _, seen = async_answers
+        with pytest.raises(CallbellValidationError, match="uuid must be"):
+            asyncio.run(CallbellHook().aget_message_status("../auth/me"))
+        assert seen == []
+
+    @pytest.mark.skipif(not AIRFLOW_V_3_1_PLUS, reason="BaseHook.aget_connection came with Airflow 3.1")
+    def test_connection_read_once_without_the_sync_lookup(self, callbell_conn, async_answers):
+        import httpx
+
+        answers, _ = async_answers
+        answers.extend(httpx.Response(200, json={"message": {"status": "sent"}}) for _ in range(2))
+        hook = CallbellHook()
+
+        async def twice() -> None:
+            await hook.aget_message_status(UUID)
+            await hook.aget_message_status(UUID)
+
+        with (
+            mock.patch.object(CallbellHook, "get_connection") as get_connection,
+            mock.patch.object(CallbellHook, "aget_connection", wraps=CallbellHook.aget_connection) as aget,
+        ):
+            asyncio.run(twice())
+        get_connection.assert_not_called()
+        assert aget.call_count == 1
+
+    def test_missing_token(self, monkeypatch, async_answers):
+        monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps({"conn_type": "callbell"}))
+        with pytest.raises(CallbellConnectionConfigError, match="has no API token"):
+            asyncio.run(CallbellHook().aget_message_status(UUID))
+
+
+class TestTransientErrors:
+    @pytest.mark.parametrize(
+        ("status_code", "transient"),
+        [
+            pytest.param(None, True, id="no-answer"),
+            pytest.param(429, True, id="429"),
+            pytest.param(500, True, id="500"),
+            pytest.param(503, True, id="503"),
+            pytest.param(400, False, id="400"),
+            pytest.param(401, False, id="401"),
+            pytest.param(404, False, id="404"),
+            pytest.param(200, False, id="200-malformed"),
+        ],
+    )
+    def test_is_transient(self, status_code, transient):
+        assert CallbellAPIError("x", status_code=status_code).is_transient is transient

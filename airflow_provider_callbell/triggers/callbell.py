@@ -1,0 +1,132 @@
+"""Wait for a Callbell message's delivery status in the triggerer, without holding a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellMessageFailedError
+from airflow_provider_callbell.message_status import (
+    DEFAULT_FAILURE_STATUSES,
+    DEFAULT_TARGET_STATUSES,
+    check_status_sets,
+    message_outcome,
+)
+from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+
+class CallbellMessageStatusTrigger(BaseTrigger):
+    """
+    Poll ``GET /messages/status/:uuid`` until the message's status settles what a sensor waits for.
+
+    :class:`~airflow_provider_callbell.sensors.callbell.CallbellMessageStatusSensor` defers to it in
+    deferrable mode. Each poll decides with the same rule as the sensor's poke
+    (:func:`~airflow_provider_callbell.message_status.message_outcome`); the trigger fires one event
+    and stops:
+
+    - ``{"event": "status", "message": {"uuid", "status", "messageStatusPayload"}}`` when the status
+      reached a target or a failure status; the sensor turns it into its result or its error;
+    - ``{"event": "timeout", "status": <last status seen or None>}`` once ``end_time`` has passed;
+    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused the
+      request for good (a refused token, an unknown message: retrying cannot help).
+
+    No answer, ``429`` and ``5xx`` are transient: the trigger logs them and asks again at the next
+    poll, until ``end_time``. The serialized form holds only these plain arguments; the token is read
+    from the connection by the hook each time the trigger starts.
+
+    :param message_uuid: the message to follow.
+    :param end_time: Unix time after which the trigger gives up with a timeout event.
+    :param target_statuses: statuses that end the wait successfully.
+    :param failure_statuses: statuses that end it with an error.
+    :param poll_interval: seconds between two requests.
+    :param callbell_conn_id: the Airflow connection holding the API token.
+    """
+
+    def __init__(
+        self,
+        *,
+        message_uuid: str,
+        end_time: float,
+        target_statuses: Sequence[str] = DEFAULT_TARGET_STATUSES,
+        failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
+        poll_interval: float = 60.0,
+        callbell_conn_id: str = "callbell_default",
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.message_uuid = message_uuid
+        self.end_time = end_time
+        self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
+        self.poll_interval = poll_interval
+        self.callbell_conn_id = callbell_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "message_uuid": self.message_uuid,
+                "end_time": self.end_time,
+                "target_statuses": list(self.target_statuses),
+                "failure_statuses": list(self.failure_statuses),
+                "poll_interval": self.poll_interval,
+                "callbell_conn_id": self.callbell_conn_id,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        hook = CallbellHook(self.callbell_conn_id)
+        last_status: str | None = None
+        while True:
+            try:
+                message = await hook.aget_message_status(self.message_uuid)
+            except CallbellAPIError as err:
+                if not err.is_transient:
+                    yield _event(
+                        {
+                            "event": "error",
+                            "reason": err.reason,
+                            "status_code": err.status_code,
+                            "endpoint": err.endpoint,
+                            "body": err.body,
+                        }
+                    )
+                    return
+                self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
+            else:
+                status = message.get("status")
+                if status != last_status:
+                    self.log.info("Callbell message %s is %s", self.message_uuid, status)
+                    last_status = status
+                if self._settled(message):
+                    yield _event(
+                        {
+                            "event": "status",
+                            "message": {
+                                "uuid": self.message_uuid,
+                                "status": status,
+                                "messageStatusPayload": message.get("messageStatusPayload"),
+                            },
+                        }
+                    )
+                    return
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                yield _event({"event": "timeout", "status": last_status})
+                return
+            await asyncio.sleep(min(self.poll_interval, remaining))
+
+    def _settled(self, message: dict[str, Any]) -> bool:
+        """Whether the sensor's rule has an answer (a result or an error) for this status."""
+        try:
+            return message_outcome(message, self.target_statuses, self.failure_statuses) is not None
+        except CallbellMessageFailedError:
+            return True  # the sensor raises it, with Callbell's reason, when it resumes
+
+
+def _event(payload: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent(payload)  # type: ignore[no-untyped-call]

@@ -1,0 +1,61 @@
+"""The notifier and the sensor in a real Airflow (``airflow dags test``) against the local sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_callbell.sandbox import CallbellSandbox
+
+pytestmark = pytest.mark.integration
+
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
+
+
+def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandbox):
+    result = airflow.dags_test("callbell_send_wait_fail", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS))
+    assert result.returncode != 0, "the DAG fails on purpose"
+    assert result.state == "failed"
+    sent, task_failure, dag_failure = (m["body"]["content"]["text"] for m in sandbox.messages)
+    run = result.run_id
+
+    assert sent == "Report for 2026-01-01 is ready"
+    uuid = result.xcom("send")
+    assert uuid == sandbox.messages[0]["uuid"]
+    # The sensors' results; the deferred one really went through the trigger.
+    assert result.xcom("wait_poke") == "delivered"
+    assert result.xcom("wait_deferred") == "read"
+    assert "[DAG TEST] running trigger in line" in result.output
+    assert f"Callbell message {uuid} is read" in result.output
+
+    # on_retry_callback stayed quiet (quiet_retries); on_failure_callback sent the summary.
+    log_url = f"/dags/callbell_send_wait_fail/runs/{run.replace(':', '%3A').replace('+', '%2B')}"
+    assert task_failure.splitlines() == [
+        f"❌ DAG callbell_send_wait_fail: task check_rows failed in run {run} (try 2 of 2)",
+        "ValueError: 12 rows without a customer id",
+        f"Log: http://localhost:8080{log_url}/tasks/check_rows?try_number=2",
+    ]
+    assert "No Callbell notification for callbell_send_wait_fail.check_rows: Airflow will retry" in (
+        result.output
+    )
+    # Airflow 3.3's `dags test` runs DAG-level callbacks too, in-process, with a serialized DAG.
+    assert dag_failure.splitlines()[0] == (
+        f"❌ DAG callbell_send_wait_fail failed in run {run} (task_failure; failed task: check_rows)"
+    )
+
+
+def test_example_delivery(airflow):
+    # status_interval=0: the message is read at once, so the sensors never sleep a poke interval.
+    with CallbellSandbox(status_interval=0) as sandbox:
+        result = airflow.dags_test("example_callbell_delivery", sandbox)
+    assert result.returncode == 0, result.output[-3000:]
+    (message,) = sandbox.messages
+    assert (
+        message["body"]["content"]["text"]
+        == "Nightly load for 2026-01-01 is late; please check the warehouse."
+    )
+    assert result.xcom("send_incident") == message["uuid"]
+    assert result.xcom("wait_for_delivery") == "read"
+    assert result.xcom("wait_until_read") == "read"
+    assert "[DAG TEST] running trigger in line" in result.output

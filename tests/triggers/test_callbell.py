@@ -1,0 +1,142 @@
+"""The trigger, rebuilt from its own ``serialize()`` output and run with asyncio, as the triggerer does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from airflow.sdk.module_loading import import_string
+
+from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
+from tests.conftest import TOKEN, UUID
+
+CLASSPATH = "airflow_provider_callbell.triggers.callbell.CallbellMessageStatusTrigger"
+
+
+def rebuilt(**kwargs: Any) -> CallbellMessageStatusTrigger:
+    """A trigger as the triggerer gets it: made from the serialized form, after a JSON round trip."""
+    kwargs.setdefault("end_time", time.time() + 5)
+    kwargs.setdefault("poll_interval", 0.05)
+    classpath, serialized = CallbellMessageStatusTrigger(**kwargs).serialize()
+    return import_string(classpath)(**json.loads(json.dumps(serialized)))
+
+
+def events(trigger: CallbellMessageStatusTrigger) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def status_answer(status: str) -> httpx.Response:
+    return httpx.Response(200, json={"message": {"uuid": UUID, "status": status, "messageStatusPayload": {}}})
+
+
+class TestSerialize:
+    def test_round_trip(self):
+        trigger = CallbellMessageStatusTrigger(
+            message_uuid=UUID,
+            end_time=1_900_000_000.5,
+            target_statuses=("read",),
+            failure_statuses=("failed", "mismatch"),
+            poll_interval=15,
+            callbell_conn_id="callbell_ops",
+        )
+        classpath, kwargs = trigger.serialize()
+        assert classpath == CLASSPATH
+        assert kwargs == {
+            "message_uuid": UUID,
+            "end_time": 1_900_000_000.5,
+            "target_statuses": ["read"],
+            "failure_statuses": ["failed", "mismatch"],
+            "poll_interval": 15,
+            "callbell_conn_id": "callbell_ops",
+        }
+        again = import_string(classpath)(**json.loads(json.dumps(kwargs)))
+        assert again.serialize() == (classpath, kwargs)
+
+    def test_holds_no_token(self, callbell_conn):
+        _, kwargs = CallbellMessageStatusTrigger(message_uuid=UUID, end_time=0).serialize()
+        assert TOKEN not in json.dumps(kwargs)
+
+    def test_statuses_are_checked(self):
+        with pytest.raises(CallbellValidationError, match="target_statuses must be"):
+            CallbellMessageStatusTrigger(message_uuid=UUID, end_time=0, target_statuses=("delivred",))
+
+
+class TestAgainstSandbox:
+    def test_delivered(self, callbell_sandbox):
+        uuid = CallbellHook().send_message("+31612345678", content={"text": "x"})["uuid"]
+        assert events(rebuilt(message_uuid=uuid)) == [
+            {
+                "event": "status",
+                "message": {"uuid": uuid, "status": "delivered", "messageStatusPayload": {}},
+            }
+        ]
+        polls = [r for r in callbell_sandbox.requests if r["path"] == f"/v1/messages/status/{uuid}"]
+        assert len(polls) >= 2  # it waited through enqueued and sent
+
+    def test_failed_carries_the_reason(self, callbell_sandbox):
+        callbell_sandbox.configure(failing_recipients={"+31600000000": "not on WhatsApp"})
+        uuid = CallbellHook().send_message("+31600000000", content={"text": "x"})["uuid"]
+        (event,) = events(rebuilt(message_uuid=uuid))
+        assert event["message"]["status"] == "failed"
+        assert event["message"]["messageStatusPayload"] == {"reason": "not on WhatsApp"}
+
+    def test_timeout_reports_the_last_status(self, callbell_sandbox):
+        callbell_sandbox.configure(status_interval=60)
+        uuid = CallbellHook().send_message("+31612345678", content={"text": "x"})["uuid"]
+        started = time.monotonic()
+        assert events(rebuilt(message_uuid=uuid, end_time=time.time() + 0.3, poll_interval=10)) == [
+            {"event": "timeout", "status": "enqueued"}
+        ]
+        assert time.monotonic() - started < 2  # the last sleep is cut to the deadline
+
+    def test_unknown_message_ends_with_an_error(self, callbell_sandbox):
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert event == {
+            "event": "error",
+            "reason": "Callbell refused the request",
+            "status_code": 404,
+            "endpoint": f"GET /messages/status/{UUID}",
+            "body": '{"error": "Message not found"}',
+        }
+
+    def test_wrong_token_ends_with_an_error(self, callbell_sandbox, monkeypatch):
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CALLBELL_DEFAULT",
+            callbell_sandbox.connection_json.replace(callbell_sandbox.token, "wrong-token"),
+        )
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert (event["event"], event["status_code"]) == ("error", 401)
+        assert "wrong-token" not in json.dumps(event)
+
+
+class TestTransientErrors:
+    def test_retried_until_an_answer(self, callbell_conn, async_answers):
+        answers, seen = async_answers
+        answers.extend(
+            [
+                httpx.ConnectError("connection refused"),
+                httpx.Response(429, text="slow down"),
+                httpx.Response(503, text="maintenance"),
+                status_answer("sent"),
+                status_answer("read"),
+            ]
+        )
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert event["message"]["status"] == "read"
+        assert len(seen) == 5
+
+    def test_retried_until_the_deadline(self, callbell_conn, async_answers):
+        answers, seen = async_answers
+        answers.extend(httpx.Response(502, text="bad gateway") for _ in range(100))
+        (event,) = events(rebuilt(message_uuid=UUID, end_time=time.time() + 0.3))
+        assert event == {"event": "timeout", "status": None}
+        assert 2 <= len(seen) < 100
