@@ -64,3 +64,17 @@ class CallbellRateLimitError(CallbellAPIError):
 
 class CallbellServerError(CallbellAPIError):
     """5xx: Callbell failed; usually safe to retry after a delay."""
+
+
+class CallbellBulkSendError(CallbellError):
+    """Some messages of a bulk send failed after every message was attempted; the others were sent.
+
+    :param message: how many failed and why.
+    :param failed: how many messages failed.
+    :param total: how many messages the send held.
+    """
+
+    def __init__(self, message: str, *, failed: int, total: int) -> None:
+        self.failed = failed
+        self.total = total
+        super().__init__(message)

@@ -7,8 +7,8 @@ the operator, so only names that ``import airflow.sdk`` already loads belong at 
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseHook, BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.log import mask_secret
 
-__all__ = ["AirflowException", "BaseHook", "BaseOperator", "mask_secret"]
+__all__ = ["AirflowException", "BaseHook", "BaseOperator", "Variable", "mask_secret"]
