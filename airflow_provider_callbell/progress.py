@@ -80,7 +80,8 @@ class VariableProgress:
         self._digest = recipients_digest
         self._sent = bytearray(total)
         self._uuids = {} if total <= self.uuids_kept_max else None
-        stored = Variable.get(self.key, default=None, deserialize_json=True)
+        # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
+        stored = Variable.get(self.key, None, deserialize_json=True)
         if stored is None:
             return {}
         self.stored = True

@@ -61,7 +61,7 @@ class RateGate:
         One bulk send at a time: a second ``limited`` while one is active is refused rather than
         silently doubling the rate the account sees.
         """
-        if not isinstance(max_rps, (int, float)) or not max_rps > 0:
+        if isinstance(max_rps, bool) or not isinstance(max_rps, (int, float)) or not max_rps > 0:
             raise CallbellValidationError(
                 f"max_rps must be a number of requests per second > 0, got {max_rps!r}"
             )

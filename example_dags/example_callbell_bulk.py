@@ -18,7 +18,12 @@ are tiny so that the example runs in seconds.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_callbell.operators.callbell import CallbellSendMessagesOperator
 

@@ -404,10 +404,6 @@ class CallbellHook(BaseHook):
         :raises CallbellValidationError: before any request, naming each invalid message's index and field.
         """
         rate = DEFAULT_MAX_RPS if max_rps is None else max_rps
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
-            raise CallbellValidationError(
-                f"max_rps must be a number of requests per second > 0, got {max_rps!r}"
-            )
         if max_workers is not None and (
             isinstance(max_workers, bool)
             or not isinstance(max_workers, int)
@@ -417,7 +413,8 @@ class CallbellHook(BaseHook):
                 f"max_workers must be a whole number from 1 to {MAX_WORKERS}, got {max_workers!r}"
             )
         self.session  # noqa: B018  # read the connection and build the session before threads share them
-        with spool_messages(messages, self._build_message) as spool:
+        # limited() checks max_rps before the input is read; no request goes out while validating.
+        with self._gate.limited(rate), spool_messages(messages, self._build_message) as spool:
             workers = min(max_workers or default_workers(rate), max(spool.count, 1))
             self.log.info(
                 "Callbell: %d messages validated; sending at up to %g per second with %d workers",
@@ -425,10 +422,7 @@ class CallbellHook(BaseHook):
                 rate,
                 workers,
             )
-            with self._gate.limited(rate):
-                return send_spooled(
-                    spool, self._send_spooled, workers=workers, progress=progress, log=self.log
-                )
+            return send_spooled(spool, self._send_spooled, workers=workers, progress=progress, log=self.log)
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""

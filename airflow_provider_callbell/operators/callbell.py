@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
     from airflow.sdk import Context
-    from jinja2 import Environment
+    from jinja2 import Environment, Template
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
 
@@ -289,11 +290,12 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             render = _compile(_message_template(self.message), env)
         except TemplateError as err:
             raise CallbellValidationError(f"message is not a valid template: {err}") from None
-        base = dict(context)
         for index, value in enumerate(_json_list("recipients", self.recipients)):
             recipient = _recipient(index, value)
             try:
-                rendered = render({**base, "recipient": recipient})
+                rendered = render(
+                    ChainMap({"recipient": recipient}, cast("MutableMapping[str, Any]", context))
+                )
             except TemplateError as err:
                 raise CallbellValidationError(
                     f"message could not be rendered for recipients[{index}]: {err}; nothing was sent"
@@ -358,17 +360,30 @@ def _recipient(index: int, value: Any) -> dict[str, Any]:
     )
 
 
-def _compile(template: Any, env: Environment) -> Callable[[dict[str, Any]], Any]:
+def _compile(template: Any, env: Environment) -> Callable[[Mapping[str, Any]], Any]:
     """Compile every Jinja string of ``template`` once; the result renders the whole structure."""
     if isinstance(template, str):
         if "{{" not in template and "{%" not in template:
             return lambda _: template
         compiled = env.from_string(template)
-        return compiled.render
+        return lambda scope: _render(compiled, scope)
     if isinstance(template, dict):
         parts = {key: _compile(value, env) for key, value in template.items()}
-        return lambda context: {key: part(context) for key, part in parts.items()}
+        return lambda scope: {key: part(scope) for key, part in parts.items()}
     if isinstance(template, (list, tuple)):
         items = [_compile(value, env) for value in template]
-        return lambda context: [item(context) for item in items]
+        return lambda scope: [item(scope) for item in items]
     return lambda _: template
+
+
+def _render(template: Template, scope: Mapping[str, Any]) -> Any:
+    """``template.render(scope)`` without copying ``scope`` into a dict, as Airflow renders fields.
+
+    The task's context is looked up only for the names the template uses: it is not copied once per
+    recipient, and Airflow 2's context does not warn about every deprecated key it holds.
+    """
+    context = template.new_context(ChainMap(scope, template.globals), shared=True)  # type: ignore[arg-type]
+    try:
+        return template.environment.concat(template.root_render_func(context))
+    except Exception:
+        return template.environment.handle_exception()

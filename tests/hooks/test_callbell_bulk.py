@@ -1,7 +1,8 @@
 """``CallbellHook.send_messages`` over real HTTP, against a server scripted per message.
 
 Workers answer in any order, so the server is scripted by message rather than by arrival: a
-message's ``metadata`` says how to answer it (``status``, ``status_once``, ``retry_after``, ``delay``).
+message's ``metadata`` says how to answer it (``status``, ``status_once``, ``retry_after``, ``delay``,
+``after``: answer only once that many other messages were answered).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class BulkServer:
         self.accepted: dict[str, dict[str, Any]] = {}  # uuid -> body
         self.answered_at: dict[str, float] = {}  # to -> when its last refusal was answered
         self.lock = threading.Lock()
+        self.answered = threading.Condition(self.lock)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +48,10 @@ class BulkServer:
                     status = int(script.get("status") or (script.get("status_once") if first else 0) or 200)
                     server.arrivals.append((arrived, to, status))
                 time.sleep(float(script.get("delay", 0)))
+                with server.answered:
+                    server.answered.wait_for(
+                        lambda: len(server.answered_at) >= int(script.get("after", 0)), 10
+                    )
                 if status == 200:
                     message_uuid = uuid.uuid4().hex
                     with server.lock:
@@ -60,8 +66,9 @@ class BulkServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                with server.lock:
+                with server.answered:
                     server.answered_at[to] = time.monotonic()
+                    server.answered.notify_all()
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -98,12 +105,12 @@ def message(i: int, **script: str) -> dict[str, Any]:
 
 class TestSendMessages:
     def test_results_follow_input_order_whatever_order_answers_come_in(self, server):
-        messages = [message(i, delay=str(0.05 * (5 - i))) for i in range(6)]  # the first answers last
+        messages = [message(0, after="5")] + [message(i) for i in range(1, 6)]  # the first answers last
         results = CallbellHook().send_messages(messages, max_workers=6)
         assert [server.accepted[r["uuid"]]["to"] for r in results] == [phone(i) for i in range(6)]
         assert all(r["status"] == "enqueued" for r in results)
         answered = [to for to, _ in sorted(server.answered_at.items(), key=lambda item: item[1])]
-        assert answered == [phone(i) for i in reversed(range(6))]  # the test did reorder the answers
+        assert answered[-1] == phone(0)  # the answers did come back out of order
 
     def test_failures_are_recorded_and_never_stop_the_others(self, server):
         messages = [message(i) for i in range(8)]
@@ -133,6 +140,10 @@ class TestSendMessages:
             CallbellHook().send_messages(messages)
         assert server.arrivals == []
 
+    def test_no_messages_no_requests(self, server):
+        assert CallbellHook().send_messages(iter([])) == []
+        assert server.arrivals == []
+
     def test_a_generator_is_read_one_message_at_a_time_and_all_before_the_first_send(self, server):
         """The input is never held whole: at most one message of it is alive at any time."""
 
@@ -158,17 +169,17 @@ class TestSendMessages:
 
     def test_a_429_pauses_every_worker_for_its_retry_after(self, monkeypatch, server):
         set_connection(monkeypatch, host=server.url)  # retries on, as by default
-        messages = [message(0, status_once="429", retry_after="1")] + [message(i) for i in range(1, 6)]
-        results = CallbellHook().send_messages(messages, max_rps=10, max_workers=4)
+        messages = [message(0, status_once="429", retry_after="1")] + [message(i) for i in range(1, 4)]
+        results = CallbellHook().send_messages(messages, max_rps=4, max_workers=4)
         assert all("uuid" in r for r in results)
         first, *later = server.arrivals
         assert first[1:] == (phone(0), 429)
-        # Requests are 0.1 s apart; without the shared pause the next would start 0.1 s after the 429.
+        # Requests are 0.25 s apart; without the shared pause the next would start 0.25 s after the 429.
         refused_at = first[0]
         assert all(at >= refused_at + 1.0 for at, _, _ in later), [
             round(at - refused_at, 3) for at, _, _ in later
         ]
-        assert sorted(to for _, to, status in later if status == 200) == [phone(i) for i in range(6)]
+        assert sorted(to for _, to, status in later if status == 200) == [phone(i) for i in range(4)]
 
     def test_from_alias_and_connection_defaults(self, monkeypatch, server):
         set_connection(monkeypatch, host=server.url, extra={"max_retries": 0, "channel_uuid": "chan-1"})

@@ -6,7 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_callbell.operators.callbell import CallbellSendMessagesOperator
 from airflow_provider_callbell.progress import progress_key
