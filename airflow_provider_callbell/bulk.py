@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from types import TracebackType
 
@@ -218,14 +219,17 @@ def send_spooled(
     workers: int,
     progress: BulkProgress | None,
     log: Log,
+    stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """Send every spooled body with ``send_one`` on ``workers`` threads; results in input order.
 
-    ``send_one`` returns a result for each body and never raises for a Callbell failure. If this
-    thread is interrupted (an Airflow task timeout, SIGTERM) or a worker hits an unexpected error,
-    no further message starts, the ones in flight finish, and their results still reach
+    ``send_one`` returns a result for each body and never raises for a Callbell failure. If ``stop``
+    is set, this thread is interrupted (an Airflow task timeout) or a worker hits an unexpected
+    error, no further message starts, the ones in flight finish, and their results still reach
     ``progress``, so that a retry does not send them again.
+
+    :raises CallbellError: when ``stop`` was set before every message was attempted.
     """
     earlier = dict(progress.begin(spool.count, spool.digest)) if progress is not None else {}
     if earlier:
@@ -263,6 +267,13 @@ def send_spooled(
                 done_count / max(now - started, 1e-9),
             )
 
+    def check_stop() -> None:
+        if stop is not None and stop.is_set():
+            raise CallbellError(
+                f"the bulk send was stopped after {tally['sent']} messages were sent and {tally['failed']} "
+                f"failed, of {spool.count}; messages not started yet were not sent"
+            )
+
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callbell-send")
     try:
         for index, line in enumerate(spool):
@@ -270,9 +281,11 @@ def send_spooled(
                 continue
             if len(pending) >= 2 * workers:
                 collect(wait(pending, return_when=FIRST_COMPLETED).done)
+            check_stop()
             pending[pool.submit(send_one, line)] = index
         while pending:
             collect(wait(pending, return_when=FIRST_COMPLETED).done)
+            check_stop()
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         finished = [(f, i) for f, i in pending.items() if not f.cancelled() and f.exception() is None]

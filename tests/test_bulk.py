@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_callbell import bulk
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellValidationError
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellValidationError
 from airflow_provider_callbell.validation import build_send_payload
 
 
@@ -199,3 +199,27 @@ class TestSendSpooled:
         assert max(sent) < 200 - 1  # it stopped before the end
         assert progress.flushes == 1
         assert any("bulk send interrupted" in line for line in log.lines)
+
+    def test_a_stopped_send_starts_nothing_more_and_records_what_went_out(self):
+        stop = threading.Event()
+        sent: set[int] = set()
+        lock = threading.Lock()
+
+        class StopAfterFive(Progress):
+            def record(self, index: int, result: dict[str, Any]) -> None:
+                super().record(index, result)
+                if len(self.recorded) == 5:
+                    stop.set()  # as on_kill does on SIGTERM
+
+        def send_one(line: bytes) -> dict[str, Any]:
+            index = int(json.loads(line)["content"]["text"])
+            with lock:
+                sent.add(index)
+            return {"uuid": f"u{index}"}
+
+        progress = StopAfterFive()
+        with self.spool(100) as spool, pytest.raises(CallbellError, match="the bulk send was stopped after"):
+            bulk.send_spooled(spool, send_one, workers=2, progress=progress, log=Log(), stop=stop)
+        assert set(progress.recorded) == sent
+        assert len(sent) < 100
+        assert progress.flushes == 1

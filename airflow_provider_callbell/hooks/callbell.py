@@ -39,6 +39,7 @@ from airflow_provider_callbell.validation import build_send_payload, message_fie
 from airflow_provider_callbell.version_compat import BaseHook, mask_secret
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Iterable, Mapping, Sequence
 
     from airflow_provider_callbell.bulk import BulkProgress
@@ -370,6 +371,7 @@ class CallbellHook(BaseHook):
         max_rps: float | None = None,
         max_workers: int | None = None,
         progress: BulkProgress | None = None,
+        stop: threading.Event | None = None,
     ) -> list[dict[str, Any]]:
         """Send many messages concurrently at up to ``max_rps``; one result per message, in input order.
 
@@ -401,6 +403,8 @@ class CallbellHook(BaseHook):
             a quarter of a second to keep ``max_rps`` (at most 32), and never more than the messages.
         :param progress: where the send records which messages went out, so that a later attempt of
             the same work skips them (see :class:`~airflow_provider_callbell.bulk.BulkProgress`).
+        :param stop: set it (from another thread or a signal handler) to stop starting messages; those
+            in flight finish and reach ``progress``, then :class:`CallbellError` is raised.
         :raises CallbellValidationError: before any request, naming each invalid message's index and field.
         """
         rate = DEFAULT_MAX_RPS if max_rps is None else max_rps
@@ -422,7 +426,9 @@ class CallbellHook(BaseHook):
                 rate,
                 workers,
             )
-            return send_spooled(spool, self._send_spooled, workers=workers, progress=progress, log=self.log)
+            return send_spooled(
+                spool, self._send_spooled, workers=workers, progress=progress, log=self.log, stop=stop
+            )
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""

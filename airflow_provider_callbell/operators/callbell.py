@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -241,11 +242,13 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
 
         ti = context["ti"]
         progress = VariableProgress.for_task_instance(ti, uuids_kept_max=XCOM_RESULTS_MAX)
+        self._stop = threading.Event()
         results = self.hook.send_messages(
             self._each_message(context),
             max_rps=self.max_rps,
             max_workers=self.max_workers,
             progress=progress,
+            stop=self._stop,
         )
         failures = [{"index": i, **r} for i, r in enumerate(results) if "error" in r]
         earlier = sum(r.get("status") == SENT_EARLIER for r in results)
@@ -273,6 +276,17 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             )
         progress.delete()
         return [r.get("uuid") for r in results] if small else None
+
+    def on_kill(self) -> None:
+        """Stop a running send cleanly: no message starts after this; those in flight finish.
+
+        Airflow 3 calls this on SIGTERM (a worker shutting down, a task marked failed) and otherwise lets
+        the task run on until it is killed outright. Stopping here means every message that went out
+        is recorded in the progress Variable, so the retry does not send it again.
+        """
+        stop: threading.Event | None = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
 
     def _each_message(self, context: Context) -> Iterator[Mapping[str, Any]]:
         """The messages to send, one at a time: as given, or rendered for each recipient."""

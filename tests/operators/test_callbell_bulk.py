@@ -248,3 +248,27 @@ class TestRetries:
             run(operator(recipients=[phone(0), phone(1)], message={"content": {"text": "hi"}}))
         assert callbell_sandbox.requests == []
         assert KEY in variables
+
+    def test_on_kill_stops_the_send_and_the_retry_sends_the_rest_once(
+        self, callbell_sandbox, variables, monkeypatch
+    ):
+        recipients = [phone(i) for i in range(40)]
+        op = operator(recipients=recipients, message={"content": {"text": "hi"}}, max_rps=100)
+        record = progress_module.VariableProgress.record
+
+        def kill_after_five(self, index, result):
+            record(self, index, result)
+            if sum(self._sent) == 5:
+                op.on_kill()  # what Airflow 3 does on SIGTERM
+
+        monkeypatch.setattr(progress_module.VariableProgress, "record", kill_after_five)
+        with pytest.raises(CallbellError, match="the bulk send was stopped"):
+            run(op)
+        first_try = {m["body"]["to"] for m in callbell_sandbox.messages}
+        stored = json.loads(variables[KEY])
+        assert {recipients[i] for start, stop in stored["sent"] for i in range(start, stop)} == first_try
+        assert 5 <= len(first_try) < 40
+
+        monkeypatch.setattr(progress_module.VariableProgress, "record", record)
+        run(operator(recipients=recipients, message={"content": {"text": "hi"}}))
+        assert sorted(m["body"]["to"] for m in callbell_sandbox.messages) == recipients  # each once
