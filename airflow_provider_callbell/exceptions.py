@@ -104,3 +104,17 @@ class CallbellMessageFailedError(CallbellError, AirflowFailException):
         self.status = status
         self.reason = reason
         super().__init__(f"Callbell message {uuid} ended {status!r}: {reason}")
+
+
+class CallbellBulkSendError(CallbellError):
+    """Some messages of a bulk send failed after every message was attempted; the others were sent.
+
+    :param message: how many failed and why.
+    :param failed: how many messages failed.
+    :param total: how many messages the send held.
+    """
+
+    def __init__(self, message: str, *, failed: int, total: int) -> None:
+        self.failed = failed
+        self.total = total
+        super().__init__(message)

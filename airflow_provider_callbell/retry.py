@@ -14,6 +14,10 @@ gets it without a retry loop of its own. What it retries:
 Retries are bounded by attempts and by the total time spent waiting; a ``Retry-After`` longer than
 the time left ends the retries at once instead of sleeping past the budget. Each retry is logged
 with its reason. ``sleep`` is injectable so that tests never wait.
+
+With a :class:`~airflow_provider_callbell.ratelimit.RateGate` (the hook always passes its own), a
+``429``'s wait pauses the gate, so every thread sending through the hook waits it out, not only the
+one that was refused; and each retry takes its turn at the gate like a first attempt.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
 
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
+
+    from airflow_provider_callbell.ratelimit import RateGate
 
 Delivery = Literal["at_most_once", "at_least_once"]
 DELIVERIES: tuple[str, ...] = get_args(Delivery)
@@ -97,8 +103,11 @@ class RetryPolicy:
                 ) from None
         return cls(**kwargs)
 
-    def to_urllib3(self, log: Callable[[str], None]) -> CallbellRetry:
-        """The urllib3 ``Retry`` that carries this policy out; ``log`` receives one line per retry."""
+    def to_urllib3(self, log: Callable[[str], None], gate: RateGate | None = None) -> CallbellRetry:
+        """The urllib3 ``Retry`` that carries this policy out; ``log`` receives one line per retry.
+
+        ``gate``, when given, is paused by a ``429``'s wait and passed before every retry.
+        """
         return CallbellRetry(
             total=self.max_retries,
             connect=self.max_retries,
@@ -114,6 +123,7 @@ class RetryPolicy:
             raise_on_status=False,  # the last answer is mapped to a typed error by the hook
             policy=self,
             log=log,
+            gate=gate,
         )
 
 
@@ -133,18 +143,21 @@ class CallbellRetry(Retry):
         *args: Any,
         policy: RetryPolicy,
         log: Callable[[str], None],
+        gate: RateGate | None = None,
         deadline: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.log = log
+        self.gate = gate
         self.deadline = deadline  # monotonic time after which no retry starts; set on the first retry
         self.next_wait: float | None = None  # decided (and logged) once in increment, used by sleep
 
     def new(self, **kw: Any) -> CallbellRetry:
         kw.setdefault("policy", self.policy)
         kw.setdefault("log", self.log)
+        kw.setdefault("gate", self.gate)
         kw.setdefault("deadline", self.deadline)
         return super().new(**kw)
 
@@ -173,7 +186,15 @@ class CallbellRetry(Retry):
         return self.get_backoff_time()
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        self.policy.sleep(self.next_wait if self.next_wait is not None else self._wait_for(response))
+        wait = self.next_wait if self.next_wait is not None else self._wait_for(response)
+        if self.gate is None:
+            self.policy.sleep(wait)
+            return
+        if response is not None and response.status == 429:
+            self.gate.pause(wait)  # the account is over its limit: every request waits, not only this one
+        else:
+            self.policy.sleep(wait)
+        self.gate.acquire()  # the retry is a request like any other: it waits its turn
 
     def increment(
         self,

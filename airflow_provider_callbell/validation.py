@@ -8,6 +8,7 @@ what it should be. Nothing here touches the network or imports ``requests``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -263,3 +264,29 @@ def build_send_payload(
     if metadata is not None:
         body["metadata"] = _metadata(metadata)
     return body
+
+
+def message_fields(message: Any) -> dict[str, Any]:
+    """Turn one message mapping of a bulk send into :func:`build_send_payload`'s keyword arguments.
+
+    JSON data spells the channel ``from`` (Callbell's own name), Python code ``from_``: both are
+    accepted, not both at once. ``None`` values count as absent, so that a JSON ``null`` takes the
+    default like a missing key does.
+    """
+    if not isinstance(message, Mapping):
+        raise _fail("a message", "an object of message fields such as {'to': ..., 'content': {...}}", message)
+    fields = {key: value for key, value in message.items() if value is not None}
+    if "from" in fields:
+        if "from_" in fields:
+            raise _fail("from", "absent when from_ is given (both name the channel)", fields["from"])
+        fields["from_"] = fields.pop("from")
+    unknown = sorted(set(fields) - set(MESSAGE_FIELDS), key=str)
+    if unknown:
+        raise CallbellValidationError(
+            f"{unknown[0]!r} is not a message field; expected {', '.join(MESSAGE_FIELDS)} (or 'from')"
+        )
+    return fields
+
+
+#: The fields of one message: exactly :func:`build_send_payload`'s parameters.
+MESSAGE_FIELDS: tuple[str, ...] = tuple(inspect.signature(build_send_payload).parameters)

@@ -2,44 +2,80 @@
 
     make bench            # or: .venv/bin/python benchmarks/run.py
 
-1. Import cost: self time (``python -X importtime``) of the modules that importing the operator, the
-   notifier or the sensor adds to a DAG file that already imports ``airflow.sdk``; official
-   providers' operators and notifiers beside them when they are installed.
+1. Import cost: self time (``python -X importtime``) of the modules that importing the operators, the
+   notifier or the sensor adds to a DAG file that already imports ``airflow.sdk``, as a share of what
+   ``airflow.sdk`` itself costs; official providers' modules beside them when they are installed.
 2. Per-message cost: ``CallbellHook.send_message`` over a bare ``requests.Session.post`` of the same
    body, to the same loopback server, interleaved so that both see the same machine state.
+3. Throughput: ``CallbellHook.send_messages`` against the Callbell sandbox, in a process of its own,
+   enforcing 300 requests per second and answering each in 50 ms, next to a plain loop of
+   ``send_message``; as a share of the limit. What the sandbox stored is checked: nothing lost, nothing
+   sent twice, no request answered 429.
+4. Memory: peak RSS growth of a fresh process over ``send_messages`` of 10,000 and 100,000 generated
+   messages (warmed up first, then its peak reset through ``/proc/self/clear_refs``), next to the size
+   of the results the call returns: the growth should be those results and nothing else.
+
+The hook logs as it does in a task (a line per ``send_message``); the lines go to /dev/null so that
+the tables stay readable, but their cost is measured.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import platform
+import re
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 IMPORT_RUNS = 7
 SEND_ROUNDS = 20
 SEND_PER_ROUND = 100
+ACCOUNT_LIMIT = 300
+LATENCY = 0.05
+BULK_MESSAGES = 3000
+LOOP_MESSAGES = 100
+MEMORY_SIZES = (10_000, 100_000)
 
 MODULES = {
-    "airflow_provider_callbell.operators.callbell": "CallbellSendMessageOperator",
-    "airflow_provider_callbell.notifications.callbell": "CallbellNotifier",
-    "airflow_provider_callbell.sensors.callbell": "CallbellMessageStatusSensor",
+    "airflow_provider_callbell.operators.callbell": "`CallbellSendMessageOperator`, `CallbellSendMessagesOperator`",
+    "airflow_provider_callbell.notifications.callbell": "`CallbellNotifier`",
+    "airflow_provider_callbell.sensors.callbell": "`CallbellMessageStatusSensor`",
     "airflow.providers.smtp.notifications.smtp": "SmtpNotifier (official)",
     "airflow.providers.telegram.operators.telegram": "TelegramOperator (official)",
     "airflow.providers.slack.operators.slack": "SlackAPIPostOperator (official)",
+    "airflow.providers.slack.notifications.slack": "SlackNotifier (official)",
     "airflow.providers.http.operators.http": "HttpOperator (official)",
 }
 
 
-def import_self_time_ms(module: str) -> float | None:
-    """Median over runs of the self time of every module imported after ``airflow.sdk``."""
-    code = f"import airflow.sdk, sys; sys.stderr.write('--mark--\\n'); import {module}"
+def _self_time_us(stderr: str) -> int:
+    return sum(
+        int(line.split("|")[0].split(":")[1])
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    )
+
+
+def import_self_time_ms(module: str | None) -> float | None:
+    """Median over runs of the self time of every module imported after ``airflow.sdk``.
+
+    With ``module=None``: the self time of importing ``airflow.sdk`` itself, the reference.
+    """
+    if module is None:
+        code = "import sys; sys.stderr.write('--mark--\\n'); import airflow.sdk"
+    else:
+        code = f"import airflow.sdk, sys; sys.stderr.write('--mark--\\n'); import {module}"
     totals = []
     for _ in range(IMPORT_RUNS):
         proc = subprocess.run(
@@ -47,14 +83,7 @@ def import_self_time_ms(module: str) -> float | None:
         )
         if proc.returncode != 0:
             return None  # not installed
-        after = proc.stderr.split("--mark--\n", 1)[1]
-        totals.append(
-            sum(
-                int(line.split("|")[0].split(":")[1])
-                for line in after.splitlines()
-                if line.startswith("import time:")
-            )
-        )
+        totals.append(_self_time_us(proc.stderr.split("--mark--\n", 1)[1]))
     return statistics.median(totals) / 1000
 
 
@@ -123,23 +152,218 @@ def send_cost() -> tuple[float, float]:
     return statistics.median(bare_rounds), statistics.median(hook_rounds)
 
 
-def main() -> None:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class SandboxProcess:
+    """The Callbell sandbox in a process of its own, so that it does not share the client's GIL."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow_provider_callbell.sandbox", "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL,  # one line per message: nobody reads them here
+            stderr=subprocess.DEVNULL,
+        )
+        import requests
+
+        for _ in range(200):
+            try:
+                requests.get(f"{self.url}/_sandbox/messages", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        self.connection = json.dumps(
+            {"conn_type": "callbell", "host": f"{self.url}/v1", "password": "sandbox-token"}
+        )
+
+    def inspect(self, what: str) -> list[dict[str, Any]]:
+        import requests
+
+        items: list[dict[str, Any]] = requests.get(f"{self.url}/_sandbox/{what}", timeout=60).json()[what]
+        return items
+
+    def reset(self) -> None:
+        import requests
+
+        requests.post(f"{self.url}/_sandbox/reset", timeout=5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _generated(count: int, prefix: str) -> Any:
+    return ({"to": f"+316{i:08d}", "content": {"text": f"{prefix} {i}"}} for i in range(count))
+
+
+def throughput() -> dict[str, Any]:
+    """Messages per second of ``send_messages`` and of a loop, against 300/s and 50 ms; what arrived."""
+    sandbox = SandboxProcess("--rate-limit", str(ACCOUNT_LIMIT), "--latency", str(LATENCY))
+    try:
+        os.environ["AIRFLOW_CONN_CALLBELL_SANDBOX"] = sandbox.connection
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        hook = CallbellHook("callbell_sandbox")
+        hook.send_message("+31612345678", content={"text": "warm-up"})
+        sandbox.reset()
+        time.sleep(1.1)  # an empty rate window for the bulk run
+        start = time.perf_counter()
+        results = hook.send_messages(_generated(BULK_MESSAGES, "bulk"))
+        bulk_seconds = time.perf_counter() - start
+        stored = Counter(m["body"]["content"]["text"] for m in sandbox.inspect("messages"))
+        refused = sum(r["status"] == 429 for r in sandbox.inspect("requests"))
+        expected = {f"bulk {i}" for i in range(BULK_MESSAGES)}
+        sandbox.reset()
+        start = time.perf_counter()
+        for message in _generated(LOOP_MESSAGES, "loop"):
+            hook.send_message(**message)
+        loop_seconds = time.perf_counter() - start
+    finally:
+        sandbox.stop()
+    return {
+        "bulk_rps": BULK_MESSAGES / bulk_seconds,
+        "loop_rps": LOOP_MESSAGES / loop_seconds,
+        "failed": sum("error" in r for r in results),
+        "lost": len(expected - set(stored)),
+        "duplicated": sum(count - 1 for count in stored.values()),
+        "refused": refused,
+    }
+
+
+def _rss_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (the peak since the last reset) of this process."""
+    with open("/proc/self/status") as status:
+        found = re.search(rf"{field}:\s+(\d+) kB", status.read())
+    return int(found.group(1)) * 1024 if found else 0
+
+
+def _held_bytes(results: list[dict[str, Any]]) -> int:
+    """The size of the results list and everything it holds, each object counted once."""
+    seen: set[int] = set()
+    total = 0
+    for obj in (results, *results, *(v for r in results for kv in r.items() for v in kv)):
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            total += sys.getsizeof(obj)
+    return total
+
+
+def memory_child(count: int) -> None:
+    """In a fresh process: peak RSS growth over one ``send_messages`` of ``count`` messages."""
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+    hook = CallbellHook("callbell_bench")
+    hook.send_messages(_generated(2000, "warm-up"), max_rps=1e6)  # pool, threads, code paths
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current RSS: the warm-up's peak is forgotten
+    before = _rss_bytes("VmRSS")
+    results = hook.send_messages(_generated(count, "memory"), max_rps=1e6)
+    peak = _rss_bytes("VmHWM")
     print(
+        json.dumps(
+            {
+                "growth": peak - before,
+                "held": _held_bytes(results),
+                "failed": sum("error" in r for r in results),
+            }
+        )
+    )
+
+
+def memory() -> list[tuple[int, dict[str, Any]]]:
+    """Run :func:`memory_child` for each size against the canned server, served from this process."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    server.daemon_threads = True
+    server.request_queue_size = 128
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "AIRFLOW_CONN_CALLBELL_BENCH": json.dumps(
+            {"conn_type": "callbell", "host": f"http://127.0.0.1:{server.server_port}/v1", "password": "t"}
+        ),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+    measured = []
+    for count in MEMORY_SIZES:
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__)), "--memory-child", str(count)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        measured.append((count, json.loads(proc.stdout.strip().splitlines()[-1])))
+    server.shutdown()
+    return measured
+
+
+def main() -> None:
+    report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())  # the hook's log lines, written but not shown
+    _report(report)
+
+
+def _report(out: Any) -> None:
+    emit = functools.partial(print, file=out)  # the real stdout, not the log lines
+    emit(
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
     )
-    print()
-    print("| import over `airflow.sdk` | added self time (ms) |")
-    print("| --- | ---: |")
+    emit()
+    sdk_ms = import_self_time_ms(None) or 1.0
+    emit(f"| import over `airflow.sdk` ({sdk_ms:.0f} ms) | added self time (ms) | share of `airflow.sdk` |")
+    emit("| --- | ---: | ---: |")
     for module, label in MODULES.items():
         ms = import_self_time_ms(module)
-        print(f"| {label} | {'not installed' if ms is None else f'{ms:.1f}'} |")
-    print()
+        cells = "not installed | -" if ms is None else f"{ms:.1f} | {ms / sdk_ms:.1%}"
+        emit(f"| {label} | {cells} |")
+    emit()
     bare_us, hook_us = send_cost()
-    print("| per message, loopback | µs | ratio |")
-    print("| --- | ---: | ---: |")
-    print(f"| bare `requests.Session.post` | {bare_us:.0f} | 1.00 |")
-    print(f"| `CallbellHook.send_message` | {hook_us:.0f} | {hook_us / bare_us:.2f} |")
+    emit("| per message, loopback | µs | ratio |")
+    emit("| --- | ---: | ---: |")
+    emit(f"| bare `requests.Session.post` | {bare_us:.0f} | 1.00 |")
+    emit(f"| `CallbellHook.send_message` | {hook_us:.0f} | {hook_us / bare_us:.2f} |")
+    emit()
+    run = throughput()
+    emit(
+        f"| server at {ACCOUNT_LIMIT} requests/s, {LATENCY * 1000:.0f} ms per answer | messages/s "
+        "| share of the limit | ratio |"
+    )
+    emit("| --- | ---: | ---: | ---: |")
+    emit(
+        f"| loop of `send_message`, {LOOP_MESSAGES} messages | {run['loop_rps']:.1f} "
+        f"| {run['loop_rps'] / ACCOUNT_LIMIT:.1%} | 1.0 |"
+    )
+    emit(
+        f"| `send_messages`, {BULK_MESSAGES} messages, defaults | {run['bulk_rps']:.1f} "
+        f"| {run['bulk_rps'] / ACCOUNT_LIMIT:.1%} | {run['bulk_rps'] / run['loop_rps']:.1f} |"
+    )
+    emit()
+    emit(
+        f"`send_messages`: {run['failed']} failed, {run['lost']} lost, {run['duplicated']} duplicated, "
+        f"{run['refused']} requests answered 429."
+    )
+    emit()
+    emit(
+        "| `send_messages` in a fresh process | peak RSS growth (MiB) | results held (MiB) | ratio | per message (bytes) |"
+    )
+    emit("| --- | ---: | ---: | ---: | ---: |")
+    for count, m in memory():
+        failed = f" ({m['failed']} failed)" if m["failed"] else ""
+        emit(
+            f"| {count:,} messages{failed} | {m['growth'] / 2**20:.1f} | {m['held'] / 2**20:.1f} "
+            f"| {m['growth'] / m['held']:.2f} | {m['growth'] / count:.0f} |"
+        )
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(int(sys.argv[2]))
+    else:
+        main()

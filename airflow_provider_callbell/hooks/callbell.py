@@ -14,25 +14,39 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
+from airflow_provider_callbell.bulk import (
+    DEFAULT_MAX_RPS,
+    MAX_WORKERS,
+    compact,
+    default_workers,
+    failure_record,
+    send_spooled,
+    spool_messages,
+)
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellConnectionConfigError,
     CallbellError,
     CallbellRateLimitError,
+    CallbellValidationError,
     api_error_class,
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
+from airflow_provider_callbell.ratelimit import RateGate
 from airflow_provider_callbell.retry import RetryPolicy
-from airflow_provider_callbell.validation import build_send_payload, validate_uuid
+from airflow_provider_callbell.validation import build_send_payload, message_fields, validate_uuid
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook, aget_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    import threading
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from datetime import timedelta
 
     import httpx
     from requests.structures import CaseInsensitiveDict
 
+    from airflow_provider_callbell.bulk import BulkProgress
+    from airflow_provider_callbell.validation import SendMessagePayload
     from airflow_provider_callbell.version_compat import Connection
 
 DEFAULT_CHANNEL = "whatsapp"
@@ -200,11 +214,24 @@ class CallbellHook(BaseHook):
         )
 
     @cached_property
+    def _gate(self) -> RateGate:
+        """When each request may start: spacing during a bulk send, and the shared pause after a 429."""
+        retry = self._conn_params.retry
+        return RateGate(clock=retry.clock, sleep=retry.sleep)
+
+    @cached_property
     def session(self) -> requests.Session:
-        """The one ``requests.Session`` of this hook: pooled connections, auth and retries."""
+        """The one ``requests.Session`` of this hook: pooled connections, auth and retries.
+
+        Its pool keeps up to :data:`~airflow_provider_callbell.bulk.MAX_WORKERS` connections, so
+        that every worker of a bulk send reuses one instead of opening a new one per message.
+        """
         session = requests.Session()
         session.headers.update(_headers(self._conn_params.token))
-        adapter = HTTPAdapter(max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning))
+        adapter = HTTPAdapter(
+            pool_maxsize=MAX_WORKERS,
+            max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning, gate=self._gate),
+        )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -230,8 +257,10 @@ class CallbellHook(BaseHook):
         """
         endpoint = f"{method} {path}"
         conn = self._conn_params
+        session = self.session
+        self._gate.acquire()
         try:
-            response = self.session.request(
+            response = session.request(
                 method,
                 conn.base_url + path,
                 json=json,
@@ -312,6 +341,41 @@ class CallbellHook(BaseHook):
                 return items
             page += 1
 
+    def _build_payload(self, **fields: Any) -> SendMessagePayload:
+        """Validate one message into its JSON body, with the connection's channel defaults."""
+        conn = self._conn_params
+        if fields.get("from_") is None:
+            fields["from_"] = conn.from_
+        if fields.get("channel_uuid") is None:
+            fields["channel_uuid"] = conn.channel_uuid
+        return build_send_payload(**fields)
+
+    def _build_message(self, message: Mapping[str, Any]) -> SendMessagePayload:
+        return self._build_payload(**message_fields(message))
+
+    def _post_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one validated body and return Callbell's message object, which must hold a uuid."""
+        endpoint = "POST /messages/send"
+        message = self._get_object(self._request("POST", "/messages/send", json=payload), "message", endpoint)
+        if not isinstance(message.get("uuid"), str):
+            raise CallbellAPIError("the answer's message has no 'uuid'", endpoint=endpoint, body=str(message))
+        return message
+
+    def _send_spooled(self, line: bytes) -> dict[str, Any]:
+        """One bulk worker's send: a compact result for success or failure, never an exception."""
+        payload = json.loads(line)
+        try:
+            message = self._post_message(payload)
+        except CallbellError as err:
+            self.log.debug(
+                "Callbell refused a message to %s: %s", payload.get("to", payload.get("bsuid")), err
+            )
+            return failure_record(err, payload)
+        self.log.debug(
+            "Callbell enqueued message %s to %s", message["uuid"], payload.get("to", payload.get("bsuid"))
+        )
+        return compact(message)
+
     # -- The API ----------------------------------------------------------------------------------
 
     def send_message(
@@ -340,14 +404,13 @@ class CallbellHook(BaseHook):
         :raises CallbellValidationError: before any request, naming the field at fault.
         :raises CallbellAPIError: (or a subclass) when Callbell refuses the message.
         """
-        conn = self._conn_params
-        payload = build_send_payload(
-            to,
-            type,
-            content,
-            from_=from_ if from_ is not None else conn.from_,
+        payload = self._build_payload(
+            to=to,
+            type=type,
+            content=content,
+            from_=from_,
             bsuid=bsuid,
-            channel_uuid=channel_uuid if channel_uuid is not None else conn.channel_uuid,
+            channel_uuid=channel_uuid,
             template_uuid=template_uuid,
             optin_contact=optin_contact,
             template_values=template_values,
@@ -357,10 +420,7 @@ class CallbellHook(BaseHook):
             bot_status=bot_status,
             metadata=metadata,
         )
-        endpoint = "POST /messages/send"
-        message = self._get_object(self._request("POST", "/messages/send", json=payload), "message", endpoint)
-        if not isinstance(message.get("uuid"), str):
-            raise CallbellAPIError("the answer's message has no 'uuid'", endpoint=endpoint, body=str(message))
+        message = self._post_message(payload)
         self.log.info(
             "Callbell enqueued %s message %s to %s via %s",
             payload["type"],
@@ -369,6 +429,72 @@ class CallbellHook(BaseHook):
             payload["from"],
         )
         return message
+
+    def send_messages(
+        self,
+        messages: Iterable[Mapping[str, Any]],
+        *,
+        max_rps: float | None = None,
+        max_workers: int | None = None,
+        progress: BulkProgress | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[dict[str, Any]]:
+        """Send many messages concurrently at up to ``max_rps``; one result per message, in input order.
+
+        Each message is a mapping of :meth:`send_message`'s parameters (``to``, ``type``,
+        ``content``, ``from_`` (or ``from``), ...). ``messages`` may be any iterable, a generator
+        included; it is read once, one message at a time, and never held whole in memory.
+
+        Every message is validated before the first one is sent: a first pass validates each one as
+        it is read and writes its JSON body to a temporary spool (in memory up to 1 MiB, then an
+        anonymous file that the system deletes on close); any invalid message raises before a
+        single request. The second pass streams the spool to ``max_workers`` threads sharing this
+        hook's session. A ``429`` pauses every worker for its ``Retry-After``, not only the one that
+        received it; retries follow the hook's retry policy.
+
+        The result for a message is Callbell's message object (with ``uuid``) when it was enqueued,
+        else a failure record ``{"error": "<ExceptionType>: <reason>", "status_code": ..., "to": ...}``
+        without ``uuid``. A failure never stops the others: check the results.
+
+        .. code-block:: python
+
+            rows = ({"to": row.phone, "content": {"text": f"Hi {row.name}"}} for row in read_rows())
+            results = CallbellHook().send_messages(rows)
+            failed = [r for r in results if "error" in r]
+
+        :param messages: the messages, each a mapping of :meth:`send_message`'s parameters.
+        :param max_rps: the most requests started per second, across workers; default 285, 95% of
+            Callbell's 300 per account. Several tasks sending at once must share the account's limit.
+        :param max_workers: concurrent requests (1 to 64); by default enough for answers taking up to
+            a quarter of a second to keep ``max_rps`` (at most 32), and never more than the messages.
+        :param progress: where the send records which messages went out, so that a later attempt of
+            the same work skips them (see :class:`~airflow_provider_callbell.bulk.BulkProgress`).
+        :param stop: set it (from another thread or a signal handler) to stop starting messages; those
+            in flight finish and reach ``progress``, then :class:`CallbellError` is raised.
+        :raises CallbellValidationError: before any request, naming each invalid message's index and field.
+        """
+        rate = DEFAULT_MAX_RPS if max_rps is None else max_rps
+        if max_workers is not None and (
+            isinstance(max_workers, bool)
+            or not isinstance(max_workers, int)
+            or not 1 <= max_workers <= MAX_WORKERS
+        ):
+            raise CallbellValidationError(
+                f"max_workers must be a whole number from 1 to {MAX_WORKERS}, got {max_workers!r}"
+            )
+        self.session  # noqa: B018  # read the connection and build the session before threads share them
+        # limited() checks max_rps before the input is read; no request goes out while validating.
+        with self._gate.limited(rate), spool_messages(messages, self._build_message) as spool:
+            workers = min(max_workers or default_workers(rate), max(spool.count, 1))
+            self.log.info(
+                "Callbell: %d messages validated; sending at up to %g per second with %d workers",
+                spool.count,
+                rate,
+                workers,
+            )
+            return send_spooled(
+                spool, self._send_spooled, workers=workers, progress=progress, log=self.log, stop=stop
+            )
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""

@@ -1,14 +1,19 @@
-"""Send one Callbell message from a task."""
+"""Send Callbell messages from a task: one (``CallbellSendMessageOperator``) or many (``...MessagesOperator``)."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import ChainMap
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+
+    from jinja2 import Environment, Template
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
     from airflow_provider_callbell.version_compat import Context
@@ -33,9 +38,29 @@ MESSAGE_FIELDS: tuple[str, ...] = (
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
 XCOM_MESSAGE_KEY = "callbell_message"
+#: The XCom keys of a bulk send: every message's compact result, and the counts with the failures.
+XCOM_RESULTS_KEY = "callbell_results"
+XCOM_SUMMARY_KEY = "callbell_summary"
+#: Past this many messages a bulk send keeps its XCom small: the summary only, no per-message list.
+XCOM_RESULTS_MAX = 10_000
+#: How many failures the summary lists (it counts them all).
+XCOM_FAILURES_MAX = 100
+#: Where a recipient's identity goes in its message; every other key of a recipient is a template value.
+RECIPIENT_KEYS = ("to", "bsuid")
 
 
-class CallbellSendMessageOperator(BaseOperator):
+class _CallbellOperatorMixin:
+    callbell_conn_id: str
+
+    @cached_property
+    def hook(self) -> CallbellHook:
+        """The hook, imported here so that parsing a DAG never imports ``requests``."""
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
+
+
+class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
     """
     Send a WhatsApp, Telegram, Instagram or Facebook message through Callbell.
 
@@ -117,15 +142,262 @@ class CallbellSendMessageOperator(BaseOperator):
         self.metadata = metadata
         self.callbell_conn_id = callbell_conn_id
 
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
-
     def execute(self, context: Context) -> str:
         message = self.hook.send_message(**{name: getattr(self, name) for name in MESSAGE_FIELDS})
         context["ti"].xcom_push(key=XCOM_MESSAGE_KEY, value=message)
         uuid: str = message["uuid"]
         return uuid
+
+
+class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
+    """
+    Send many Callbell messages from one task, concurrently at up to the account's rate limit.
+
+    Give either ``messages`` (complete messages), or ``recipients`` and one ``message`` sent to each.
+    ``message`` is rendered with Jinja once per recipient, with the task's context plus ``recipient``:
+    a string recipient is its ``to``, a dict recipient gives ``to`` (or ``bsuid``) and any values the
+    template uses. Every message is rendered and validated before the first one is sent; then all are
+    attempted, and the task fails if any failed, naming how many and why.
+
+    .. code-block:: python
+
+        CallbellSendMessagesOperator(
+            task_id="order_updates",
+            recipients=[{"to": "+31612345678", "name": "Ada", "order": "1042"}, ...],  # or an XComArg
+            message={"content": {"text": "Hi {{ recipient.name }}, order {{ recipient.order }} ships {{ ds }}"}},
+        )
+
+    XCom: ``return_value`` is each message's uuid (``None`` where it failed) in input order;
+    ``callbell_results`` holds each message's compact result (Callbell's message object, or a failure
+    record ``{"error", "status_code", "to"}``); ``callbell_summary`` holds the counts and the first 100
+    failures with their index. Past 10,000 messages only the summary is pushed (``return_value`` is
+    ``None``), to keep Airflow's database small.
+
+    A retry does not send again what an earlier try of the same task instance sent: progress is kept
+    in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` in batches,
+    and deleted when the task succeeds (see :mod:`airflow_provider_callbell.progress`). A message that
+    failed is sent again by the retry.
+
+    Bigger audiences: split them into chunks and map this operator over them in a pool, with each
+    task's ``max_rps`` set to the account's limit divided by the pool's slots (see the README).
+
+    :param messages: the messages, each a dict of :class:`CallbellSendMessageOperator`'s message
+        fields (``to``, ``type``, ``content``, ``from_`` or ``from``, ...), as a list, a JSON list or
+        an XComArg. (templated)
+    :param recipients: who receives ``message``: phone numbers or platform ids, or dicts with ``to``
+        (or ``bsuid``) and per-recipient values, as a list, a JSON list or an XComArg. (templated)
+    :param message: the message fields for each recipient (no ``to``/``bsuid``), as a dict or a JSON
+        object; string values are Jinja templates rendered per recipient with ``recipient`` in the
+        context. (templated per recipient)
+    :param max_rps: the most requests per second this task starts; default 285 (95% of Callbell's 300).
+        Tasks that send at the same time share the account's limit: divide it between them.
+    :param max_workers: concurrent requests, 1 to 64; by default sized for ``max_rps``.
+    :param callbell_conn_id: the Airflow connection holding the API token.
+    """
+
+    template_fields: Sequence[str] = ("messages", "recipients")
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        "messages": "json",
+        "recipients": "json",
+        "message": "json",
+    }
+    ui_color = "#2ec4a6"
+
+    def __init__(
+        self,
+        *,
+        messages: Iterable[Mapping[str, Any]] | str | None = None,
+        recipients: Iterable[str | Mapping[str, Any]] | str | None = None,
+        message: Mapping[str, Any] | str | None = None,
+        max_rps: float | None = None,
+        max_workers: int | None = None,
+        callbell_conn_id: str = "callbell_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        from airflow_provider_callbell.exceptions import CallbellValidationError
+
+        if (messages is None) == (recipients is None):
+            raise CallbellValidationError(
+                "give either messages (complete messages) or recipients (with one message for each)"
+            )
+        if (recipients is None) != (message is None):
+            raise CallbellValidationError(
+                "message and recipients go together: message is what each recipient is sent, "
+                "with {{ recipient.<key> }} for their own values"
+            )
+        if message is not None and not isinstance(message, str):
+            _message_template(message)
+        self.messages = messages
+        self.recipients = recipients
+        self.message = message
+        self.max_rps = max_rps
+        self.max_workers = max_workers
+        self.callbell_conn_id = callbell_conn_id
+
+    def execute(self, context: Context) -> list[str | None] | None:
+        from airflow_provider_callbell.bulk import describe_failures
+        from airflow_provider_callbell.exceptions import CallbellBulkSendError
+        from airflow_provider_callbell.progress import SENT_EARLIER, VariableProgress
+
+        ti = context["ti"]
+        progress = VariableProgress.for_task_instance(ti, uuids_kept_max=XCOM_RESULTS_MAX)
+        self._stop = threading.Event()
+        results = self.hook.send_messages(
+            self._each_message(context),
+            max_rps=self.max_rps,
+            max_workers=self.max_workers,
+            progress=progress,
+            stop=self._stop,
+        )
+        failures = [{"index": i, **r} for i, r in enumerate(results) if "error" in r]
+        earlier = sum(r.get("status") == SENT_EARLIER for r in results)
+        summary = {
+            "total": len(results),
+            "sent": len(results) - len(failures) - earlier,
+            "sent_earlier": earlier,
+            "failed": len(failures),
+            "failures": failures[:XCOM_FAILURES_MAX],
+            "progress_variable": progress.key,
+        }
+        ti.xcom_push(key=XCOM_SUMMARY_KEY, value=summary)
+        small = len(results) <= XCOM_RESULTS_MAX
+        if small:
+            ti.xcom_push(key=XCOM_RESULTS_KEY, value=results)
+        if failures:
+            sent = f"{len(results) - len(failures)} sent" + (
+                f", {earlier} of them by earlier tries" if earlier else ""
+            )
+            raise CallbellBulkSendError(
+                f"{len(failures)} of {len(results)} Callbell messages failed ({sent}); a retry of this task "
+                f"sends only the failed ones. Why: {describe_failures(results)}",
+                failed=len(failures),
+                total=len(results),
+            )
+        progress.delete()
+        return [r.get("uuid") for r in results] if small else None
+
+    def on_kill(self) -> None:
+        """Stop a running send cleanly: no message starts after this; those in flight finish.
+
+        Airflow 3 calls this on SIGTERM (a worker shutting down, a task marked failed) and otherwise lets
+        the task run on until it is killed outright. Stopping here means every message that went out
+        is recorded in the progress Variable, so the retry does not send it again.
+        """
+        stop: threading.Event | None = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+
+    def _each_message(self, context: Context) -> Iterator[Mapping[str, Any]]:
+        """The messages to send, one at a time: as given, or rendered for each recipient."""
+        if self.recipients is None:
+            yield from _json_list("messages", self.messages)
+            return
+        from jinja2 import TemplateError
+
+        from airflow_provider_callbell.exceptions import CallbellValidationError
+
+        try:
+            # The DAG's environment, as Airflow renders template fields with: its macros, filters and
+            # StrictUndefined, so that a misspelt recipient key fails instead of sending a blank.
+            env = self.get_template_env(dag=self.dag if self.has_dag() else None)  # type: ignore[no-untyped-call]
+            render = _compile(_message_template(self.message), env)
+        except TemplateError as err:
+            raise CallbellValidationError(f"message is not a valid template: {err}") from None
+        for index, value in enumerate(_json_list("recipients", self.recipients)):
+            recipient = _recipient(index, value)
+            try:
+                rendered = render(
+                    ChainMap({"recipient": recipient}, cast("MutableMapping[str, Any]", context))
+                )
+            except TemplateError as err:
+                raise CallbellValidationError(
+                    f"message could not be rendered for recipients[{index}]: {err}; nothing was sent"
+                ) from None
+            rendered.update({key: recipient[key] for key in RECIPIENT_KEYS if recipient.get(key) is not None})
+            yield rendered
+
+
+def _json_list(name: str, value: Any) -> Iterable[Any]:
+    """A list as given (or any iterable, such as a resolved XComArg), or parsed from a JSON list."""
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise CallbellValidationError(
+                f"{name} must be a list or a JSON list, got {value[:200]!r}"
+            ) from None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or hasattr(value, "keys"):
+        raise CallbellValidationError(f"{name} must be a list or a JSON list, got {type(value).__name__}")
+    return cast("Iterable[Any]", value)
+
+
+def _message_template(message: Any) -> dict[str, Any]:
+    """Check the per-recipient message: a dict of message fields, the recipient's identity excepted."""
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+
+    if isinstance(message, str):
+        try:
+            message = json.loads(message)
+        except ValueError:
+            raise CallbellValidationError(
+                f"message must be an object or a JSON object, got {message[:200]!r}"
+            ) from None
+    if not isinstance(message, dict):
+        raise CallbellValidationError(f"message must be an object of message fields, got {message!r}")
+    allowed = set(MESSAGE_FIELDS) - set(RECIPIENT_KEYS) | {"from"}
+    for key in message:
+        if key in RECIPIENT_KEYS:
+            raise CallbellValidationError(
+                f"message must not contain {key!r}: each recipient gives its own (recipients=[{{{key!r}: ...}}])"
+            )
+        if key not in allowed:
+            raise CallbellValidationError(
+                f"{key!r} is not a message field; expected {', '.join(sorted(allowed))}"
+            )
+    return message
+
+
+def _recipient(index: int, value: Any) -> dict[str, Any]:
+    """A recipient as a dict with ``to`` or ``bsuid``: a bare string is a ``to``."""
+    if isinstance(value, str):
+        return {"to": value}
+    if isinstance(value, dict) and any(value.get(key) is not None for key in RECIPIENT_KEYS):
+        return value
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+
+    raise CallbellValidationError(
+        f"recipients[{index}] must be a phone number or platform id, or an object with 'to' or 'bsuid', "
+        f"got {value!r}"
+    )
+
+
+def _compile(template: Any, env: Environment) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile every Jinja string of ``template`` once; the result renders the whole structure."""
+    if isinstance(template, str):
+        if "{{" not in template and "{%" not in template:
+            return lambda _: template
+        compiled = env.from_string(template)
+        return lambda scope: _render(compiled, scope)
+    if isinstance(template, dict):
+        parts = {key: _compile(value, env) for key, value in template.items()}
+        return lambda scope: {key: part(scope) for key, part in parts.items()}
+    if isinstance(template, (list, tuple)):
+        items = [_compile(value, env) for value in template]
+        return lambda scope: [item(scope) for item in items]
+    return lambda _: template
+
+
+def _render(template: Template, scope: Mapping[str, Any]) -> Any:
+    """``template.render(scope)`` without copying ``scope`` into a dict, as Airflow renders fields.
+
+    The task's context is looked up only for the names the template uses: it is not copied once per
+    recipient, and Airflow 2's context does not warn about every deprecated key it holds.
+    """
+    context = template.new_context(ChainMap(scope, template.globals), shared=True)  # type: ignore[arg-type]
+    try:
+        return template.environment.concat(template.root_render_func(context))
+    except Exception:
+        return template.environment.handle_exception()

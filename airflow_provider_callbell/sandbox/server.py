@@ -192,6 +192,7 @@ class _Knobs:
     latency: float
     error_rate: float
     drop_rate: float
+    flaky_recipients: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.status_interval < 0 or self.latency < 0:
@@ -201,6 +202,10 @@ class _Knobs:
         if self.rate_limit is not None and self.rate_limit < 1:
             raise ValueError("rate_limit must be >= 1 or None")
         object.__setattr__(self, "failing_recipients", dict(self.failing_recipients or {}))
+        flaky = dict(self.flaky_recipients or {})
+        if not all(isinstance(n, int) and n >= 0 for n in flaky.values()):
+            raise ValueError("flaky_recipients must map recipients to whole numbers of refusals >= 0")
+        object.__setattr__(self, "flaky_recipients", flaky)
 
 
 @dataclasses.dataclass
@@ -247,6 +252,7 @@ class CallbellSandbox:
         latency: float = 0.0,
         error_rate: float = 0.0,
         drop_rate: float = 0.0,
+        flaky_recipients: Mapping[str, int] | None = None,
         seed: int | None = None,
         templates: list[JSON] | None = None,
         channels: list[JSON] | None = None,
@@ -262,12 +268,15 @@ class CallbellSandbox:
         self.templates = copy.deepcopy(list(DEFAULT_TEMPLATES if templates is None else templates))
         self.channels = copy.deepcopy(list(DEFAULT_CHANNELS if channels is None else channels))
         self._requested_port = port
-        self._knobs = _Knobs(status_interval, failing_recipients, rate_limit, latency, error_rate, drop_rate)
+        self._knobs = _Knobs(
+            status_interval, failing_recipients, rate_limit, latency, error_rate, drop_rate, flaky_recipients
+        )
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._messages: dict[str, _Message] = {}
         self._requests: list[JSON] = []
         self._window: deque[float] = deque()
+        self._refusals: dict[str, int] = {}  # 503s given so far to each flaky recipient
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -348,9 +357,11 @@ class CallbellSandbox:
             self._messages.clear()
             self._requests.clear()
             self._window.clear()
+            self._refusals.clear()
 
     def configure(self, **knobs: Any) -> None:
-        """Change latency, error_rate, drop_rate, rate_limit, status_interval or failing_recipients live.
+        """Change latency, error_rate, drop_rate, rate_limit, status_interval, failing_recipients or
+        flaky_recipients live (a recipient mapped to n is answered 503 on its first n sends).
 
         Unknown names raise ``TypeError`` and out-of-range values ``ValueError``, as in the constructor.
         """
@@ -464,6 +475,8 @@ class CallbellSandbox:
             return _error(422, exc.field, exc.message)
         failing = knobs.failing_recipients or {}
         recipient: str = body["to"] if body.get("to") is not None else body["bsuid"]  # "to" wins
+        if self._refuse(recipient, knobs):
+            return _Answer(503, {"error": "sandbox: recipient temporarily unavailable"})
         message = _Message(uuid.uuid4().hex, body, time.time(), failing.get(recipient))
         with self._lock:
             self._messages[message.uuid] = message
@@ -488,6 +501,16 @@ class CallbellSandbox:
                 "href": f"https://dash.callbell.eu/chat/{conversation_uuid}",
             }
         return _Answer(200, {"message": answer})
+
+    def _refuse(self, recipient: str, knobs: _Knobs) -> bool:
+        """Whether this send to a flaky recipient is one of the refusals it is due before success."""
+        due = (knobs.flaky_recipients or {}).get(recipient, 0)
+        with self._lock:
+            refused = self._refusals.get(recipient, 0)
+            if refused >= due:
+                return False
+            self._refusals[recipient] = refused + 1
+            return True
 
     def _message_status(self, message_uuid: str, knobs: _Knobs) -> _Answer:
         """Derive the status from the time elapsed since sending, so no background thread is needed."""

@@ -435,6 +435,15 @@ class TestFaults:
             assert response.json() == {"error": "sandbox injected failure"}
             assert sandbox.messages == []
 
+    def test_flaky_recipient_is_refused_its_first_sends_only(self, client: requests.Session) -> None:
+        other = {**TEXT, "to": "+31687654321"}
+        with CallbellSandbox(flaky_recipients={TEXT["to"]: 2}) as sandbox:
+            answers = [send(client, sandbox, body).status_code for body in (TEXT, other, TEXT, TEXT, TEXT)]
+            assert answers == [503, 200, 503, 200, 200]
+            assert [m["body"]["to"] for m in sandbox.messages] == [other["to"], TEXT["to"], TEXT["to"]]
+            sandbox.reset()  # the refusals start over
+            assert send(client, sandbox, TEXT).status_code == 503
+
     def test_drop_rate_closes_without_answer(self, client: requests.Session) -> None:
         with CallbellSandbox(drop_rate=1.0) as sandbox:
             with pytest.raises(requests.ConnectionError):
@@ -478,6 +487,7 @@ class TestFaults:
             pytest.param({"drop_rate": -0.1}, ValueError, id="drop-rate"),
             pytest.param({"rate_limit": 0}, ValueError, id="rate-limit"),
             pytest.param({"latency": -1}, ValueError, id="latency"),
+            pytest.param({"flaky_recipients": {"+31612345678": -1}}, ValueError, id="flaky"),
         ],
     )
     def test_configure_rejects_bad_knobs(

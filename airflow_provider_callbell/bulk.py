@@ -1,0 +1,315 @@
+"""Sending many messages: every one validated first, then sent concurrently at the account's rate.
+
+``CallbellHook.send_messages`` must honour two rules that pull apart: every message is validated
+before the first one is sent, and a generator of a million rows is never held in memory. It does so
+in two passes over a spool:
+
+1. one streaming pass pulls each message from the input, validates it and writes the JSON body it
+   builds as one line to a spool: a ``SpooledTemporaryFile`` kept in memory up to
+   :data:`SPOOL_MEMORY_BYTES`, then moved to an anonymous temporary file that the operating system
+   deletes when it is closed or the process ends. An invalid message fails the whole call, naming
+   message indices and fields, before a single request;
+2. a second pass streams the spool to a thread pool, with at most two messages per worker in flight;
+   workers send through the hook's one session, paced by its rate gate.
+
+So memory holds one message while validating, a bounded window while sending, and the compact
+results (one small dict per message), which is what the call returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from types import TracebackType
+
+    from airflow_provider_callbell.validation import SendMessagePayload
+
+#: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter.
+DEFAULT_MAX_RPS = 285.0
+#: The most worker threads of one bulk send; the session's connection pool is sized for it.
+MAX_WORKERS = 64
+#: Workers by default: enough that answers taking up to :data:`LATENCY_BUDGET` seconds do not slow the
+#: rate down (285/s x 0.25 s = 72 in flight), capped here because Callbell usually answers faster.
+DEFAULT_MAX_WORKERS = 32
+LATENCY_BUDGET = 0.25
+#: How much of the spool stays in memory before it moves to a temporary file.
+SPOOL_MEMORY_BYTES = 1 << 20
+#: How many invalid messages a validation error lists (it counts them all).
+INVALID_LISTED = 10
+#: How often a running bulk send logs its progress at INFO.
+PROGRESS_LOG_SECONDS = 10.0
+
+
+class Log(Protocol):
+    """The two logger methods a bulk send uses (Airflow's and the standard library's loggers fit)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+
+class BulkProgress(Protocol):
+    """Where a bulk send keeps which messages went out, so that a later attempt does not resend them.
+
+    The hook calls every method from the thread that called ``send_messages``, never from a worker.
+    """
+
+    def begin(self, total: int, recipients_digest: str) -> Mapping[int, dict[str, Any]]:
+        """Called once all messages are validated and before any is sent.
+
+        :param total: how many messages the input holds.
+        :param recipients_digest: a hash of every message's recipient and channel, in order, so an
+            implementation can tell that indices still mean the same recipients.
+        :return: the results of the messages an earlier attempt already sent, by index: these are
+            not sent again, and their results are returned as given.
+        """
+        ...
+
+    def record(self, index: int, result: dict[str, Any]) -> None:
+        """Called as each message's result arrives (a message object or a failure record)."""
+        ...
+
+    def flush(self) -> None:
+        """Called when the send ends, normally or not: store whatever is still unstored."""
+        ...
+
+
+def default_workers(max_rps: float) -> int:
+    """The worker count at which ``max_rps`` is reached while answers take up to the latency budget."""
+    return max(1, min(DEFAULT_MAX_WORKERS, math.ceil(max_rps * LATENCY_BUDGET)))
+
+
+class Spool:
+    """The built JSON bodies of a bulk send, one line each, and a digest of their recipients."""
+
+    def __init__(self) -> None:
+        # Closed by close() / __exit__: the spool outlives the function that fills it.
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES, mode="w+b")  # noqa: SIM115
+        self._digest = hashlib.sha256()
+        self.count = 0
+
+    def add(self, payload: SendMessagePayload) -> None:
+        # One line per body: json.dumps escapes any newline inside a string.
+        self._file.write(json.dumps(payload, separators=(",", ":")).encode() + b"\n")
+        recipient = [payload.get("to"), payload.get("bsuid"), payload.get("from")]
+        self._digest.update(json.dumps(recipient).encode() + b"\n")
+        self.count += 1
+
+    @property
+    def digest(self) -> str:
+        return self._digest.hexdigest()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._file.seek(0)
+        return iter(self._file)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def spool_messages(messages: Iterable[Any], build: Callable[[Any], SendMessagePayload]) -> Spool:
+    """Validate every message with ``build`` in one streaming pass, keeping only the built bodies.
+
+    :raises CallbellValidationError: if any message is invalid, after reading all of them, listing
+        the first :data:`INVALID_LISTED` by index and field and counting the rest. Nothing is sent.
+    """
+    if isinstance(messages, (str, bytes)) or not hasattr(messages, "__iter__") or hasattr(messages, "keys"):
+        raise CallbellValidationError(
+            f"messages must be an iterable of message objects, got a {type(messages).__name__}"
+        )
+    spool = Spool()
+    invalid: list[str] = []
+    invalid_count = total = 0
+    try:
+        for index, message in enumerate(messages):
+            total = index + 1
+            try:
+                payload = build(message)
+            except CallbellValidationError as err:
+                invalid_count += 1
+                if len(invalid) < INVALID_LISTED:
+                    invalid.append(f"messages[{index}]: {err}")
+                continue
+            if not invalid_count:  # once one is invalid nothing will be sent: keep validating only
+                spool.add(payload)
+    except BaseException:
+        spool.close()
+        raise
+    if invalid_count:
+        spool.close()
+        more = f"; and {invalid_count - len(invalid)} more" if invalid_count > len(invalid) else ""
+        raise CallbellValidationError(
+            f"{invalid_count} of {total} messages are invalid, so none was sent: {'; '.join(invalid)}{more}"
+        )
+    return spool
+
+
+def compact(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Callbell's message object, with its keys and short values (``status``) shared between results.
+
+    A bulk send keeps one result per message; sharing the strings that repeat (``"uuid"``,
+    ``"status"``, ``"enqueued"``) makes each result about a third smaller.
+    """
+    return {
+        sys.intern(key): sys.intern(value) if isinstance(value, str) and len(value) < 32 else value
+        for key, value in message.items()
+    }
+
+
+def failure_record(error: CallbellError, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a bulk send returns for a message that failed: why, the HTTP status, and the recipient.
+
+    No ``uuid``, so callers tell failures from successes; never the body or the token.
+    """
+    record: dict[str, Any] = {
+        "error": f"{type(error).__name__}: {error}",
+        "status_code": getattr(error, "status_code", None),
+    }
+    recipient = "to" if "to" in payload else "bsuid"
+    record[recipient] = payload.get(recipient)
+    return record
+
+
+def describe_failures(results: Sequence[Mapping[str, Any]], groups: int = 5) -> str:
+    """Say how many messages failed and why: counts per error type and status, one example each."""
+    reasons: Counter[tuple[str, Any]] = Counter()
+    examples: dict[tuple[str, Any], str] = {}
+    for index, result in enumerate(results):
+        if "error" not in result:
+            continue
+        reason = (result["error"].split(":", 1)[0], result.get("status_code"))
+        reasons[reason] += 1
+        if reason not in examples:
+            recipient = result.get("to", result.get("bsuid"))
+            examples[reason] = f"messages[{index}] to {recipient!r}: {result['error']}"
+    parts = [
+        f"{count} x {kind}{f' (HTTP {status})' if status is not None else ''}, e.g. {examples[kind, status]}"
+        for (kind, status), count in reasons.most_common(groups)
+    ]
+    if len(reasons) > groups:
+        parts.append(f"and {len(reasons) - groups} other kinds of failure")
+    return "; ".join(parts)
+
+
+def send_spooled(
+    spool: Spool,
+    send_one: Callable[[bytes], dict[str, Any]],
+    *,
+    workers: int,
+    progress: BulkProgress | None,
+    log: Log,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
+    """Send every spooled body with ``send_one`` on ``workers`` threads; results in input order.
+
+    ``send_one`` returns a result for each body and never raises for a Callbell failure. If ``stop``
+    is set, this thread is interrupted (an Airflow task timeout) or a worker hits an unexpected
+    error, no further message starts, the ones in flight finish, and their results still reach
+    ``progress``, so that a retry does not send them again.
+
+    :raises CallbellError: when ``stop`` was set before every message was attempted.
+    """
+    earlier = dict(progress.begin(spool.count, spool.digest)) if progress is not None else {}
+    if earlier:
+        log.info(
+            "Callbell: %d of %d messages were sent by an earlier attempt; not sending them again",
+            len(earlier),
+            spool.count,
+        )
+    results: list[dict[str, Any] | None] = [None] * spool.count
+    for index, result in earlier.items():
+        results[index] = result
+    pending: dict[Future[dict[str, Any]], int] = {}
+    tally = {"sent": 0, "failed": 0}
+    started = last_log = clock()
+
+    def collect(done: Iterable[Future[dict[str, Any]]]) -> None:
+        nonlocal last_log
+        for future in done:
+            index = pending.pop(future)
+            result = future.result()  # re-raises a worker's unexpected error here
+            results[index] = result
+            tally["failed" if "error" in result else "sent"] += 1
+            if progress is not None:
+                progress.record(index, result)
+        now = clock()
+        if now - last_log >= PROGRESS_LOG_SECONDS:
+            last_log = now
+            done_count = tally["sent"] + tally["failed"]
+            log.info(
+                "Callbell: %d of %d messages done (%d sent, %d failed), %.0f messages/s",
+                done_count + len(earlier),
+                spool.count,
+                tally["sent"],
+                tally["failed"],
+                done_count / max(now - started, 1e-9),
+            )
+
+    def check_stop() -> None:
+        if stop is not None and stop.is_set():
+            raise CallbellError(
+                f"the bulk send was stopped after {tally['sent']} messages were sent and {tally['failed']} "
+                f"failed, of {spool.count}; messages not started yet were not sent"
+            )
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callbell-send")
+    try:
+        for index, line in enumerate(spool):
+            if index in earlier:
+                continue
+            if len(pending) >= 2 * workers:
+                collect(wait(pending, return_when=FIRST_COMPLETED).done)
+            check_stop()
+            pending[pool.submit(send_one, line)] = index
+        while pending:
+            collect(wait(pending, return_when=FIRST_COMPLETED).done)
+            check_stop()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        finished = [(f, i) for f, i in pending.items() if not f.cancelled() and f.exception() is None]
+        if progress is not None:
+            for future, index in finished:
+                progress.record(index, future.result())
+        log.warning(
+            "Callbell: bulk send interrupted after %d sent and %d failed; %d in flight finished",
+            tally["sent"],
+            tally["failed"],
+            len(finished),
+        )
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        if progress is not None:
+            progress.flush()
+    elapsed = clock() - started
+    log.info(
+        "Callbell: %d messages sent, %d failed, %d sent earlier, in %.1f s (%.0f messages/s)",
+        tally["sent"],
+        tally["failed"],
+        len(earlier),
+        elapsed,
+        (tally["sent"] + tally["failed"]) / max(elapsed, 1e-9),
+    )
+    return cast("list[dict[str, Any]]", results)  # every index is filled: sent now or earlier
