@@ -12,7 +12,12 @@ Trigger the DAG with ``{"fail": true}`` to see the failure path.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_callbell.notifications.callbell import CallbellNotifier
 

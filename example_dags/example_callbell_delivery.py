@@ -12,7 +12,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG
+
+try:  # Airflow 3
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
 
 from airflow_provider_callbell.operators.callbell import CallbellSendMessageOperator
 from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSensor
