@@ -224,10 +224,10 @@ def send_spooled(
 ) -> list[dict[str, Any]]:
     """Send every spooled body with ``send_one`` on ``workers`` threads; results in input order.
 
-    ``send_one`` returns a result for each body and never raises for a Callbell failure. If ``stop``
-    is set, this thread is interrupted (an Airflow task timeout) or a worker hits an unexpected
-    error, no further message starts, the ones in flight finish, and their results still reach
-    ``progress``, so that a retry does not send them again.
+    ``send_one`` returns a result for each body and never raises for a Callbell failure. When
+    ``stop`` is set, when this thread is interrupted (an Airflow task timeout) or when a worker hits
+    an unexpected error, no further message starts, the ones in flight finish, and their results
+    still reach ``progress``, so that a retry does not send them again.
 
     :raises CallbellError: when ``stop`` was set before every message was attempted.
     """

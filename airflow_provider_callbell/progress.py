@@ -10,7 +10,8 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
   indices already sent as ``[start, stop)`` ranges, and, for sends of at most ``uuids_kept_max``
   messages, their uuids. Never a phone number, a message text or the token.
 - Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
-  passed, and when the try ends in any way Python sees (success, failure, task timeout, SIGTERM).
+  passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
+  through the operator's ``on_kill``).
   A worker killed outright (SIGKILL, a lost node) loses at most the last batch, which the next try
   sends again.
 - Deleted when the task instance succeeds. A task that fails for good keeps it, so that clearing the
