@@ -73,39 +73,22 @@ class TestHookAttributes:
         assert {widget.field_class for widget in widgets.values()} <= allowed
 
     @pytest.mark.parametrize(
-        ("value", "valid"),
+        ("name", "value", "valid"),
         [
-            pytest.param("10", True, id="whole"),
-            pytest.param("2.5", True, id="fraction"),
-            pytest.param("", True, id="empty-means-default"),
-            pytest.param("ten", False, id="word"),
-            pytest.param("-1", False, id="negative"),
+            pytest.param("timeout", "10", True, id="timeout-whole"),
+            pytest.param("timeout", "2.5", True, id="timeout-fraction"),
+            pytest.param("timeout", "", True, id="timeout-empty-means-default"),
+            pytest.param("timeout", "ten", False, id="timeout-word"),
+            pytest.param("timeout", "-1", False, id="timeout-negative"),
+            pytest.param("from", "telegram", True, id="channel-known"),
+            pytest.param("from", "", True, id="channel-empty-means-default"),
+            pytest.param("from", "sms", False, id="channel-unknown"),
         ],
     )
-    def test_timeout_form_field_takes_decimal_seconds(self, value, valid):
+    def test_form_field_checks_what_the_hook_accepts(self, name, value, valid):
         wtforms = pytest.importorskip("wtforms")
-
-        class Form(wtforms.Form):
-            timeout = CallbellHook.get_connection_form_widgets()["timeout"]
-
-        form = Form(_Posted(timeout=value))
-        assert form.validate() is valid, form.errors
-
-    @pytest.mark.parametrize(
-        ("value", "valid"),
-        [
-            pytest.param("telegram", True, id="known"),
-            pytest.param("", True, id="empty-means-default"),
-            pytest.param("sms", False, id="unknown"),
-        ],
-    )
-    def test_channel_form_field_takes_a_known_channel(self, value, valid):
-        wtforms = pytest.importorskip("wtforms")
-
-        class Form(wtforms.Form):
-            from_ = CallbellHook.get_connection_form_widgets()["from"]
-
-        form = Form(_Posted(from_=value))
+        form_class = type("Form", (wtforms.Form,), {name: CallbellHook.get_connection_form_widgets()[name]})
+        form = form_class(_Posted({name: value}))
         assert form.validate() is valid, form.errors
 
     @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 2.x renders the form with Flask-AppBuilder")
