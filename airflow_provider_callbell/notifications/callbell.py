@@ -234,7 +234,8 @@ class CallbellNotifier(BaseNotifier):
 
     def _recall(self, key: str) -> _Memory:
         try:
-            return _Memory.from_json(Variable.get(key, default=None, deserialize_json=True))
+            # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
+            return _Memory.from_json(Variable.get(key, None, deserialize_json=True))
         except Exception as err:  # a broken state store must not swallow an alert
             self.log.warning("Cannot read Variable %s (%s); notifying as if it were empty", key, err)
             return _Memory()

@@ -34,6 +34,7 @@ with DAG(
     @task
     def progress_deleted(ti: Any = None) -> bool:
         """Whether the send's progress Variable is gone, as it should be once every message was sent."""
-        return Variable.get(progress_key(ti.dag_id, "send", ti.run_id, -1), default=None) is None
+        # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
+        return Variable.get(progress_key(ti.dag_id, "send", ti.run_id, -1), None) is None
 
     send >> progress_deleted()
