@@ -289,17 +289,21 @@ class TestStatus:
     def status(self, client: requests.Session, sandbox: CallbellSandbox, uuid: str) -> requests.Response:
         return client.get(f"{sandbox.url}/messages/status/{uuid}", timeout=5)
 
-    def wait_until(self, sandbox: CallbellSandbox, steps: float) -> None:
+    def wait_until(self, sandbox: CallbellSandbox, steps: float, interval: float = 0.05) -> None:
         """Sleep until ``steps`` status intervals after the (only) message was received."""
-        target = sandbox.messages[0]["received_at"] + steps * 0.05
+        target = sandbox.messages[0]["received_at"] + steps * interval
         time.sleep(max(0.0, target - time.time()))
 
-    def test_progresses_with_time(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        seen = [self.status(client, sandbox, uuid).json()["message"]]
-        for steps in (1.5, 2.5, 3.5, 6):
-            self.wait_until(sandbox, steps)
-            seen.append(self.status(client, sandbox, uuid).json()["message"])
+    def test_progresses_with_time(self, client: requests.Session) -> None:
+        # Each check lands half an interval from a step: 0.125 s of slack for a busy machine (with
+        # 0.05 s intervals, a 25 ms scheduling delay on a loaded 2-core runner read the next status).
+        interval = 0.25
+        with CallbellSandbox(status_interval=interval) as sandbox:
+            uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
+            seen = [self.status(client, sandbox, uuid).json()["message"]]
+            for steps in (1.5, 2.5, 3.5, 6):
+                self.wait_until(sandbox, steps, interval)
+                seen.append(self.status(client, sandbox, uuid).json()["message"])
         assert [message["status"] for message in seen] == ["enqueued", "sent", "delivered", "read", "read"]
         assert all(message["uuid"] == uuid and message["messageStatusPayload"] == {} for message in seen)
 
