@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import tempfile
-from importlib.metadata import version
 
 import pytest
 
@@ -19,18 +18,6 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 pytest_plugins = ["airflow_provider_callbell.sandbox.pytest_plugin"]
 
-# The notifier, the delivery-status sensor and its trigger are built and proven on Airflow 3 only so
-# far (the README says so): on the 2.x line their tests are not collected.
-if int(version("apache-airflow").split(".")[0]) < 3:
-    collect_ignore = [
-        "notifications",
-        "sensors",
-        "triggers",
-        "test_message_status.py",
-        "test_readme.py",
-        "integration/test_notifier_and_sensor.py",
-        "integration/test_scheduler_callbacks.py",
-    ]
 
 TOKEN = "test-token-4f1c9e"
 BASE_URL = "https://api.callbell.eu/v1"

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.compat import DagBag
+
 pytestmark = pytest.mark.integration
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 
 
 def test_every_example_dag_imports_without_errors():
-    try:  # Airflow 3.1+
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2.x, 3.0
-        from airflow.models.dagbag import DagBag
-
     dagbag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert dagbag.import_errors == {}
     assert {path.stem for path in EXAMPLE_DAGS.glob("example_*.py")} <= set(dagbag.dag_ids)

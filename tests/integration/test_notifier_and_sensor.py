@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +31,22 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandb
     assert f"Callbell message {uuid} is read" in result.output
 
     # on_retry_callback stayed quiet (quiet_retries); on_failure_callback sent the summary.
-    log_url = f"/dags/callbell_send_wait_fail/runs/{run.replace(':', '%3A').replace('+', '%2B')}"
+    quoted_run = run.replace(":", "%3A").replace("+", "%2B")
+    log_path = (  # the task instance's own log_url, which each Airflow line spells its way
+        f"/dags/callbell_send_wait_fail/runs/{quoted_run}/tasks/check_rows?try_number=2"
+        if AIRFLOW_V_3_0_PLUS
+        else f"/dags/callbell_send_wait_fail/grid?dag_run_id={quoted_run}&task_id=check_rows"
+        "&base_date=2026-01-01T00%3A00%3A00.000000%2B0000&tab=logs"
+    )
     assert task_failure.splitlines() == [
         f"❌ DAG callbell_send_wait_fail: task check_rows failed in run {run} (try 2 of 2)",
         "ValueError: 12 rows without a customer id",
-        f"Log: http://localhost:8080{log_url}/tasks/check_rows?try_number=2",
+        f"Log: http://localhost:8080{log_path}",
     ]
     assert "No Callbell notification for callbell_send_wait_fail.check_rows: Airflow will retry" in (
         result.output
     )
-    # Airflow 3.3's `dags test` runs DAG-level callbacks too, in-process, with a serialized DAG.
+    # `dags test` runs DAG-level callbacks too, in-process (on 3.3 with a serialized DAG), on both lines.
     assert dag_failure.splitlines()[0] == (
         f"❌ DAG callbell_send_wait_fail failed in run {run} (task_failure; failed task: check_rows)"
     )

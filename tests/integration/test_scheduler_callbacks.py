@@ -1,7 +1,8 @@
 """DAG-level callbacks as production runs them: a scheduler, a DAG processor and an API server.
 
 ``airflow dags test`` runs DAG-level callbacks in its own process; in production the DAG processor
-runs them after the scheduler has finished the run. This test starts those components in a throwaway
+runs them after the scheduler has finished the run. This test starts those components (on Airflow
+2.x the scheduler alone, whose own DAG file processors run the callbacks) in a throwaway
 AIRFLOW_HOME (SQLite, free ports, each component in its own process group), triggers
 ``example_callbell_dag_callbacks`` once failing and once succeeding, and waits for both messages at
 the sandbox. Every process it started is killed at the end, whatever happened.
@@ -23,6 +24,7 @@ from unittest import mock
 
 import pytest
 
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.integration.conftest import BIN, Airflow
 
 if TYPE_CHECKING:
@@ -44,9 +46,17 @@ def free_port() -> int:
 
 
 class Services(Airflow):
-    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME (SQLite)."""
+    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME (SQLite).
 
-    COMPONENTS = (("api-server", "--port", "{api_port}"), ("scheduler",), ("dag-processor",))
+    Airflow 2.x needs neither: its scheduler runs tasks (SequentialExecutor, the one SQLite allows)
+    and DAG-level callbacks (in its DAG file processors) by itself.
+    """
+
+    COMPONENTS = (
+        (("api-server", "--port", "{api_port}"), ("scheduler",), ("dag-processor",))
+        if AIRFLOW_V_3_0_PLUS
+        else (("scheduler",),)
+    )
 
     def __init__(self, home: Path, sandbox: CallbellSandbox) -> None:
         super().__init__(home)  # the example DAGs, the venv's bin first on PATH
@@ -93,7 +103,8 @@ class Services(Airflow):
                             start_new_session=True,  # its own process group, killed as a whole
                         )
                     )
-            self.wait_until_api_answers()  # a task started before it would fail without running
+            if AIRFLOW_V_3_0_PLUS:
+                self.wait_until_api_answers()  # a task started before it would fail without running
             yield self
         finally:
             self.stop()

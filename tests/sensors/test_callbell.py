@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
-from airflow.sdk.module_loading import import_string
 
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
@@ -22,6 +20,8 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSensor
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
+from airflow_provider_callbell.version_compat import AirflowSensorTimeout
+from tests.compat import TaskDeferred, import_string
 from tests.conftest import BASE_URL, UUID
 
 STATUS_URL = f"{BASE_URL}/messages/status/{UUID}"

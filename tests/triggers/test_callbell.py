@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from airflow.sdk.module_loading import import_string
 
 from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
+from tests.compat import import_string
 from tests.conftest import TOKEN, UUID
 
 CLASSPATH = "airflow_provider_callbell.triggers.callbell.CallbellMessageStatusTrigger"

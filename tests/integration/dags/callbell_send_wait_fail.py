@@ -9,7 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, task
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2.x
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_callbell.notifications.callbell import CallbellNotifier
 from airflow_provider_callbell.operators.callbell import CallbellSendMessageOperator
