@@ -69,7 +69,7 @@ class CallbellNotifier(BaseNotifier):
 
     Works in task callbacks (``on_failure_callback``, ``on_success_callback``, ``on_retry_callback``,
     ...), in DAG-level callbacks (which the scheduler's DAG processor runs, not the worker), and awaited
-    from the triggerer (Deadline Alerts): the async path runs the same send in a thread.
+    from the triggerer (Deadline Alerts, Airflow 3.1+): the async path runs the same send in a thread.
 
     .. code-block:: python
 
