@@ -32,13 +32,13 @@ else:
 
 #: What a DAG file imports before any provider: the task SDK on 3.x, the base operator on 2.x (where
 #: ``import airflow`` alone already loads ``requests``).
-DAG_FILE_BASE_IMPORT = "airflow.sdk" if AIRFLOW_V_3_0_PLUS else "airflow.models.baseoperator"
+_DAG_FILE_BASE_IMPORT = "airflow.sdk" if AIRFLOW_V_3_0_PLUS else "airflow.models.baseoperator"
 
 
 def modules_added_by(modules: str, watched: list[str]) -> list[str]:
     """Which of ``watched`` importing ``modules`` loads, in a fresh interpreter after a DAG file's base."""
     code = (
-        f"import sys, {DAG_FILE_BASE_IMPORT}; before = set(sys.modules); import {modules}; "
+        f"import sys, {_DAG_FILE_BASE_IMPORT}; before = set(sys.modules); import {modules}; "
         f"print(*[name for name in {watched!r} if name in sys.modules and name not in before])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -47,7 +47,6 @@ def modules_added_by(modules: str, watched: list[str]) -> list[str]:
 
 __all__ = [
     "DAG",
-    "DAG_FILE_BASE_IMPORT",
     "DagBag",
     "DagSerialization",
     "TaskDeferred",
