@@ -17,8 +17,12 @@ class CallbellError(AirflowException):
     """Base class of every error raised by the Callbell provider."""
 
 
-class CallbellValidationError(CallbellError, ValueError):
-    """A message or argument is invalid; raised before any request is sent."""
+class CallbellValidationError(CallbellError, AirflowFailException, ValueError):
+    """A message or argument is invalid; raised before any request is sent.
+
+    It is an ``AirflowFailException`` too, so the task fails without retries: the same input would
+    fail the same way at every try, only later.
+    """
 
 
 class CallbellConnectionConfigError(CallbellError, ValueError):

@@ -79,12 +79,12 @@ class CallbellNotifier(BaseNotifier):
     Alert fatigue: ``quiet_retries`` drops the message of a try that Airflow will retry;
     ``only_on_change`` sends only when a key's health changes (the first failure, then the recovery);
     ``dedupe_window`` sends at most one message per key within the window. The last two remember, per
-    key, the last health seen and when a message last went out, as JSON in the Airflow Variable
+    key, the health the last message told and when it went out, as JSON in the Airflow Variable
     ``callbell_notifier.<key>`` (in Airflow's metadata database, visible to every worker and the DAG
     processor). The key defaults to ``<dag_id>`` for DAG-level callbacks and ``<dag_id>.<task_id>``
     (plus ``.<map_index>`` for mapped tasks) for task callbacks. The Variable is overwritten in place,
     never grows, and stays until deleted (``airflow variables delete callbell_notifier.<key>`` resets
-    it). ``only_on_change`` compares with the last outcome this notifier saw, so attach the notifier to
+    it). ``only_on_change`` compares with the health the last message told, so attach the notifier to
     both the success and the failure callback.
 
     :param to: phone number (WhatsApp) or platform identifier of the recipient. (templated)
@@ -196,15 +196,12 @@ class CallbellNotifier(BaseNotifier):
         now = time.time()
         why_quiet = self._why_quiet(before, health, now)
         if why_quiet:
+            # Nothing is remembered either: the health stays what the last message told, so a
+            # recovery kept quiet by dedupe_window is still news at the first callback after it.
             self.log.info("No Callbell notification for %s: %s", key, why_quiet)
-        else:
-            self._send(event)  # if it raises, nothing is remembered and the next callback tries again
-        after = _Memory(
-            health=health if self.only_on_change and health is not None else before.health,
-            notified_at=before.notified_at if why_quiet else now,
-        )
-        if after != before:
-            self._remember(key, after, event.run_id)
+            return
+        self._send(event)  # if it raises, nothing is remembered and the next callback tries again
+        self._remember(key, _Memory(health=health or before.health, notified_at=now), event.run_id)
 
     def _why_quiet(self, before: _Memory, health: str | None, now: float) -> str | None:
         """Why this outcome is not news for the key, or ``None`` when it is.
@@ -279,6 +276,8 @@ class CallbackEvent:
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> CallbackEvent:
         ti = context.get("ti")
+        raw_state = getattr(ti, "state", None)  # an enum, or a plain str on some paths
+        state = str(getattr(raw_state, "value", raw_state)) if raw_state else None
         dag = context.get("dag")
         dag_id = str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", "?"))
         run_id = str(context.get("run_id") or getattr(ti, "run_id", "?"))
@@ -294,21 +293,23 @@ class CallbackEvent:
         if "reason" in context:  # only DAG-level callbacks carry a reason
             reason = str(context["reason"])
             failed = reason != "success"
+            # Airflow 3 hands the task instance that failed the run (without its state); Airflow 2.x
+            # the run's last task instance, whatever its state: never name one that did not fail.
+            failed_ti = ti if failed and state in (None, "failed") else None
             return cls(
                 level="dag",
                 outcome="failed" if failed else "success",
                 dag_id=dag_id,
                 run_id=run_id,
-                task_id=getattr(ti, "task_id", None) if failed else None,  # the task that failed it
-                log_url=_log_url(ti) if failed else None,
+                task_id=getattr(failed_ti, "task_id", None),
+                log_url=_log_url(failed_ti),
                 detail=reason,
             )
-        state = getattr(ti, "state", None)
         map_index = getattr(ti, "map_index", None)
         exception = context.get("exception")
         return cls(
             level="task",
-            outcome=str(getattr(state, "value", state) or "unknown"),
+            outcome=state or "unknown",
             dag_id=dag_id,
             run_id=run_id,
             task_id=getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?"),
@@ -355,7 +356,7 @@ class CallbackEvent:
 class _Memory:
     """What the notifier remembers about one key, as JSON in one Airflow Variable."""
 
-    health: str | None = None  # "ok" or "failing": the last outcome seen, for only_on_change
+    health: str | None = None  # "ok" or "failing": what the last message told, for only_on_change
     notified_at: float | None = None  # Unix time of the last message sent, for dedupe_window
 
     @classmethod

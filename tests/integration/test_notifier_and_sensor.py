@@ -18,7 +18,7 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandb
     result = airflow.dags_test("callbell_send_wait_fail", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS))
     assert result.returncode != 0, "the DAG fails on purpose"
     assert result.state == "failed"
-    sent, task_failure, dag_failure = (m["body"]["content"]["text"] for m in sandbox.messages)
+    sent, task_failure, bad_input, dag_failure = (m["body"]["content"]["text"] for m in sandbox.messages)
     run = result.run_id
 
     assert sent == "Report for 2026-01-01 is ready"
@@ -46,10 +46,21 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandb
     assert "No Callbell notification for callbell_send_wait_fail.check_rows: Airflow will retry" in (
         result.output
     )
+    # Invalid input failed its first try for good (CallbellValidationError is an AirflowFailException):
+    # no retry callback sent anything, though the task had retries left.
+    assert bad_input.splitlines()[:2] == [
+        f"❌ DAG callbell_send_wait_fail: task bad_number failed in run {run} (try 1 of 3)",
+        "CallbellValidationError: to must be a phone number for channel 'whatsapp' (6 to 15 digits, "
+        "optional leading '+', e.g. '+31612345678'), got '+31612345678-not-a-number'",
+    ]
     # `dags test` runs DAG-level callbacks too, in-process (on 3.3 with a serialized DAG), on both lines.
-    assert dag_failure.splitlines()[0] == (
-        f"❌ DAG callbell_send_wait_fail failed in run {run} (task_failure; failed task: check_rows)"
-    )
+    # Airflow 3 names the task that failed last; Airflow 2.x the run's last task instance in database
+    # order, which the notifier names only when it failed.
+    failed_tasks = ["bad_number"] if AIRFLOW_V_3_0_PLUS else ["bad_number", "check_rows"]
+    assert dag_failure.splitlines()[0] in [
+        f"❌ DAG callbell_send_wait_fail failed in run {run} (task_failure; failed task: {task})"
+        for task in failed_tasks
+    ]
 
 
 def test_example_delivery(airflow):

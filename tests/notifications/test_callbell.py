@@ -194,6 +194,16 @@ class TestDefaultSummary:
                 id="dag-failure",
             ),
             pytest.param(
+                {**dag_context("task_failure"), "ti": task_context(None)["ti"]},
+                f"❌ DAG etl failed in run manual__1 (task_failure; failed task: load)\nLog: {LOG_URL}",
+                id="dag-failure-task-without-state",  # Airflow 3: the task that failed the run
+            ),
+            pytest.param(
+                {**dag_context("task_failure"), "ti": task_context("success")["ti"]},
+                "❌ DAG etl failed in run manual__1 (task_failure)",
+                id="dag-failure-with-a-task-that-did-not-fail",  # Airflow 2.x: the run's last task
+            ),
+            pytest.param(
                 dag_context("timed_out", with_last_ti=False),
                 "❌ DAG etl failed in run manual__1 (timed_out)",
                 id="dag-failure-without-task",
@@ -342,14 +352,31 @@ class TestDedupeWindow:
         assert len(key) <= 250
 
     def test_combined_with_only_on_change(self, send_ok, variables, clock):
+        # A DAG that flaps every minute: one message per window, and the recovery is never lost.
         notifier = CallbellNotifier(to="+31612345678", only_on_change=True, dedupe_window=600)
-        notifier(task_context("failed"))  # sent
-        clock[0] += 60
-        notifier(task_context("success"))  # a change, but within the window: quiet, health remembered
-        clock[0] += 600
-        notifier(task_context("success"))  # no change: quiet
+        key = f"{STATE_VARIABLE_PREFIX}etl.load"
+        notifier(task_context("failed", max_tries=0))  # news: sent
+        for state in ["success", "failed", "success"]:  # changes within the window: quiet
+            clock[0] += 60
+            notifier(task_context(state, max_tries=0))
         assert send_ok.call_count == 1
-        assert variables.value(f"{STATE_VARIABLE_PREFIX}etl.load")["health"] == "ok"
+        assert variables.value(key)["health"] == "failing"  # what the last message told
+        clock[0] += 600
+        notifier(task_context("success", max_tries=0))  # past the window, and a change from "failing"
+        clock[0] += 600
+        notifier(task_context("success", max_tries=0))  # no change: quiet
+        assert [text.splitlines()[0] for text in texts(send_ok)] == [
+            "❌ DAG etl: task load failed in run manual__1",
+            "✅ DAG etl: task load succeeded in run manual__1",
+        ]
+        assert variables.value(key)["health"] == "ok"
+
+    def test_still_failing_after_the_window_stays_quiet(self, send_ok, variables, clock):
+        notifier = CallbellNotifier(to="+31612345678", only_on_change=True, dedupe_window=600)
+        notifier(task_context("failed"))
+        clock[0] += 3600
+        notifier(task_context("failed"))
+        assert send_ok.call_count == 1
 
 
 class TestState:

@@ -49,4 +49,16 @@ with DAG(
     def check_rows() -> None:
         raise ValueError("12 rows without a customer id")
 
-    send >> wait_poke >> wait_deferred >> check_rows()
+    # Bad input fails at once: no retry (the retry callback would send), one failure message.
+    bad_number = CallbellSendMessageOperator(
+        task_id="bad_number",
+        to="{{ params.on_call }}-not-a-number",
+        content={"text": "never sent"},
+        retries=2,
+        retry_delay=timedelta(0),
+        trigger_rule="all_done",
+        on_retry_callback=CallbellNotifier(to="{{ params.on_call }}"),
+        on_failure_callback=CallbellNotifier(to="{{ params.on_call }}"),
+    )
+
+    send >> wait_poke >> wait_deferred >> check_rows() >> bad_number
