@@ -25,6 +25,7 @@ _RELEASE = Version(AIRFLOW_VERSION).release  # (3, 1, 0) for 3.1.0, 3.1.0rc1 and
 
 AIRFLOW_V_3_0_PLUS: bool = _RELEASE >= (3, 0)
 AIRFLOW_V_3_1_PLUS: bool = _RELEASE >= (3, 1)
+AIRFLOW_V_3_2_PLUS: bool = _RELEASE >= (3, 2)
 
 # Task SDK since 3.0.
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
@@ -98,6 +99,7 @@ __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
     "AirflowException",
     "AirflowFailException",
     "AirflowSensorTimeout",

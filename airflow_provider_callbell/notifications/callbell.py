@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
 from airflow_provider_callbell.validation import TEXT_MAX_CHARS
-from airflow_provider_callbell.version_compat import BaseNotifier, Variable
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_2_PLUS, BaseNotifier, Variable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -197,7 +197,7 @@ class CallbellNotifier(BaseNotifier):
         why_quiet = self._why_quiet(before, health, now)
         if why_quiet:
             # Nothing is remembered either: the health stays what the last message told, so a
-            # recovery kept quiet by dedupe_window is still news at the first callback after it.
+            # recovery kept quiet by dedupe_window is still news at the first success after the window.
             self.log.info("No Callbell notification for %s: %s", key, why_quiet)
             return
         self._send(event)  # if it raises, nothing is remembered and the next callback tries again
@@ -293,9 +293,11 @@ class CallbackEvent:
         if "reason" in context:  # only DAG-level callbacks carry a reason
             reason = str(context["reason"])
             failed = reason != "success"
-            # Airflow 3 hands the task instance that failed the run (without its state); Airflow 2.x
-            # the run's last task instance, whatever its state: never name one that did not fail.
-            failed_ti = ti if failed and state in (None, "failed") else None
+            # Name the task only when it is known to have failed the run: Airflow 3.2+ hands that task
+            # instance (without its state) for a task failure; Airflow 2.x (with its state) and 3.0-3.1
+            # (without) hand the run's last task instance, whichever it is.
+            known_to_fail = state == "failed" or (state is None and AIRFLOW_V_3_2_PLUS)
+            failed_ti = ti if reason == "task_failure" and known_to_fail else None
             return cls(
                 level="dag",
                 outcome="failed" if failed else "success",

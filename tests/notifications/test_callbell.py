@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import threading
@@ -11,6 +12,7 @@ from unittest import mock
 
 import pytest
 
+from airflow_provider_callbell.exceptions import CallbellAPIError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.notifications import callbell as notifications
 from airflow_provider_callbell.notifications.callbell import (
@@ -194,11 +196,6 @@ class TestDefaultSummary:
                 id="dag-failure",
             ),
             pytest.param(
-                {**dag_context("task_failure"), "ti": task_context(None)["ti"]},
-                f"❌ DAG etl failed in run manual__1 (task_failure; failed task: load)\nLog: {LOG_URL}",
-                id="dag-failure-task-without-state",  # Airflow 3: the task that failed the run
-            ),
-            pytest.param(
                 {**dag_context("task_failure"), "ti": task_context("success")["ti"]},
                 "❌ DAG etl failed in run manual__1 (task_failure)",
                 id="dag-failure-with-a-task-that-did-not-fail",  # Airflow 2.x: the run's last task
@@ -220,6 +217,22 @@ class TestDefaultSummary:
     )
     def test_says_what_happened(self, context, expected):
         assert CallbackEvent.from_context(context).summary() == expected
+
+    @pytest.mark.parametrize(
+        ("airflow_3_2_plus", "reason", "names_the_task"),
+        [(True, "task_failure", True), (False, "task_failure", False), (True, "timed_out", False)],
+    )
+    def test_dag_failure_names_a_task_without_state_only_when_airflow_handed_the_failed_one(
+        self, monkeypatch, airflow_3_2_plus, reason, names_the_task
+    ):
+        # Airflow 3's task instance carries no state: 3.2+ hands the one that failed the run, 3.0-3.1
+        # the run's last one, and a timed-out run's last task did not fail it.
+        monkeypatch.setattr(notifications, "AIRFLOW_V_3_2_PLUS", airflow_3_2_plus)
+        summary = CallbackEvent.from_context(
+            {**dag_context(reason), "ti": task_context(None)["ti"]}
+        ).summary()
+        expected = f"❌ DAG etl failed in run manual__1 ({reason}; failed task: load)\nLog: {LOG_URL}"
+        assert summary == (expected if names_the_task else f"❌ DAG etl failed in run manual__1 ({reason})")
 
     def test_sent_when_no_content(self, send_ok):
         CallbellNotifier(to="+31612345678")(task_context())
@@ -306,6 +319,17 @@ class TestOnlyOnChange:
             f"{STATE_VARIABLE_PREFIX}etl.load.1",
         }
 
+    def test_outcome_without_health_is_sent_and_keeps_the_health(self, send_ok, variables):
+        notifier = CallbellNotifier(to="+31612345678", only_on_change=True)
+        notifier(task_context("failed"))
+        notifier(task_context("running", max_tries=0))  # e.g. on_execute_callback: always news
+        notifier(task_context("failed"))  # still failing since the last health told
+        assert [text.splitlines()[0] for text in texts(send_ok)] == [
+            "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)",
+            "🔔 DAG etl: task load is running in run manual__1",
+        ]
+        assert variables.value(f"{STATE_VARIABLE_PREFIX}etl.load")["health"] == "failing"
+
     def test_unchanged_state_writes_nothing(self, send_ok, variables):
         notifier = CallbellNotifier(to="+31612345678", only_on_change=True)
         notifier(task_context("failed"))
@@ -389,6 +413,16 @@ class TestState:
         with mock.patch.object(variables, "get", side_effect=RuntimeError("API server unreachable")):
             CallbellNotifier(to="+31612345678", only_on_change=True)(task_context("failed"))
         assert send_ok.call_count == 1
+
+    def test_failed_send_remembers_nothing(self, requests_mock, callbell_conn, variables):
+        from tests.conftest import SEND_URL
+
+        refused = requests_mock.post(SEND_URL, status_code=422, json={"error": "invalid number"})
+        # Airflow 3's BaseNotifier lets the error through; Airflow 2.x's logs it.
+        with contextlib.suppress(CallbellAPIError):
+            CallbellNotifier(to="+31612345678", only_on_change=True, dedupe_window=60)(task_context())
+        assert refused.call_count == 1
+        assert variables.store == {}  # the next callback tries again
 
     def test_unwritable_state_still_notifies(self, send_ok, variables):
         with mock.patch.object(variables, "set", side_effect=RuntimeError("API server unreachable")):

@@ -9,11 +9,6 @@ from unittest import mock
 import pendulum
 import pytest
 
-try:  # Airflow 3
-    from airflow.sdk import DAG
-except ImportError:  # Airflow 2.x
-    from airflow import DAG
-
 from airflow_provider_callbell import progress as progress_module
 from airflow_provider_callbell.exceptions import (
     CallbellBulkSendError,
@@ -26,6 +21,7 @@ from airflow_provider_callbell.operators.callbell import (
     XCOM_SUMMARY_KEY,
     CallbellSendMessagesOperator,
 )
+from tests.compat import DAG
 
 KEY = "callbell_progress/bulk_dag/send/manual__1/-1"
 
