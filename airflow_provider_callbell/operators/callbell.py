@@ -199,7 +199,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "messages": "json",
         "recipients": "json",
-        "message": "json",
     }
     ui_color = "#2ec4a6"
 

@@ -102,7 +102,11 @@ class TestArguments:
 
     def test_templated_fields(self):
         assert tuple(CallbellSendMessagesOperator.template_fields) == ("messages", "recipients")
-        assert CallbellSendMessagesOperator.template_fields_renderers["message"] == "json"
+        # A renderer only shows in Airflow's Rendered Template view for a templated field.
+        assert CallbellSendMessagesOperator.template_fields_renderers == {
+            "messages": "json",
+            "recipients": "json",
+        }
 
 
 class TestSend:
