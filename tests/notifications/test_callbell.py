@@ -24,6 +24,7 @@ from airflow_provider_callbell.notifications.callbell import (
 from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.compat import DAG, TaskInstanceState, modules_added_by
+from tests.conftest import SEND_URL, UUID, set_connection
 
 LOG_URL = "http://localhost:8080/dags/etl/runs/manual__1/tasks/load?try_number=3"
 
@@ -150,8 +151,6 @@ class TestRendering:
         assert body["content"]["text"].startswith("❌ DAG etl: task load failed")
 
     def test_uses_its_connection(self, monkeypatch, requests_mock):
-        from tests.conftest import SEND_URL, UUID, set_connection
-
         set_connection(monkeypatch, "callbell_ops", extra={"from": "telegram"})
         adapter = requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
         CallbellNotifier(to="tg_4242", callbell_conn_id="callbell_ops")(task_context())
@@ -415,8 +414,6 @@ class TestState:
         assert send_ok.call_count == 1
 
     def test_failed_send_remembers_nothing(self, requests_mock, callbell_conn, variables):
-        from tests.conftest import SEND_URL
-
         refused = requests_mock.post(SEND_URL, status_code=422, json={"error": "invalid number"})
         # Airflow 3's BaseNotifier lets the error through; Airflow 2.x's logs it.
         with contextlib.suppress(CallbellAPIError):

@@ -21,6 +21,7 @@ from airflow_provider_callbell.operators.callbell import CallbellSendMessageOper
 from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSensor
 
 on_call = CallbellNotifier(to="{{ params.on_call }}", quiet_retries=True)
+every_outcome = CallbellNotifier(to="{{ params.on_call }}")
 
 with DAG(
     dag_id="callbell_send_wait_fail",
@@ -28,7 +29,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={"on_call": "+31612345678"},
-    on_failure_callback=CallbellNotifier(to="{{ params.on_call }}"),
+    on_failure_callback=every_outcome,
 ):
     send = CallbellSendMessageOperator(
         task_id="send", to="{{ params.on_call }}", content={"text": "Report for {{ ds }} is ready"}
@@ -57,8 +58,8 @@ with DAG(
         retries=2,
         retry_delay=timedelta(0),
         trigger_rule="all_done",
-        on_retry_callback=CallbellNotifier(to="{{ params.on_call }}"),
-        on_failure_callback=CallbellNotifier(to="{{ params.on_call }}"),
+        on_retry_callback=every_outcome,
+        on_failure_callback=every_outcome,
     )
 
     send >> wait_poke >> wait_deferred >> check_rows() >> bad_number
