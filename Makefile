@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
-.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench dist lock clean
+.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench docs dist lock clean
 
 venv: $(STAMP)
 
@@ -59,6 +59,12 @@ demo: venv
 bench: venv
 	$(BIN)/python benchmarks/run.py
 
+# The documentation site (Sphinx, Markdown pages with MyST) into docs/_build/html, offline. Warnings are
+# errors (-W, after the whole build: --keep-going) and every cross-reference must resolve (-n). A rebuild
+# is incremental; `make clean` starts over.
+docs: venv
+	$(BIN)/sphinx-build -b html -W --keep-going -n -q docs docs/_build/html
+
 # Build the sdist and wheel into dist/, `twine check --strict` them, install the wheel into a fresh
 # venv per Airflow line with that Airflow from PyPI and nothing else, and check that
 # `airflow providers list` shows this version.
@@ -74,4 +80,4 @@ lock:
 		pyproject.toml requirements/airflow-$(AIRFLOW_LINE).in -o $(LOCK)
 
 clean:
-	rm -rf $(foreach line,$(AIRFLOW_LINES),$(VENV_$(line))) .mypy_cache .ruff_cache .pytest_cache .demo dist
+	rm -rf $(foreach line,$(AIRFLOW_LINES),$(VENV_$(line))) .mypy_cache .ruff_cache .pytest_cache .demo dist docs/_build

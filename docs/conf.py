@@ -1,0 +1,66 @@
+"""Sphinx configuration of the documentation site: Markdown pages (MyST) and an API reference from docstrings.
+
+``make docs`` builds it offline into ``docs/_build/html`` with warnings as errors and nitpicky references:
+nothing here may need the network (no intersphinx, no remote images).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# autodoc imports the provider, hence Airflow, which writes a config into AIRFLOW_HOME on first import:
+# give it a throwaway home, so that building the docs never touches a real Airflow's files.
+_airflow_home = tempfile.mkdtemp(prefix="callbell-docs-airflow-home-")
+atexit.register(shutil.rmtree, _airflow_home, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = _airflow_home
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # no INFO lines from Airflow in the build's output
+
+from airflow_provider_callbell import __version__  # noqa: E402  (after AIRFLOW_HOME is set)
+
+project = "airflow-provider-callbell"
+author = "airflow-provider-callbell developers"
+copyright = "the airflow-provider-callbell developers"  # noqa: A001  (Sphinx's name)
+version = release = __version__
+
+extensions = ["myst_parser", "sphinx.ext.autodoc"]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build"]
+root_doc = "index"
+
+# MyST: anchors for headings down to ### so pages can link to `page.md#a-heading`; `{role}` syntax.
+myst_heading_anchors = 3
+myst_enable_extensions = ["colon_fence", "deflist"]
+
+# The API reference: signatures with their type hints, members in source order.
+autodoc_typehints = "signature"
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_class_signature = "mixed"
+
+# Nitpicky mode (-n) checks every reference into this package. References to other projects (Airflow,
+# the standard library, requests) cannot resolve without intersphinx, which needs the network: only
+# those are let through.
+nitpick_ignore_regex = [(r"py:.*", r"(?!airflow_provider_callbell\b).*")]
+
+html_theme = "furo"
+html_title = f"airflow-provider-callbell {release}"
+html_static_path: list[str] = []
+
+
+def _public_bases(app: object, name: str, obj: object, options: object, bases: list[type]) -> None:
+    """Show only public base classes: a private mixin is an implementation detail, and has no page."""
+    bases[:] = [base for base in bases if not base.__name__.startswith("_")]
+
+
+def setup(app: Any) -> None:
+    app.connect("autodoc-process-bases", _public_bases)
