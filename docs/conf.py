@@ -29,7 +29,7 @@ from airflow_provider_callbell import __version__  # noqa: E402  (after AIRFLOW_
 
 project = "airflow-provider-callbell"
 author = "airflow-provider-callbell developers"
-copyright = "the airflow-provider-callbell developers"  # noqa: A001  (Sphinx's name)
+copyright = "the airflow-provider-callbell developers"
 version = release = __version__
 
 extensions = ["myst_parser", "sphinx.ext.autodoc"]

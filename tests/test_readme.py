@@ -1,17 +1,69 @@
-"""The README's DAG and notifier examples are code users copy: each must import as a DAG file would."""
+"""The code examples of the README and the docs are code users copy: each imports as a DAG file would.
+
+Every ```` ```python ```` block of ``README.md`` and of the pages under ``docs/`` is a complete DAG file:
+the test writes it to a DAG folder, imports it with Airflow's ``DagBag`` and serializes every DAG it
+defines. A docs page may show a piece of code instead (a task without its DAG, a call that sends) by
+putting the MyST comment line ``% fragment: <why>`` right above the block: the test skips that block on
+purpose. The README has no fragments (GitHub and PyPI would show the ``%`` line).
+"""
 
 from __future__ import annotations
 
 import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.compat import DagBag, DagSerialization
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = sorted((ROOT / "docs").glob("*.md"))
+FRAGMENT_MARKER = "% fragment"
 
-#: The README writes DAG files for Airflow 3; its Compatibility section tells 2.x users these imports.
+#: The docs write DAG files for Airflow 3; the Compatibility page tells 2.x users these imports.
 AIRFLOW_2_IMPORTS = {"DAG": "from airflow import DAG", "task": "from airflow.decorators import task"}
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    path: Path
+    line: int  # of the opening fence, 1-based
+    language: str  # the fence's info string, e.g. "python", "bash", "{literalinclude} ../x.py"
+    code: str  # dedented, as a user copies it
+    fragment: bool  # marked `% fragment` on purpose: shown, not run
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def code_blocks(path: Path) -> list[CodeBlock]:
+    """The fenced blocks of a Markdown file, indented ones (in list items) included."""
+    lines = path.read_text().splitlines()
+    blocks = []
+    number = 0
+    while number < len(lines):
+        stripped = lines[number].lstrip()
+        fence = re.match(r"(`{3,}|~{3,})(.*)", stripped)
+        if not fence:
+            number += 1
+            continue
+        indent = len(lines[number]) - len(stripped)
+        end = number + 1
+        while end < len(lines) and lines[end].strip() != fence[1]:
+            end += 1
+        body = "\n".join(line[indent:] for line in lines[number + 1 : end])
+        marked = number > 0 and lines[number - 1].strip().startswith(FRAGMENT_MARKER)
+        blocks.append(CodeBlock(path, number + 1, fence[2].strip(), textwrap.dedent(body) + "\n", marked))
+        number = end + 1
+    return blocks
+
+
+def runnable_blocks(path: Path) -> list[CodeBlock]:
+    return [block for block in code_blocks(path) if block.language == "python" and not block.fragment]
 
 
 def as_airflow_2(block: str) -> str | None:
@@ -25,20 +77,63 @@ def as_airflow_2(block: str) -> str | None:
     return re.sub(r"^from airflow\.sdk import (.+)$", rewrite, block, flags=re.M)
 
 
-def test_readme_dags_import_and_serialize(tmp_path):
-    blocks = [
-        block
-        for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-        if "DAG(" in block or "CallbellNotifier(" in block
-    ]
+def import_as_dag_files(blocks: list[CodeBlock], folder: Path) -> int:
+    """Import the blocks as the files of one DAG folder; return how many DAGs they define.
+
+    Each file is named after its block's place (``bulk_md_line_20.py``), which the import errors show.
+    """
+    sources = {f"{block.path.name.replace('.', '_')}_line_{block.line}.py": block.code for block in blocks}
     if not AIRFLOW_V_3_0_PLUS:
-        blocks = [rewritten for rewritten in map(as_airflow_2, blocks) if rewritten is not None]
-        assert "airflow.sdk" not in "".join(blocks)
-    for number, block in enumerate(blocks):
-        (tmp_path / f"readme_{number}.py").write_text(block)
-    # safe_mode=False: the notifier-only snippet mentions no DAG, and must be imported all the same.
-    dagbag = DagBag(dag_folder=str(tmp_path), safe_mode=False)
+        sources = {
+            name: as_airflow_2(code) for name, code in sources.items() if as_airflow_2(code) is not None
+        }
+        assert "airflow.sdk" not in "".join(sources.values())
+    for name, source in sources.items():
+        (folder / name).write_text(source)
+    # safe_mode=False: a notifier-only snippet mentions no DAG, and must be imported all the same.
+    dagbag = DagBag(dag_folder=str(folder), safe_mode=False)
     assert dagbag.import_errors == {}
-    assert len(dagbag.dags) == sum("DAG(" in block for block in blocks) >= (4 if AIRFLOW_V_3_0_PLUS else 3)
+    assert len(dagbag.dags) == sum("DAG(" in source for source in sources.values())
     for dag in dagbag.dags.values():
         assert DagSerialization.from_dict(DagSerialization.to_dict(dag)).dag_id == dag.dag_id
+    return len(dagbag.dags)
+
+
+def test_readme_dags_import_and_serialize(tmp_path):
+    blocks = runnable_blocks(README)
+    # The two-minute start: a DAG with a send task and a notifier, and the notifier alone.
+    assert any("CallbellSendMessageOperator(" in block.code for block in blocks)
+    assert any("CallbellNotifier(" in block.code for block in blocks)
+    assert import_as_dag_files(blocks, tmp_path) >= 1
+
+
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES if runnable_blocks(page)], ids=lambda page: page.name
+)
+def test_docs_examples_import_and_serialize(page, tmp_path):
+    import_as_dag_files(runnable_blocks(page), tmp_path)
+
+
+def test_every_python_block_is_run_or_marked_as_a_fragment():
+    """No Python block escapes the tests by its spelling, and no marker misses its block."""
+    pages = [README, *PAGES]
+    for path in pages:
+        lines = path.read_text().splitlines()
+        blocks_by_line = {block.line: block for block in code_blocks(path)}
+        for number, line in enumerate(lines, start=1):
+            if line.strip().startswith(FRAGMENT_MARKER):
+                block = blocks_by_line.get(number + 1)
+                assert block is not None, (
+                    f"{path.name}:{number}: '% fragment' must be right above a ```python fence"
+                )
+                assert block.language == "python", f"{block}: '% fragment' marks a {block.language} block"
+        for block in blocks_by_line.values():
+            words = set(block.language.replace("{", " ").replace("}", " ").split())
+            if block.language != "python" and {"py", "python", "python3", "pycon", "ipython"} & words:
+                pytest.fail(f"{block}: write Python examples as ```python, so that this test runs them")
+    assert not [block for block in code_blocks(README) if block.fragment], "the README has no fragments"
+    run = [block for page in PAGES for block in runnable_blocks(page)]
+    fragments = [block for page in PAGES for block in code_blocks(page) if block.fragment]
+    # A floor, so that a parser that finds nothing cannot pass: the pages hold well over this many.
+    assert len(run) >= 10, [str(block) for block in run]
+    assert fragments, "the fragment marker is recognised"
