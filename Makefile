@@ -62,8 +62,9 @@ bench: venv
 # The documentation site (Sphinx, Markdown pages with MyST) into docs/_build/html, offline. Warnings are
 # errors (-W, after the whole build: --keep-going) and every cross-reference must resolve (-n). A rebuild
 # is incremental; `make clean` starts over.
+SPHINXOPTS := -W --keep-going -n -q
 docs: venv
-	$(BIN)/sphinx-build -b html -W --keep-going -n -q docs docs/_build/html
+	$(BIN)/sphinx-build -b html $(SPHINXOPTS) docs docs/_build/html
 
 # Build the sdist and wheel into dist/, `twine check --strict` them, install the wheel into a fresh
 # venv per Airflow line with that Airflow from PyPI and nothing else, and check that

@@ -7,7 +7,10 @@ nothing here may need the network (no intersphinx, no remote images).
 from __future__ import annotations
 
 import atexit
+import inspect
+import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,7 +26,8 @@ _airflow_home = tempfile.mkdtemp(prefix="callbell-docs-airflow-home-")
 atexit.register(shutil.rmtree, _airflow_home, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = _airflow_home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"  # no INFO lines from Airflow in the build's output
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+logging.getLogger("airflow").setLevel(logging.WARNING)  # no INFO lines from Airflow's import in the output
 
 from airflow_provider_callbell import __version__  # noqa: E402  (after AIRFLOW_HOME is set)
 
@@ -62,5 +66,34 @@ def _public_bases(app: object, name: str, obj: object, options: object, bases: l
     bases[:] = [base for base in bases if not base.__name__.startswith("_")]
 
 
+def _escape_trailing_underscores(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Keep ``from_`` in ``:param from_:``: reST reads a trailing ``_`` as a link and would show ``from``."""
+    lines[:] = [re.sub(r"^(\s*:param (?:[\w\[\], |]+ )?\w+?)_:", r"\1\\_:", line) for line in lines]
+
+
+def _name_function_defaults(
+    app: object, what: str, name: str, obj: Any, options: object, signature: str | None, annotation: str | None
+) -> tuple[str | None, str | None]:
+    """Show a default that is a function by its name (``time.sleep``), not by its unparsable repr.
+
+    ``<built-in function sleep>`` would make Sphinx give up parsing the signature and print it raw.
+    """
+    if not signature or not callable(obj):
+        return signature, annotation
+    try:
+        parameters = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return signature, annotation
+    for parameter in parameters:
+        default = parameter.default
+        if inspect.isroutine(default):
+            signature = signature.replace(repr(default), f"{default.__module__}.{default.__qualname__}")
+    return signature, annotation
+
+
 def setup(app: Any) -> None:
     app.connect("autodoc-process-bases", _public_bases)
+    app.connect("autodoc-process-docstring", _escape_trailing_underscores)
+    app.connect("autodoc-process-signature", _name_function_defaults)
