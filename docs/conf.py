@@ -74,7 +74,13 @@ def _escape_trailing_underscores(
 
 
 def _name_function_defaults(
-    app: object, what: str, name: str, obj: Any, options: object, signature: str | None, annotation: str | None
+    app: object,
+    what: str,
+    name: str,
+    obj: Any,
+    options: object,
+    signature: str | None,
+    annotation: str | None,
 ) -> tuple[str | None, str | None]:
     """Show a default that is a function by its name (``time.sleep``), not by its unparsable repr.
 

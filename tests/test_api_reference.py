@@ -19,7 +19,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -32,6 +32,9 @@ from airflow_provider_callbell.version_compat import (
     BaseOperator,
     BaseTrigger,
 )
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +118,8 @@ def constructor_parameters(cls: type) -> list[str]:
     return [
         parameter.name
         for parameter in inspect.signature(cls.__init__).parameters.values()
-        if parameter.name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if parameter.name != "self"
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]
 
 
@@ -141,7 +145,9 @@ def test_public_classes_and_their_parameters_are_in_the_reference(site, module_n
         signature, description = entry(page, f"{module_name}.{name}")
         if not inspect.isclass(value) or "__init__" not in vars(value) or value.__name__ != name:
             continue  # no constructor of its own, or an alias, rendered as "alias of ..."
-        rendered = re.findall(r'<em class="sig-param"><span class="n"><span class="pre">(\w+)</span>', signature)
+        rendered = re.findall(
+            r'<em class="sig-param"><span class="n"><span class="pre">(\w+)</span>', signature
+        )
         parameters = constructor_parameters(value)
         assert rendered == parameters, f"{name}'s signature in the API reference"
         if issubclass(value, DESCRIBED_CLASSES):
