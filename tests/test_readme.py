@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
 from tests.compat import DagBag, DagSerialization
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,3 +140,17 @@ def test_every_python_block_is_run_or_marked_as_a_fragment():
     # A floor, so that a parser that finds nothing cannot pass: the pages hold well over this many.
     assert len(run) >= 10, [str(block) for block in run]
     assert fragments, "the fragment marker is recognised"
+
+
+def test_the_documentation_url_is_in_the_readme_and_in_airflow():
+    """The ``Documentation`` project URL is where the README sends readers, and what Airflow 3.3+ links."""
+    project_urls = distribution("airflow-provider-callbell").metadata.get_all("Project-URL") or []
+    url = dict(entry.split(", ", 1) for entry in project_urls)["Documentation"]
+    assert url.startswith("https://")
+    assert f"<{url}>" in README.read_text()
+
+    from airflow.providers_manager import ProvidersManager
+
+    info = ProvidersManager().providers["airflow-provider-callbell"].data
+    if Version(AIRFLOW_VERSION) >= Version("3.3"):  # the Providers page's link, read from the metadata
+        assert info["documentation-url"] == url
