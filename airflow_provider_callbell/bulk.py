@@ -180,7 +180,9 @@ def compact(message: Mapping[str, Any]) -> dict[str, Any]:
 def failure_record(error: CallbellError, payload: Mapping[str, Any]) -> dict[str, Any]:
     """What a bulk send returns for a message that failed: why, the HTTP status, and the recipient.
 
-    No ``uuid``, so callers tell failures from successes; never the body or the token.
+    No ``uuid``, so callers tell failures from successes; never the body or the token. When Callbell
+    may have sent the message all the same (a ``500``, no answer after the request went out), the
+    record says so with ``"delivery_unknown": True``: see :func:`is_delivery_unknown`.
     """
     record: dict[str, Any] = {
         "error": f"{type(error).__name__}: {error}",
@@ -188,7 +190,30 @@ def failure_record(error: CallbellError, payload: Mapping[str, Any]) -> dict[str
     }
     recipient = "to" if "to" in payload else "bsuid"
     record[recipient] = payload.get(recipient)
+    if getattr(error, "maybe_acted_on", False):
+        record[DELIVERY_UNKNOWN] = True
     return record
+
+
+#: The key a result carries when its message may or may not have gone out.
+DELIVERY_UNKNOWN = "delivery_unknown"
+
+
+def is_delivery_unknown(result: Mapping[str, Any]) -> bool:
+    """Whether a result is a message whose fate is unknown: it failed, yet it may have been sent.
+
+    Under ``delivery="at_most_once"`` such a message is never sent again, not even by a retry of the
+    task: :func:`send_spooled` skips the ones an earlier try left unknown. It still fails the task, so
+    that a person checks whether it arrived.
+    """
+    return bool(result.get(DELIVERY_UNKNOWN))
+
+
+def _outcome(result: Mapping[str, Any]) -> str:
+    """``sent``, ``failed`` or ``unknown`` (failed, but may have gone out): how a result is counted."""
+    if is_delivery_unknown(result):
+        return "unknown"
+    return "failed" if "error" in result else "sent"
 
 
 def describe_failures(results: Sequence[Mapping[str, Any]], groups: int = 5) -> str:
@@ -220,9 +245,13 @@ def send_spooled(
     progress: BulkProgress | None,
     log: Log,
     stop: threading.Event | None = None,
+    resend_unknown: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """Send every spooled body with ``send_one`` on ``workers`` threads; results in input order.
+
+    What ``progress`` says an earlier attempt sent is not sent again, nor what it left with an unknown
+    fate (:func:`is_delivery_unknown`), unless ``resend_unknown`` (``delivery="at_least_once"``).
 
     ``send_one`` returns a result for each body and never raises for a Callbell failure. When
     ``stop`` is set, when this thread is interrupted (an Airflow task timeout) or when a worker hits
@@ -232,17 +261,27 @@ def send_spooled(
     :raises CallbellError: when ``stop`` was set before every message was attempted.
     """
     earlier = dict(progress.begin(spool.count, spool.digest)) if progress is not None else {}
-    if earlier:
+    unknown = {index for index, result in earlier.items() if is_delivery_unknown(result)}
+    if resend_unknown:
+        earlier = {index: result for index, result in earlier.items() if index not in unknown}
+        unknown = set()
+    elif unknown:
+        log.warning(
+            "Callbell: %d messages got no clear answer in an earlier attempt and may have gone out; "
+            "not sending them again (delivery='at_most_once')",
+            len(unknown),
+        )
+    if len(earlier) > len(unknown):
         log.info(
             "Callbell: %d of %d messages were sent by an earlier attempt; not sending them again",
-            len(earlier),
+            len(earlier) - len(unknown),
             spool.count,
         )
     results: list[dict[str, Any] | None] = [None] * spool.count
     for index, result in earlier.items():
         results[index] = result
     pending: dict[Future[dict[str, Any]], int] = {}
-    tally = {"sent": 0, "failed": 0}
+    tally = {"sent": 0, "failed": 0, "unknown": 0}
     started = last_log = clock()
 
     def collect(done: Iterable[Future[dict[str, Any]]]) -> None:
@@ -251,27 +290,29 @@ def send_spooled(
             index = pending.pop(future)
             result = future.result()  # re-raises a worker's unexpected error here
             results[index] = result
-            tally["failed" if "error" in result else "sent"] += 1
+            tally[_outcome(result)] += 1
             if progress is not None:
                 progress.record(index, result)
         now = clock()
         if now - last_log >= PROGRESS_LOG_SECONDS:
             last_log = now
-            done_count = tally["sent"] + tally["failed"]
+            done_count = sum(tally.values())
             log.info(
-                "Callbell: %d of %d messages done (%d sent, %d failed), %.0f messages/s",
+                "Callbell: %d of %d messages done (%d sent, %d failed, %d unknown), %.0f messages/s",
                 done_count + len(earlier),
                 spool.count,
                 tally["sent"],
                 tally["failed"],
+                tally["unknown"],
                 done_count / max(now - started, 1e-9),
             )
 
     def check_stop() -> None:
         if stop is not None and stop.is_set():
             raise CallbellError(
-                f"the bulk send was stopped after {tally['sent']} messages were sent and {tally['failed']} "
-                f"failed, of {spool.count}; messages not started yet were not sent"
+                f"the bulk send was stopped after {tally['sent']} messages were sent, {tally['failed']} "
+                f"failed and {tally['unknown']} got no clear answer, of {spool.count}; messages not "
+                "started yet were not sent"
             )
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callbell-send")
@@ -293,9 +334,10 @@ def send_spooled(
             for future, index in finished:
                 progress.record(index, future.result())
         log.warning(
-            "Callbell: bulk send interrupted after %d sent and %d failed; %d in flight finished",
+            "Callbell: bulk send interrupted after %d sent, %d failed and %d unknown; %d in flight finished",
             tally["sent"],
             tally["failed"],
+            tally["unknown"],
             len(finished),
         )
         raise
@@ -305,11 +347,12 @@ def send_spooled(
             progress.flush()
     elapsed = clock() - started
     log.info(
-        "Callbell: %d messages sent, %d failed, %d sent earlier, in %.1f s (%.0f messages/s)",
+        "Callbell: %d messages sent, %d failed, %d unknown, %d attempted earlier, in %.1f s (%.0f messages/s)",
         tally["sent"],
         tally["failed"],
+        tally["unknown"],
         len(earlier),
         elapsed,
-        (tally["sent"] + tally["failed"]) / max(elapsed, 1e-9),
+        sum(tally.values()) / max(elapsed, 1e-9),
     )
     return cast("list[dict[str, Any]]", results)  # every index is filled: sent now or earlier

@@ -36,10 +36,21 @@ class CallbellAPIError(CallbellError):
     :param status_code: the HTTP status, or ``None`` when no answer arrived.
     :param endpoint: the method and path called, e.g. ``POST /messages/send``.
     :param body: the response body; only its first ``BODY_EXCERPT_CHARS`` characters are kept.
+    :param maybe_acted_on: whether Callbell may have carried the request out despite the error (a
+        send that may have gone out), kept as the attribute of that name. By default it follows from
+        ``status_code``: yes for a ``2xx`` whose body was unusable, a ``500`` or no answer at all; no
+        for a refusal (``4xx``, a redirect) or ``502``/``503``/``504``. The transport passes ``False``
+        for a request that never reached Callbell (no connection could be made).
     """
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, endpoint: str = "", body: str = ""
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        endpoint: str = "",
+        body: str = "",
+        maybe_acted_on: bool | None = None,
     ) -> None:
         # AirflowException declares status_code as an HTTPStatus for Airflow's own API errors; here it
         # is Callbell's answer, or None when there was none.
@@ -47,6 +58,7 @@ class CallbellAPIError(CallbellError):
         self.reason = message
         self.endpoint = endpoint
         self.body = body[:BODY_EXCERPT_CHARS]
+        self.maybe_acted_on = _maybe_acted_on(status_code) if maybe_acted_on is None else maybe_acted_on
         detail = f"{endpoint}: {message}" if endpoint else message
         if status_code is not None:
             detail = f"{detail} (HTTP {status_code})"
@@ -62,6 +74,18 @@ class CallbellAPIError(CallbellError):
         token, an unknown message, a malformed answer) will not get better by itself.
         """
         return self.status_code is None or self.status_code == 429 or self.status_code >= 500
+
+
+def _maybe_acted_on(status_code: int | None) -> bool:
+    """Whether an answer with this status leaves open that Callbell carried the request out.
+
+    A success whose body could not be used (``2xx``), a ``500``, or no answer at all may hide a message
+    that went out. ``502``/``503``/``504`` come from before the application (nothing was done), and a
+    ``4xx`` or a redirect is a refusal.
+    """
+    if status_code is None:
+        return True  # unknown how far the request got: assume the worst for at-most-once delivery
+    return 200 <= status_code < 300 or (status_code >= 500 and status_code not in (502, 503, 504))
 
 
 class CallbellAuthError(CallbellAPIError):

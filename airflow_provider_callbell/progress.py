@@ -7,8 +7,10 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
 - Key: ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` (hashed when longer than
   Airflow's 250 characters), so each mapped task instance of each run has its own.
 - Value (JSON): a digest of every message's recipient and channel in order, the message count, the
-  indices already sent as ``[start, stop)`` ranges, and, for sends of at most ``uuids_kept_max``
-  messages, their uuids. Never a phone number, a message text or the token.
+  indices already sent as ``[start, stop)`` ranges, the indices whose delivery is unknown (a ``500``
+  or no answer after sending: they may have gone out) likewise, and, for sends of at most
+  ``uuids_kept_max`` messages, the uuids of the sent ones. Never a phone number, a message text or
+  the token.
 - Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
   passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
   through the operator's ``on_kill``).
@@ -27,6 +29,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, is_delivery_unknown
 from airflow_provider_callbell.exceptions import CallbellError
 from airflow_provider_callbell.version_compat import Variable
 
@@ -40,6 +43,15 @@ FLUSH_EVERY = 500
 FLUSH_SECONDS = 2.0
 #: The status given to a message that an earlier try sent, in place of Callbell's answer.
 SENT_EARLIER = "sent_in_earlier_try"
+#: What a message stands at in the Variable: not recorded (to send), sent, or delivery unknown.
+_UNSENT, _SENT, _UNKNOWN = 0, 1, 2
+#: The result given to a message whose delivery an earlier try left unknown.
+UNKNOWN_EARLIER: dict[str, Any] = {
+    "error": "an earlier try of this task got no clear answer for this message (a 500 or no answer "
+    "after sending), so it may have gone out",
+    "status_code": None,
+    DELIVERY_UNKNOWN: True,
+}
 
 
 def progress_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
@@ -66,7 +78,7 @@ class VariableProgress:
         self.uuids_kept_max = uuids_kept_max
         self._clock = clock
         self._digest = ""
-        self._sent = bytearray()  # one byte per message, 1 once sent
+        self._state = bytearray()  # one byte per message: _UNSENT, _SENT or _UNKNOWN
         self._uuids: dict[int, str] | None = None
         self._unsaved = 0
         self._saved_at = clock()
@@ -79,7 +91,7 @@ class VariableProgress:
     def begin(self, total: int, recipients_digest: str) -> dict[int, dict[str, Any]]:
         """Read what earlier tries sent; refuse progress recorded for other recipients."""
         self._digest = recipients_digest
-        self._sent = bytearray(total)
+        self._state = bytearray(total)
         self._uuids = {} if total <= self.uuids_kept_max else None
         # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
         stored = Variable.get(self.key, None, deserialize_json=True)
@@ -97,9 +109,13 @@ class VariableProgress:
             )
         uuids: dict[str, str] = stored.get("uuids") or {}
         earlier: dict[int, dict[str, Any]] = {}
+        for start, stop in stored.get("unknown", ()):
+            for index in range(start, stop):
+                self._state[index] = _UNKNOWN
+                earlier[index] = dict(UNKNOWN_EARLIER)
         for start, stop in stored["sent"]:
             for index in range(start, stop):
-                self._sent[index] = 1
+                self._state[index] = _SENT
                 uuid = uuids.get(str(index))
                 if uuid is None:
                     earlier[index] = {"status": SENT_EARLIER}
@@ -110,12 +126,18 @@ class VariableProgress:
         return earlier
 
     def record(self, index: int, result: dict[str, Any]) -> None:
-        """Note a sent message (failures are not: a retry sends them again); write in batches."""
-        if "uuid" not in result:
+        """Note a sent message, or one whose delivery is unknown; write in batches.
+
+        Plain failures are not noted: a retry sends them again.
+        """
+        if "uuid" in result:
+            self._state[index] = _SENT
+            if self._uuids is not None:
+                self._uuids[index] = result["uuid"]
+        elif is_delivery_unknown(result):
+            self._state[index] = _UNKNOWN
+        else:
             return
-        self._sent[index] = 1
-        if self._uuids is not None:
-            self._uuids[index] = result["uuid"]
         self._unsaved += 1
         if self._unsaved >= FLUSH_EVERY or self._clock() - self._saved_at >= FLUSH_SECONDS:
             self.flush()
@@ -126,9 +148,12 @@ class VariableProgress:
             return
         value: dict[str, Any] = {
             "recipients_digest": self._digest,
-            "total": len(self._sent),
-            "sent": [[m.start(), m.end()] for m in re.finditer(b"\x01+", self._sent)],
+            "total": len(self._state),
+            "sent": _ranges(self._state, _SENT),
         }
+        unknown = _ranges(self._state, _UNKNOWN)
+        if unknown:
+            value["unknown"] = unknown
         if self._uuids is not None:
             value["uuids"] = {str(index): uuid for index, uuid in sorted(self._uuids.items())}
         Variable.set(
@@ -146,3 +171,8 @@ class VariableProgress:
         if self.stored:
             Variable.delete(self.key)
             self.stored = False
+
+
+def _ranges(states: bytearray, state: int) -> list[list[int]]:
+    """The ``[start, stop)`` runs of indices at ``state``: a few numbers for a send of any size."""
+    return [[m.start(), m.end()] for m in re.finditer(re.escape(bytes([state])) + b"+", states)]

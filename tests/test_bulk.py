@@ -127,6 +127,27 @@ class TestResults:
             **recipient,
         }
 
+    @pytest.mark.parametrize(
+        ("status", "unknown"),
+        [
+            pytest.param(500, True, id="500-may-have-sent"),
+            pytest.param(None, True, id="no-answer"),
+            pytest.param(200, True, id="unusable-success"),
+            pytest.param(503, False, id="503-nothing-done"),
+            pytest.param(429, False, id="rate-limited"),
+            pytest.param(422, False, id="refused"),
+        ],
+    )
+    def test_failure_record_says_when_the_message_may_have_gone_out(self, status, unknown):
+        error = CallbellAPIError("failed", status_code=status, endpoint="POST /messages/send")
+        record = bulk.failure_record(error, {"to": "+31612345678"})
+        assert bulk.is_delivery_unknown(record) is unknown
+        assert ("delivery_unknown" in record) is unknown
+
+    def test_failure_record_of_a_request_that_never_reached_callbell(self):
+        error = CallbellAPIError("no answer", endpoint="POST /messages/send", maybe_acted_on=False)
+        assert not bulk.is_delivery_unknown(bulk.failure_record(error, {"to": "+31612345678"}))
+
     def test_describe_failures_counts_by_reason_with_an_example(self):
         results = [
             {"uuid": "a"},
@@ -177,6 +198,32 @@ class TestSendSpooled:
         assert progress.begun == (3, digest)
         assert progress.recorded == {0: results[0], 2: results[2]}
         assert progress.flushes == 1
+
+    @pytest.mark.parametrize(
+        ("resend_unknown", "resent"),
+        [
+            pytest.param(False, [], id="at-most-once-skips-it"),
+            pytest.param(True, ["+31600000001"], id="at-least-once-resends-it"),
+        ],
+    )
+    def test_a_message_an_earlier_attempt_left_unknown(self, resend_unknown, resent):
+        unknown = {"error": "no clear answer", "status_code": None, "delivery_unknown": True}
+        progress = Progress(earlier={0: {"uuid": "u0", "status": "sent_in_earlier_try"}, 1: unknown})
+        sent: list[str] = []
+
+        def send_one(line: bytes) -> dict[str, Any]:
+            sent.append(json.loads(line)["to"])
+            return {"uuid": "new"}
+
+        log = Log()
+        with self.spool(2) as spool:
+            results = bulk.send_spooled(
+                spool, send_one, workers=1, progress=progress, log=log, resend_unknown=resend_unknown
+            )
+        assert sent == resent
+        assert results[1] == ({"uuid": "new"} if resend_unknown else unknown)
+        assert any("1 of 2 messages were sent by an earlier attempt" in line for line in log.lines)
+        assert any("may have gone out" in line for line in log.lines) is not resend_unknown
 
     def test_an_interrupted_send_still_records_every_message_that_went_out(self):
         """A worker's unexpected error stops new sends; those in flight finish and are recorded."""

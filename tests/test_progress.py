@@ -80,6 +80,31 @@ class TestVariableProgress:
         }
         assert "+31612345678" not in variables["k"]
 
+    def test_a_message_whose_delivery_is_unknown_is_kept_for_the_next_try(self, variables):
+        unknown = {
+            "error": "CallbellServerError: ... (HTTP 500)",
+            "status_code": 500,
+            "delivery_unknown": True,
+        }
+        first = VariableProgress("k")
+        first.begin(4, "digest")
+        first.record(0, sent(0))
+        first.record(1, unknown)
+        first.record(2, unknown)
+        first.flush()
+        stored = json.loads(variables["k"])
+        assert (stored["sent"], stored["unknown"]) == ([[0, 1]], [[1, 3]])
+
+        second = VariableProgress("k")
+        earlier = second.begin(4, "digest")
+        assert earlier[0] == {"uuid": f"{0:032x}", "status": "sent_in_earlier_try"}
+        assert all(earlier[i]["delivery_unknown"] and "error" in earlier[i] for i in (1, 2))
+        assert set(earlier) == {0, 1, 2}
+        second.record(2, sent(2))  # resent under at_least_once, and sent this time
+        second.flush()
+        stored = json.loads(variables["k"])
+        assert (stored["sent"], stored["unknown"]) == ([[0, 1], [2, 3]], [[1, 2]])
+
     def test_big_sends_keep_indices_only(self, variables):
         store = VariableProgress("k", uuids_kept_max=3)
         store.begin(4, "digest")

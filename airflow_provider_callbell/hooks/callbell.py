@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.exceptions import InvalidHeader, NewConnectionError
 from urllib3.util.retry import Retry
 
 from airflow_provider_callbell.bulk import (
@@ -271,7 +271,7 @@ class CallbellHook(BaseHook):
             )
             body = _read_capped(response, endpoint)
         except requests.RequestException as err:
-            raise _no_answer(endpoint, err) from None
+            raise _no_answer(endpoint, err, maybe_acted_on=_may_have_reached_callbell(err)) from None
         return self._decode(endpoint, response, body)
 
     async def _arequest(self, method: str, path: str) -> Any:
@@ -454,7 +454,10 @@ class CallbellHook(BaseHook):
 
         The result for a message is Callbell's message object (with ``uuid``) when it was enqueued,
         else a failure record ``{"error": "<ExceptionType>: <reason>", "status_code": ..., "to": ...}``
-        without ``uuid``. A failure never stops the others: check the results.
+        without ``uuid``, with ``"delivery_unknown": True`` when the message may have gone out all the
+        same (a ``500``, no answer after sending). A failure never stops the others: check the results.
+        With ``progress``, a message whose delivery is unknown is not sent again by a later attempt
+        unless the retry policy's ``delivery`` is ``"at_least_once"``.
 
         .. code-block:: python
 
@@ -493,7 +496,13 @@ class CallbellHook(BaseHook):
                 workers,
             )
             return send_spooled(
-                spool, self._send_spooled, workers=workers, progress=progress, log=self.log, stop=stop
+                spool,
+                self._send_spooled,
+                workers=workers,
+                progress=progress,
+                log=self.log,
+                stop=stop,
+                resend_unknown=self._conn_params.retry.delivery == "at_least_once",
             )
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
@@ -547,9 +556,29 @@ def _status_path(uuid: str) -> str:
     return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
 
 
-def _no_answer(endpoint: str, err: Exception) -> CallbellAPIError:
+def _no_answer(endpoint: str, err: Exception, *, maybe_acted_on: bool = True) -> CallbellAPIError:
     """The error for a request that got no HTTP answer (``status_code`` None, so it is transient)."""
-    return CallbellAPIError(f"no answer from Callbell ({type(err).__name__}: {err})", endpoint=endpoint)
+    return CallbellAPIError(
+        f"no answer from Callbell ({type(err).__name__}: {err})",
+        endpoint=endpoint,
+        maybe_acted_on=maybe_acted_on,
+    )
+
+
+def _may_have_reached_callbell(err: requests.RequestException) -> bool:
+    """Whether a request that got no answer may still have been carried out by Callbell.
+
+    Only a failure to connect (refused, unresolved, TLS handshake, connect timeout) proves that
+    nothing was sent; so does a spent retry budget, which ``RetryPolicy`` reaches only through answers
+    that mean "nothing was done" (``429``, ``502``-``504``) or connection failures. A read timeout or
+    a connection dropped after sending leaves the message's fate unknown.
+    """
+    if isinstance(
+        err, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.RetryError)
+    ):
+        return False
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return not isinstance(err, requests.ConnectionError) or not isinstance(reason, NewConnectionError)
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:

@@ -176,7 +176,9 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     A retry does not send again what an earlier try of the same task instance sent: progress is kept
     in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` in batches,
     and deleted when the task succeeds (see :mod:`airflow_provider_callbell.progress`). A message that
-    failed is sent again by the retry.
+    failed is sent again by the retry. A message whose delivery is unknown (a ``500``, or no answer
+    after it was sent: it may have gone out) is counted apart as ``unknown``, fails the task too, and
+    is not sent again by a retry unless the connection's ``delivery`` extra is ``"at_least_once"``.
 
     Bigger audiences: split them into chunks and map this operator over them in a pool, with each
     task's ``max_rps`` set to the account's limit divided by the pool's slots (see the README).
@@ -235,7 +237,7 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         self.callbell_conn_id = callbell_conn_id
 
     def execute(self, context: Context) -> list[str | None] | None:
-        from airflow_provider_callbell.bulk import describe_failures
+        from airflow_provider_callbell.bulk import describe_failures, is_delivery_unknown
         from airflow_provider_callbell.exceptions import CallbellBulkSendError
         from airflow_provider_callbell.progress import SENT_EARLIER, VariableProgress
 
@@ -250,12 +252,14 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             stop=self._stop,
         )
         failures = [{"index": i, **r} for i, r in enumerate(results) if "error" in r]
+        unknown = sum(map(is_delivery_unknown, failures))
         earlier = sum(r.get("status") == SENT_EARLIER for r in results)
         summary = {
             "total": len(results),
             "sent": len(results) - len(failures) - earlier,
             "sent_earlier": earlier,
-            "failed": len(failures),
+            "failed": len(failures) - unknown,
+            "unknown": unknown,
             "failures": failures[:XCOM_FAILURES_MAX],
             "progress_variable": progress.key,
         }
@@ -267,9 +271,17 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             sent = f"{len(results) - len(failures)} sent" + (
                 f", {earlier} of them by earlier tries" if earlier else ""
             )
+            retry = "a retry of this task sends only the failed ones"
+            if unknown:
+                sent += f", {unknown} unknown"
+                retry += (
+                    f"; {unknown} got no clear answer (a 500, or none after sending) and may have gone "
+                    "out, so a retry does not send them again unless the connection's delivery is "
+                    "'at_least_once': check them in Callbell"
+                )
             raise CallbellBulkSendError(
-                f"{len(failures)} of {len(results)} Callbell messages failed ({sent}); a retry of this task "
-                f"sends only the failed ones. Why: {describe_failures(results)}",
+                f"{len(failures)} of {len(results)} Callbell messages failed ({sent}); {retry}. "
+                f"Why: {describe_failures(results)}",
                 failed=len(failures),
                 total=len(results),
             )

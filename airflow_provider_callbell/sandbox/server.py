@@ -193,6 +193,7 @@ class _Knobs:
     error_rate: float
     drop_rate: float
     flaky_recipients: Mapping[str, int] | None = None
+    unanswered_recipients: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.status_interval < 0 or self.latency < 0:
@@ -202,10 +203,11 @@ class _Knobs:
         if self.rate_limit is not None and self.rate_limit < 1:
             raise ValueError("rate_limit must be >= 1 or None")
         object.__setattr__(self, "failing_recipients", dict(self.failing_recipients or {}))
-        flaky = dict(self.flaky_recipients or {})
-        if not all(isinstance(n, int) and n >= 0 for n in flaky.values()):
-            raise ValueError("flaky_recipients must map recipients to whole numbers of refusals >= 0")
-        object.__setattr__(self, "flaky_recipients", flaky)
+        for name in ("flaky_recipients", "unanswered_recipients"):
+            counts = dict(getattr(self, name) or {})
+            if not all(isinstance(n, int) and n >= 0 for n in counts.values()):
+                raise ValueError(f"{name} must map recipients to whole numbers of sends >= 0")
+            object.__setattr__(self, name, counts)
 
 
 @dataclasses.dataclass
@@ -277,6 +279,7 @@ class CallbellSandbox:
         self._requests: list[JSON] = []
         self._window: deque[float] = deque()
         self._refusals: dict[str, int] = {}  # 503s given so far to each flaky recipient
+        self._unanswered: dict[str, int] = {}  # 500s given so far after storing, per recipient
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -358,10 +361,15 @@ class CallbellSandbox:
             self._requests.clear()
             self._window.clear()
             self._refusals.clear()
+            self._unanswered.clear()
 
     def configure(self, **knobs: Any) -> None:
         """Change latency, error_rate, drop_rate, rate_limit, status_interval, failing_recipients or
         flaky_recipients live (a recipient mapped to n is answered 503 on its first n sends).
+
+        ``unanswered_recipients`` (here only) maps a recipient to n: its first n sends are stored and
+        delivered like any other, but answered ``500``, as when Callbell fails after enqueuing. The
+        client cannot tell whether such a message went out.
 
         Unknown names raise ``TypeError`` and out-of-range values ``ValueError``, as in the constructor.
         """
@@ -475,12 +483,14 @@ class CallbellSandbox:
             return _error(422, exc.field, exc.message)
         failing = knobs.failing_recipients or {}
         recipient: str = body["to"] if body.get("to") is not None else body["bsuid"]  # "to" wins
-        if self._refuse(recipient, knobs):
+        if _count_down(self._refusals, recipient, knobs.flaky_recipients, self._lock):
             return _Answer(503, {"error": "sandbox: recipient temporarily unavailable"})
         message = _Message(uuid.uuid4().hex, body, time.time(), failing.get(recipient))
         with self._lock:
             self._messages[message.uuid] = message
         _log_message(message, recipient)
+        if _count_down(self._unanswered, recipient, knobs.unanswered_recipients, self._lock):
+            return _Answer(500, {"error": "sandbox: failed after enqueuing the message"})
         answer: JSON = {
             "uuid": message.uuid,
             "status": "enqueued",
@@ -501,16 +511,6 @@ class CallbellSandbox:
                 "href": f"https://dash.callbell.eu/chat/{conversation_uuid}",
             }
         return _Answer(200, {"message": answer})
-
-    def _refuse(self, recipient: str, knobs: _Knobs) -> bool:
-        """Whether this send to a flaky recipient is one of the refusals it is due before success."""
-        due = (knobs.flaky_recipients or {}).get(recipient, 0)
-        with self._lock:
-            refused = self._refusals.get(recipient, 0)
-            if refused >= due:
-                return False
-            self._refusals[recipient] = refused + 1
-            return True
 
     def _message_status(self, message_uuid: str, knobs: _Knobs) -> _Answer:
         """Derive the status from the time elapsed since sending, so no background thread is needed."""
@@ -561,6 +561,18 @@ class CallbellSandbox:
         return _Answer(
             200, {key: items[start : start + self.page_size], "meta": {"page": page, "pages": pages}}
         )
+
+
+def _count_down(
+    given: dict[str, int], recipient: str, due: Mapping[str, int] | None, lock: threading.Lock
+) -> bool:
+    """Whether this send to ``recipient`` is one of the ``due`` faults it gets before a normal answer."""
+    with lock:
+        count = given.get(recipient, 0)
+        if count >= (due or {}).get(recipient, 0):
+            return False
+        given[recipient] = count + 1
+        return True
 
 
 def _log_message(message: _Message, recipient: Any) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from unittest import mock
 
 import pytest
@@ -343,6 +344,25 @@ class TestErrors:
         with pytest.raises(CallbellAPIError, match="no answer from Callbell") as excinfo:
             CallbellHook().send_message("+31612345678", content={"text": "x"})
         assert excinfo.value.status_code is None
+
+    def test_a_send_that_never_reached_callbell_is_known_unsent(self, monkeypatch):
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]  # nothing listens there once closed
+        set_connection(monkeypatch, host=f"http://127.0.0.1:{port}/v1", extra={"max_retries": 0})
+        with pytest.raises(CallbellAPIError, match="no answer from Callbell") as excinfo:
+            CallbellHook().send_message("+31612345678", content={"text": "x"})
+        assert excinfo.value.maybe_acted_on is False
+
+    def test_a_send_without_an_answer_may_have_gone_out(self, monkeypatch):
+        with socket.socket() as silent:  # accepts the request, never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            host = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+            set_connection(monkeypatch, host=host, extra={"max_retries": 0, "timeout": 0.3})
+            with pytest.raises(CallbellAPIError, match="no answer from Callbell") as excinfo:
+                CallbellHook().send_message("+31612345678", content={"text": "x"})
+        assert excinfo.value.maybe_acted_on is True
 
     def test_token_never_logged_at_any_level(self, callbell_conn, requests_mock, hook_logs):
         requests_mock.post(SEND_URL, status_code=401, text="bad token")

@@ -52,3 +52,27 @@ def test_a_task_retry_sends_only_to_recipients_the_first_try_did_not_reach(airfl
     assert (summary["sent"], summary["sent_earlier"], summary["failed"]) == (2, 10, 0)
     assert "10 of 12 messages were sent by an earlier attempt" in result.output  # read from the Variable
     assert result.xcom("progress_deleted") is True  # and the Variable is deleted once all were sent
+
+
+def test_at_most_once_holds_across_task_retries(airflow, sandbox):
+    """Try 1: Callbell enqueues +31610000001's message but answers 500, and +31610000002 is refused.
+
+    The retry sends the refused message, not the one whose fate is unknown, and still fails so that a
+    person checks it.
+    """
+    sandbox.configure(unanswered_recipients={"+31610000001": 1}, flaky_recipients={"+31610000002": 1})
+    no_retries = json.dumps({**json.loads(sandbox.connection_json), "extra": {"max_retries": 0}})
+    result = airflow.dags_test(
+        "callbell_bulk_unknown",
+        sandbox,
+        AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS),
+        AIRFLOW_CONN_CALLBELL_DEFAULT=no_retries,
+    )
+    assert result.state == "failed", result.output[-3000:]
+    assert "2 of 4 Callbell messages failed (2 sent, 1 unknown)" in result.output  # try 1
+    assert "1 of 4 Callbell messages failed (3 sent, 2 of them by earlier tries, 1 unknown)" in result.output
+    assert "1 messages got no clear answer in an earlier attempt" in result.output
+    sent = Counter(m["body"]["to"] for m in sandbox.messages)
+    assert sent == Counter(f"+3161000{i:04d}" for i in range(4))  # each exactly once over both tries
+    summary = result.xcom("send", key="callbell_summary")
+    assert (summary["sent"], summary["sent_earlier"], summary["failed"], summary["unknown"]) == (1, 2, 0, 1)

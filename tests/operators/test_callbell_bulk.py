@@ -135,6 +135,7 @@ class TestSend:
             "sent": 3,
             "sent_earlier": 0,
             "failed": 0,
+            "unknown": 0,
             "failures": [],
             "progress_variable": KEY,
         }
@@ -242,6 +243,62 @@ class TestRetries:
         assert pushed[XCOM_RESULTS_KEY][0] == {"uuid": first_try[phone(0)], "status": "sent_in_earlier_try"}
         assert variables == {}
 
+    @pytest.mark.parametrize(
+        ("delivery", "sends_to_the_unknown"),
+        [
+            pytest.param("at_most_once", 1, id="at-most-once"),
+            pytest.param("at_least_once", 2, id="at-least-once"),
+        ],
+    )
+    def test_a_message_with_an_unknown_fate_is_sent_again_only_at_least_once(
+        self, callbell_sandbox, variables, monkeypatch, delivery, sends_to_the_unknown
+    ):
+        """Callbell enqueues the message to phone(1) but answers 500: it may or may not have gone out."""
+        extra = {"max_retries": 0, "delivery": delivery}
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CALLBELL_DEFAULT",
+            json.dumps({**json.loads(callbell_sandbox.connection_json), "extra": extra}),
+        )
+        callbell_sandbox.configure(unanswered_recipients={phone(1): 1}, flaky_recipients={phone(2): 1})
+        recipients = [phone(i) for i in range(3)]
+
+        with pytest.raises(CallbellBulkSendError) as excinfo:
+            run(operator(recipients=recipients, message={"content": {"text": "hi"}}))
+        assert "2 of 3 Callbell messages failed (1 sent, 1 unknown)" in str(excinfo.value)
+        assert "may have gone out, so a retry does not send them again" in str(excinfo.value)
+        assert json.loads(variables[KEY])["unknown"] == [[1, 2]]
+
+        retry = operator(recipients=recipients, message={"content": {"text": "hi"}})
+        if delivery == "at_most_once":
+            with pytest.raises(CallbellBulkSendError, match=r"1 of 3 Callbell messages failed") as excinfo:
+                run(retry)
+            summary = excinfo.value  # the task still fails, so that a person looks
+            assert "1 unknown" in str(summary)
+            assert KEY in variables  # kept, so that a third try skips it too
+        else:
+            run(retry)
+            assert variables == {}
+        sent_to = [m["body"]["to"] for m in callbell_sandbox.messages]
+        assert sent_to.count(phone(1)) == sends_to_the_unknown
+        assert (sent_to.count(phone(0)), sent_to.count(phone(2))) == (1, 1)  # the plain failure is resent
+
+    def test_the_summary_counts_unknown_apart(self, callbell_sandbox, variables, monkeypatch):
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CALLBELL_DEFAULT",
+            json.dumps({**json.loads(callbell_sandbox.connection_json), "extra": {"max_retries": 0}}),
+        )
+        callbell_sandbox.configure(unanswered_recipients={phone(1): 1}, flaky_recipients={phone(2): 1})
+        op = operator(recipients=[phone(i) for i in range(4)], message={"content": {"text": "hi"}})
+        pushed: dict[str, Any] = {}
+        ti = mock.Mock(dag_id="bulk_dag", task_id="send", run_id="manual__1", map_index=-1)
+        ti.xcom_push.side_effect = lambda key, value: pushed.__setitem__(key, value)
+        with pytest.raises(CallbellBulkSendError):
+            op.execute({"ti": ti, "ds": "2026-01-01", "run_id": "manual__1"})  # type: ignore[arg-type]
+        summary = pushed[XCOM_SUMMARY_KEY]
+        assert (summary["sent"], summary["failed"], summary["unknown"]) == (2, 1, 1)
+        assert [f["index"] for f in summary["failures"]] == [1, 2]
+        assert summary["failures"][0]["delivery_unknown"] is True
+
     def test_progress_for_other_recipients_stops_the_send(self, callbell_sandbox, variables):
         variables.set(KEY, json.dumps({"recipients_digest": "other", "total": 2, "sent": [[0, 1]]}))
         with pytest.raises(CallbellError, match="sent to other recipients than these 2"):
@@ -258,7 +315,7 @@ class TestRetries:
 
         def kill_after_five(self, index, result):
             record(self, index, result)
-            if sum(self._sent) == 5:
+            if self._state.count(progress_module._SENT) == 5:
                 op.on_kill()  # what Airflow 3 does on SIGTERM
 
         monkeypatch.setattr(progress_module.VariableProgress, "record", kill_after_five)
