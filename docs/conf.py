@@ -41,7 +41,8 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
 root_doc = "index"
 
-# MyST: anchors for headings down to ### so pages can link to `page.md#a-heading`; `{role}` syntax.
+# MyST: anchors for headings down to ###, so that pages link to `page.md#a-heading` (checked by -n);
+# ::: fences and definition lists for pages that want them.
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence", "deflist"]
 
