@@ -154,7 +154,7 @@ class TestConnection:
 
     def test_other_scheme_is_refused(self, monkeypatch):
         set_connection(monkeypatch, host="ftp://api.callbell.eu/v1")
-        with pytest.raises(CallbellConnectionConfigError, match="host must be an http"):
+        with pytest.raises(CallbellConnectionConfigError, match=r"is not an http\(s\) base URL"):
             CallbellHook().list_templates()
 
     def test_extras_give_channel_and_defaults(self, monkeypatch, requests_mock):
@@ -194,7 +194,10 @@ class TestConnection:
     @pytest.mark.parametrize("name", ["timeout", "connect_timeout", "read_timeout"])
     def test_bad_timeout_extra(self, monkeypatch, requests_mock, name, timeout):
         set_connection(monkeypatch, extra={name: timeout})
-        with pytest.raises(CallbellConnectionConfigError, match=f"^{name} must be a positive number"):
+        with pytest.raises(
+            CallbellConnectionConfigError,
+            match=f"^Connection 'callbell_default': extra '{name}' must be a positive",
+        ):
             CallbellHook().list_templates()
         assert requests_mock.call_count == 0
 
