@@ -596,6 +596,7 @@ def _missing_connection(conn_id: str) -> CallbellConnectionConfigError:
 
 #: What the connection's ``schema`` may hold besides a path: the URL scheme, as in Airflow's HTTP hook.
 _SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
@@ -646,13 +647,10 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
             raise refuse(f"the host {given!r} says port {host_port} but the port field says {port}")
         host_port = port
     loopback = _is_loopback(hostname)
-    netloc = f"[{hostname}]" if ":" in hostname else hostname
-    if host_port:
-        netloc = f"{netloc}:{host_port}"
     if not scheme and loopback:
         raise refuse(
             f"the host {given!r} has no scheme; a local server such as the sandbox is plain http: "
-            f"use {urlunsplit(('http', netloc, path, '', ''))!r}"
+            f"use {urlunsplit(('http', _netloc(hostname, host_port), path, '', ''))!r}"
         )
     scheme = scheme or "https"
     if scheme == "http" and not loopback:
@@ -660,7 +658,14 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
             f"the host {given!r} uses plain http, which would send the API token unencrypted; use https "
             "(plain http is accepted only for localhost / 127.0.0.1)"
         )
-    return urlunsplit((scheme, netloc, path, "", ""))
+    if host_port == _DEFAULT_PORTS[scheme]:  # e.g. 443 typed in the form's port field: same URL
+        host_port = None
+    return urlunsplit((scheme, _netloc(hostname, host_port), path, "", ""))
+
+
+def _netloc(hostname: str, port: int | None) -> str:
+    netloc = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
+    return f"{netloc}:{port}" if port else netloc
 
 
 def _is_loopback(hostname: str) -> bool:

@@ -106,11 +106,10 @@ class TestBaseUrl:
                 id="uri-with-protocol-host",
             ),
             pytest.param(
-                {"host": DEFAULT_BASE_URL, "port": 443, "schema": "https"},
-                "https://api.callbell.eu:443/v1",
-                id="all-agree",
+                {"host": DEFAULT_BASE_URL, "port": 443, "schema": "https"}, DEFAULT_BASE_URL, id="all-agree"
             ),
-            pytest.param({"port": 443}, "https://api.callbell.eu:443/v1", id="port-only"),
+            pytest.param({"port": 443}, DEFAULT_BASE_URL, id="port-443-only"),
+            pytest.param({"port": 8443}, "https://api.callbell.eu:8443/v1", id="port-only"),
             pytest.param({"host": "http://[::1]:9000/v1"}, "http://[::1]:9000/v1", id="ipv6-loopback"),
             pytest.param(
                 {"host": "http://127.0.0.1:8787/v1", "port": 0}, "http://127.0.0.1:8787/v1", id="ui-port-0"
