@@ -590,8 +590,18 @@ def _how_to_define(conn_id: str) -> str:
 
 
 def _missing_connection(conn_id: str) -> CallbellConnectionConfigError:
-    """The error for a connection id Airflow does not know, with the way to create it."""
-    return CallbellConnectionConfigError(f"Connection {conn_id!r} is not defined: {_how_to_define(conn_id)}")
+    """The error for a connection id Airflow does not know, with the way to create it.
+
+    On Airflow 3 it also says why a connection stored in the database may look missing: code that
+    runs outside a task (a Python shell, a script) does not reach the database through the task SDK.
+    """
+    message = f"Connection {conn_id!r} is not defined: {_how_to_define(conn_id)}"
+    if AIRFLOW_V_3_0_PLUS:
+        message += (
+            " (outside a task, Airflow 3 reads connections from environment variables and secrets "
+            "backends only, not from its database)"
+        )
+    return CallbellConnectionConfigError(message)
 
 
 #: What the connection's ``schema`` may hold besides a path: the URL scheme, as in Airflow's HTTP hook.

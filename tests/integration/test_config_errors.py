@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
+
 pytestmark = pytest.mark.integration
+
+OUTSIDE_A_TASK = (
+    " (outside a task, Airflow 3 reads connections from environment variables and secrets backends only, "
+    "not from its database)"
+)
 
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
@@ -31,7 +38,8 @@ def test_missing_connection_and_bad_base_url_fail_at_the_first_try(airflow, sand
             "CallbellConnectionConfigError: Connection 'callbell_missing' is not defined: define it with "
             "`airflow connections add callbell_missing --conn-type callbell --conn-password <API token>` or "
             "with the environment variable AIRFLOW_CONN_CALLBELL_MISSING="
-            """'{"conn_type": "callbell", "password": "<API token>"}'""",
+            """'{"conn_type": "callbell", "password": "<API token>"}'"""
+            + (OUTSIDE_A_TASK if AIRFLOW_V_3_0_PLUS else ""),
         ],
         [
             f"❌ DAG callbell_config_fail: task send_via_callbell_schemeless failed in run {run} (try 1 of 3)",
