@@ -218,12 +218,26 @@ def test_api_server_test_button_with_and_without_a_port(airflow: Airflow, sandbo
             answers[conn_id] = api.post(
                 f"{base_url}/api/v2/connections/test", json=_ui_test_body(stored), timeout=60
             )
+        # The documented alternative through the REST API: a body with the token itself.
+        answers["rest_api"] = api.post(
+            f"{base_url}/api/v2/connections/test",
+            json={
+                "connection_id": "callbell_ui_no_port",
+                "conn_type": "callbell",
+                "host": sandbox.url,
+                "password": sandbox.token,
+            },
+            timeout=60,
+        )
 
     # With the port filled in (the form shows it for this reason), the Test button works on 3.3.2.
     with_port = answers["callbell_ui_port"]
     assert with_port.status_code == 200, with_port.text
     assert with_port.json() == {"status": True, "message": "Connected to Callbell as sandbox@example.com"}
-    assert [r["path"] for r in sandbox.requests] == ["/v1/auth/me"]
+    rest_api = answers["rest_api"]
+    assert rest_api.status_code == 200, rest_api.text
+    assert rest_api.json()["status"] is True
+    assert [r["path"] for r in sandbox.requests] == ["/v1/auth/me", "/v1/auth/me"]
     # Without a port, Airflow 3.3.2 refuses the UI's port 0 before the provider is asked
     # (apache/airflow#73298 fixes it in the API; later versions answer 200).
     without_port = answers["callbell_ui_no_port"]
