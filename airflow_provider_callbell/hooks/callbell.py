@@ -91,10 +91,12 @@ class CallbellHook(BaseHook):
     Talk to the Callbell REST API with the API token of an Airflow connection.
 
     The connection's password is the API token. Its host is an optional base URL (default
-    ``https://api.callbell.eu/v1``); plain ``http://`` is accepted only for loopback addresses, so a
-    local sandbox works and a typo cannot send the token in clear text. Extras: ``from`` (default
-    channel type, ``whatsapp`` when unset), ``channel_uuid`` (default sending channel) and ``timeout``
-    (seconds).
+    ``https://api.callbell.eu/v1``), completed by its port and schema; plain ``http://`` is accepted
+    only for loopback addresses, so a local sandbox works and a typo cannot send the token in clear
+    text. Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid`` (default
+    sending channel), the timeouts and the retry policy (see ``docs/connection.md``). A missing or
+    broken connection raises :class:`~airflow_provider_callbell.exceptions.CallbellConnectionConfigError`
+    on first use, which fails the task without retries and says how to fix the connection.
 
     Nothing happens in ``__init__``: the connection is read and the HTTP session built on first use,
     once per hook, so creating a hook in a DAG file costs nothing.
