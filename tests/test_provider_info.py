@@ -120,7 +120,7 @@ class TestProvidersManager:
     def test_connection_form(self, providers_manager):
         behaviour = providers_manager.field_behaviours["callbell"]
         assert behaviour["relabeling"] == {
-            "password": "API token",
+            "password": "API token (required)",
             "host": "Base URL",
             "port": "Port (optional)",
         }

@@ -56,7 +56,7 @@ class TestHookAttributes:
 
     def test_ui_field_behaviour(self):
         behaviour = CallbellHook.get_ui_field_behaviour()
-        assert behaviour["relabeling"]["password"] == "API token"
+        assert behaviour["relabeling"]["password"] == "API token (required)"
         assert set(behaviour["hidden_fields"]) == {"login", "schema", "extra"}
         # The port shows, optional: Airflow 3.3.2's Test button works only for a connection with one.
         assert (behaviour["relabeling"]["port"], behaviour["placeholders"]["port"]) == (

@@ -115,7 +115,7 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
         "login": {"hidden": True, "title": None, "placeholder": None},
         "password": {
             "hidden": False,
-            "title": "API token",
+            "title": "API token (required)",
             "placeholder": "API key from Callbell's dashboard",
         },
     }
@@ -149,7 +149,7 @@ def test_webserver_connection_form_offers_callbell(airflow: Airflow, tmp_path: P
     )
     assert behaviours["callbell"] == {
         "hidden_fields": ["login", "schema", "extra"],
-        "relabeling": {"password": "API token", "host": "Base URL", "port": "Port (optional)"},
+        "relabeling": {"password": "API token (required)", "host": "Base URL", "port": "Port (optional)"},
         "placeholders": {
             "host": "https://api.callbell.eu/v1",
             "port": "443",
