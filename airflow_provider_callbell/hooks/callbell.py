@@ -625,7 +625,7 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
     send the token in clear text; a loopback host without a scheme is refused with the ``http://``
     form to use, as guessing https there fails later with a TLS error that explains nothing.
     """
-    given = host or DEFAULT_BASE_URL
+    given = (host or "").strip() or DEFAULT_BASE_URL
 
     def refuse(problem: str) -> CallbellConnectionConfigError:
         return CallbellConnectionConfigError(

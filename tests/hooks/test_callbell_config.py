@@ -111,6 +111,10 @@ class TestBaseUrl:
             pytest.param({"port": 443}, DEFAULT_BASE_URL, id="port-443-only"),
             pytest.param({"port": 8443}, "https://api.callbell.eu:8443/v1", id="port-only"),
             pytest.param({"host": "http://[::1]:9000/v1"}, "http://[::1]:9000/v1", id="ipv6-loopback"),
+            pytest.param({"host": f" {DEFAULT_BASE_URL}\n"}, DEFAULT_BASE_URL, id="pasted-with-blanks"),
+            pytest.param(
+                {"host": "http://127.0.0.1/v1", "port": "8787"}, "http://127.0.0.1:8787/v1", id="port-as-text"
+            ),
             pytest.param(
                 {"host": "http://127.0.0.1:8787/v1", "port": 0}, "http://127.0.0.1:8787/v1", id="ui-port-0"
             ),
