@@ -14,7 +14,14 @@ BODY_EXCERPT_CHARS = 500
 
 
 class CallbellError(AirflowException):
-    """Base class of every error raised by the Callbell provider."""
+    """Base class of every error raised by the Callbell provider.
+
+    ``status_code`` is Callbell's HTTP status on :class:`CallbellAPIError` and ``None`` everywhere
+    else: ``AirflowException`` declares it as HTTP 500 for Airflow's own API, which would be a fake
+    status on an error that never reached Callbell (bad input, bad configuration).
+    """
+
+    status_code: int | None = None  # type: ignore[assignment]  # an HTTPStatus in AirflowException
 
 
 class CallbellValidationError(CallbellError, AirflowFailException, ValueError):
@@ -25,8 +32,12 @@ class CallbellValidationError(CallbellError, AirflowFailException, ValueError):
     """
 
 
-class CallbellConnectionConfigError(CallbellError, ValueError):
-    """The Airflow connection is incomplete or unsafe (no token, plain http to a remote host, ...)."""
+class CallbellConnectionConfigError(CallbellError, AirflowFailException, ValueError):
+    """The Airflow connection is missing, incomplete or unsafe (no token, plain http to a remote host, ...).
+
+    It is an ``AirflowFailException`` too, so the task fails without retries: a retry would read the
+    same connection and fail the same way. The message says how to fix the connection.
+    """
 
 
 class CallbellAPIError(CallbellError):
@@ -52,9 +63,7 @@ class CallbellAPIError(CallbellError):
         body: str = "",
         maybe_acted_on: bool | None = None,
     ) -> None:
-        # AirflowException declares status_code as an HTTPStatus for Airflow's own API errors; here it
-        # is Callbell's answer, or None when there was none.
-        self.status_code = status_code  # type: ignore[assignment]
+        self.status_code = status_code  # Callbell's answer, or None when there was none
         self.reason = message
         self.endpoint = endpoint
         self.body = body[:BODY_EXCERPT_CHARS]

@@ -72,10 +72,21 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 #: Which standard fields the form hides or renames, in the ``ui-field-behaviour`` form.
+#:
+#: The port stays visible, though optional: Airflow 3.3.2's Test button (in the connections list)
+#: sends ``port: 0`` for a connection stored without a port, which its API refuses as "a different
+#: destination" (fixed upstream by apache/airflow#73298). A connection stored with a port, e.g. 443,
+#: tests fine. Airflow 3 ignores ``extra`` here (its form always offers the extras as JSON); Airflow
+#: 2.x hides its Extra text box, whose content the extra fields already edit. Airflow offers no way
+#: to mark a standard field required, so the label says it.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["login", "schema", "port", "extra"],
-    "relabeling": {"password": "API token", "host": "Base URL"},
-    "placeholders": {"host": DEFAULT_BASE_URL, "password": "API key from Callbell's dashboard"},
+    "hidden-fields": ["login", "schema", "extra"],
+    "relabeling": {"password": "API token (required)", "host": "Base URL", "port": "Port (optional)"},
+    "placeholders": {
+        "host": DEFAULT_BASE_URL,
+        "port": "443",
+        "password": "API key from Callbell's dashboard",
+    },
 }
 
 _INTEGRATION = "Callbell"

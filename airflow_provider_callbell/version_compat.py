@@ -40,9 +40,19 @@ else:
 # Task SDK since 3.1 (3.0 still has them in Airflow core, as 2.x does).
 if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
     from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,  # what a hook's get_connection raises for an undefined conn_id
+        AirflowSensorTimeout,
+    )
 else:
-    from airflow.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+    )
     from airflow.hooks.base import BaseHook
 
 # The secrets masker's redact, for the tests that prove the token is masked: Airflow masks a
@@ -102,6 +112,7 @@ __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "BaseHook",
     "BaseNotifier",

@@ -5,8 +5,11 @@
 3. The wheel holds the package only (with ``py.typed``), the sdist the tests, example DAGs and docs,
    and the metadata names the provider classifier, the licence, the URLs and the entry point.
 4. For each Airflow line pinned in ``requirements/airflow-*.in`` (or those given with ``--airflow``):
-   a fresh venv gets the wheel and that Airflow from PyPI and nothing else, and
-   ``airflow providers list`` must show airflow-provider-callbell at this package's version.
+   a fresh venv gets the wheel and that Airflow from PyPI and nothing else, with the lowest urllib3
+   and httpx the wheel allows, and ``airflow providers list`` must show airflow-provider-callbell at
+   this package's version. Then the installed package sends through its own sandbox: a send that is
+   retried after a ``503`` (urllib3 carries the retry policy) and a status read on the async path
+   (httpx), so that a lower bound that no longer works fails here.
 """
 
 from __future__ import annotations
@@ -24,9 +27,34 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DIST_NAME = "airflow-provider-callbell"
+#: Installed at their lowest allowed version (the wheel's ``>=`` bound) in every fresh venv.
+LOWEST_PINNED = ("urllib3", "httpx")
+#: Run by the fresh venv's Python: one retried send (sync path), one status read (async path).
+SMOKE = """
+import asyncio, json, os
+import httpx, urllib3
+from airflow_provider_callbell.sandbox import CallbellSandbox
+
+with CallbellSandbox(error_rate=0.5, seed=4) as flaky, CallbellSandbox() as clean:
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+    os.environ["AIRFLOW_CONN_CALLBELL_DEFAULT"] = flaky.connection_json
+    CallbellHook().send_message("+31612345678", content={"text": "retried"})
+    os.environ["AIRFLOW_CONN_CALLBELL_DEFAULT"] = clean.connection_json
+    uuid = CallbellHook().send_message("+31612345678", content={"text": "hello"})["uuid"]
+    status = asyncio.run(CallbellHook().aget_message_status(uuid))["status"]
+    print(json.dumps({
+        "urllib3": urllib3.__version__,
+        "httpx": httpx.__version__,
+        "flaky": [r["status"] for r in flaky.requests],
+        "status": status,
+    }))
+"""
 REPO_URL = "https://github.com/airflow-provider-callbell/airflow-provider-callbell"
 
 
@@ -114,15 +142,32 @@ def check_contents(wheel: Path, sdist: Path, version: str) -> None:
         f"Project-URLs {urls} lack Homepage/Source/Issues/Changelog or Source is not {REPO_URL}",
     )
     requires = metadata.get_all("Requires-Dist", [])
-    require(any(r.startswith("apache-airflow>=") for r in requires), f"no apache-airflow>= in {requires}")
+    for name in ("apache-airflow", *LOWEST_PINNED):
+        require(any(r.startswith(f"{name}>=") for r in requires), f"no {name}>= in {requires}")
     require(
         "[apache_airflow_provider]" in entry_points and "get_provider_info:get_provider_info" in entry_points,
         f"entry_points.txt lacks the apache_airflow_provider entry point:\n{entry_points}",
     )
 
 
+def lowest_allowed(wheel: Path, version: str) -> dict[str, str]:
+    """``{"urllib3": "2.0", ...}``: the ``>=`` bound the wheel's metadata gives each of LOWEST_PINNED."""
+    with zipfile.ZipFile(wheel) as zf:
+        metadata = Parser().parsestr(
+            zf.read(f"airflow_provider_callbell-{version}.dist-info/METADATA").decode()
+        )
+    bounds = {}
+    for line in metadata.get_all("Requires-Dist", []):
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", line.strip())
+        if match and match[1] in LOWEST_PINNED:
+            bounds[match[1]] = match[2]
+    require(set(bounds) == set(LOWEST_PINNED), f"no >= bound for each of {LOWEST_PINNED} in the wheel")
+    return bounds
+
+
 def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -> None:
     venv = work / f"venv-airflow-{airflow_version}"
+    lowest = lowest_allowed(wheel, version)
     run([BIN / "uv", "venv", "--quiet", "--python", sys.executable, venv])
     started = time.monotonic()
     run(
@@ -135,9 +180,14 @@ def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -
             venv / "bin" / "python",
             wheel,
             f"apache-airflow=={airflow_version}",
+            *(f"{name}=={bound}" for name, bound in lowest.items()),
         ]
     )
-    step(f"installed the wheel with apache-airflow=={airflow_version} in {time.monotonic() - started:.0f} s")
+    pins = ", ".join(f"{name}=={bound}" for name, bound in lowest.items())
+    step(
+        f"installed the wheel with apache-airflow=={airflow_version}, {pins} "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     env = {
         "AIRFLOW_HOME": str(work / f"home-{airflow_version}"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -151,6 +201,18 @@ def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -
         f"airflow providers list shows {found.get(DIST_NAME)!r}, want {version!r}",
     )
     step(f"airflow {airflow_version}: `airflow providers list` shows {DIST_NAME} {found[DIST_NAME]}")
+
+    out = run([venv / "bin" / "python", "-c", SMOKE], env=env)
+    smoke = json.loads(out.strip().splitlines()[-1])
+    require(
+        Version(smoke["urllib3"]) == Version(lowest["urllib3"])
+        and Version(smoke["httpx"]) == Version(lowest["httpx"]),
+        f"the venv has urllib3 {smoke['urllib3']} and httpx {smoke['httpx']}, want {pins}",
+    )
+    flaky = smoke["flaky"]
+    require(flaky[0] == 503 and flaky[-1] == 200, f"the send was not retried after a 503: {flaky}")
+    require(smoke["status"] in ("enqueued", "sent", "delivered", "read"), f"odd status {smoke['status']!r}")
+    step(f"airflow {airflow_version}, {pins}: a send retried after a 503, a status read over httpx")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from importlib.metadata import distribution
 from pathlib import Path
 
@@ -41,3 +42,14 @@ class TestVersion:
     def test_changelog_has_a_section_for_the_version(self):
         changelog = (ROOT / "CHANGELOG.md").read_text()
         assert re.search(rf"^## \[{re.escape(airflow_provider_callbell.__version__)}\]", changelog, re.M)
+
+
+class TestPythonVersions:
+    def test_the_python_the_tests_run_on_is_a_classifier(self):
+        classifiers = distribution("airflow-provider-callbell").metadata.get_all("Classifier") or []
+        versions = {
+            c.rsplit(" :: ", 1)[1]
+            for c in classifiers
+            if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+        }
+        assert f"{sys.version_info.major}.{sys.version_info.minor}" in versions, versions

@@ -119,8 +119,12 @@ class TestProvidersManager:
 
     def test_connection_form(self, providers_manager):
         behaviour = providers_manager.field_behaviours["callbell"]
-        assert behaviour["relabeling"] == {"password": "API token", "host": "Base URL"}
-        assert set(behaviour["hidden_fields"]) == {"login", "schema", "port", "extra"}
+        assert behaviour["relabeling"] == {
+            "password": "API token (required)",
+            "host": "Base URL",
+            "port": "Port (optional)",
+        }
+        assert set(behaviour["hidden_fields"]) == {"login", "schema", "extra"}
         widgets = providers_manager.connection_form_widgets
         labels = {
             name: _label(info) for name, info in widgets.items() if name.startswith("extra__callbell__")

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -35,7 +35,12 @@ from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BAS
 from airflow_provider_callbell.ratelimit import RateGate
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.validation import build_send_payload, message_fields, validate_uuid
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook, aget_connection
+from airflow_provider_callbell.version_compat import (
+    AIRFLOW_V_3_0_PLUS,
+    AirflowNotFoundException,
+    BaseHook,
+    aget_connection,
+)
 
 if TYPE_CHECKING:
     import threading
@@ -86,10 +91,12 @@ class CallbellHook(BaseHook):
     Talk to the Callbell REST API with the API token of an Airflow connection.
 
     The connection's password is the API token. Its host is an optional base URL (default
-    ``https://api.callbell.eu/v1``); plain ``http://`` is accepted only for loopback addresses, so a
-    local sandbox works and a typo cannot send the token in clear text. Extras: ``from`` (default
-    channel type, ``whatsapp`` when unset), ``channel_uuid`` (default sending channel) and ``timeout``
-    (seconds).
+    ``https://api.callbell.eu/v1``), completed by its port and schema; plain ``http://`` is accepted
+    only for loopback addresses, so a local sandbox works and a typo cannot send the token in clear
+    text. Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid`` (default
+    sending channel), the timeouts and the retry policy (see ``docs/connection.md``). A missing or
+    broken connection raises :class:`~airflow_provider_callbell.exceptions.CallbellConnectionConfigError`
+    on first use, which fails the task without retries and says how to fix the connection.
 
     Nothing happens in ``__init__``: the connection is read and the HTTP session built on first use,
     once per hook, so creating a hook in a DAG file costs nothing.
@@ -179,38 +186,55 @@ class CallbellHook(BaseHook):
 
     @cached_property
     def _conn_params(self) -> _ConnParams:
-        conn = self.get_connection(self.callbell_conn_id)
+        try:
+            conn = self.get_connection(self.callbell_conn_id)
+        except AirflowNotFoundException:
+            raise _missing_connection(self.callbell_conn_id) from None
         return self._merge_conn_params(conn, conn.extra_dejson)
 
     async def _aconn_params(self) -> _ConnParams:
         """``_conn_params`` for async code: same merge, same cache, no blocking call on the event loop."""
         if "_conn_params" not in self.__dict__:
-            conn, extras = await aget_connection(self, self.callbell_conn_id)
+            try:
+                conn, extras = await aget_connection(self, self.callbell_conn_id)
+            except AirflowNotFoundException:
+                raise _missing_connection(self.callbell_conn_id) from None
             self.__dict__["_conn_params"] = self._merge_conn_params(conn, extras)
         return self._conn_params
 
     def _merge_conn_params(self, conn: Connection, extras: Mapping[str, Any]) -> _ConnParams:
         """The hook's arguments first, then the connection's extras, then the defaults.
 
-        Airflow registers the password with its secrets masker when it reads the connection.
+        Every problem found here is a :class:`CallbellConnectionConfigError` that names the
+        connection and says how to fix it; it fails the task without retries. Airflow registers the
+        password with its secrets masker when it reads the connection.
         """
+        conn_id = self.callbell_conn_id
         token = conn.password
         if not token:
             raise CallbellConnectionConfigError(
-                f"Connection {self.callbell_conn_id!r} has no API token: set its password to the API "
-                "key made in Callbell's dashboard"
+                f'Connection {conn_id!r} has no API token: set its password ("API token" in the '
+                f"Connections UI) to the API key made in Callbell's dashboard, or {_how_to_define(conn_id)}"
             )
         # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
-        # treat a field left empty in the form as unset.
+        # treat a field left empty in the form (stored as "" or null) as unset.
         prefix = f"extra__{self.conn_type}__"
         extra = {k.removeprefix(prefix): v for k, v in extras.items() if v not in ("", None)}
+        try:
+            timeout = _timeouts(None, extra)
+            retry = RetryPolicy.from_extras(extra) if self.retry_policy is None else self.retry_policy
+        except CallbellConnectionConfigError as err:
+            raise CallbellConnectionConfigError(
+                f'Connection {conn_id!r}: {err}; fix it in the Connections UI or in the "extra" JSON '
+                f"of the connection (e.g. in {_env_var(conn_id)})"
+            ) from None
         return _ConnParams(
-            base_url=_base_url(self.callbell_conn_id, conn.host, conn.port, conn.schema),
+            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
             token=token,
             from_=extra.get("from") or DEFAULT_CHANNEL,
             channel_uuid=extra.get("channel_uuid"),
-            timeout=_timeouts(self.timeout, extra),
-            retry=self.retry_policy or RetryPolicy.from_extras(extra),
+            timeout=timeout if self.timeout is None else _timeouts(self.timeout, {}),
+            retry=retry,
         )
 
     @cached_property
@@ -303,7 +327,9 @@ class CallbellHook(BaseHook):
         self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
         text = body.decode(response.encoding or "utf-8", errors="replace")
         if not 200 <= status < 300:
-            error = api_error_class(status)(_reason(status), status_code=status, endpoint=endpoint, body=text)
+            error = api_error_class(status)(
+                _reason(status, self._conn_params.base_url), status_code=status, endpoint=endpoint, body=text
+            )
             if isinstance(error, CallbellRateLimitError):
                 error.retry_after = _retry_after(response.headers.get("Retry-After"))
             raise error
@@ -581,24 +607,106 @@ def _may_have_reached_callbell(err: requests.RequestException) -> bool:
     return not isinstance(err, requests.ConnectionError) or not isinstance(reason, NewConnectionError)
 
 
+def _env_var(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def _how_to_define(conn_id: str) -> str:
+    """The two ways to define a Callbell connection from a shell, for error messages."""
+    return (
+        f"define it with `airflow connections add {conn_id} --conn-type callbell --conn-password "
+        f"<API token>` or with the environment variable {_env_var(conn_id)}="
+        """'{"conn_type": "callbell", "password": "<API token>"}'"""
+    )
+
+
+def _missing_connection(conn_id: str) -> CallbellConnectionConfigError:
+    """The error for a connection id Airflow does not know, with the way to create it.
+
+    On Airflow 3 it also says why a connection stored in the database may look missing: code that
+    runs outside a task (a Python shell, a script) does not reach the database through the task SDK.
+    """
+    message = f"Connection {conn_id!r} is not defined: {_how_to_define(conn_id)}"
+    if AIRFLOW_V_3_0_PLUS:
+        message += (
+            " (outside a task, Airflow 3 reads connections from environment variables and secrets "
+            "backends only, not from its database)"
+        )
+    return CallbellConnectionConfigError(message)
+
+
+#: What the connection's ``schema`` may hold besides a path: the URL scheme, as in Airflow's HTTP hook.
+_SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
-    """Build the API root from the connection, refusing plain http to anything but loopback."""
-    if not host:
-        return DEFAULT_BASE_URL
-    if "://" not in host:  # host given as a name, e.g. from a connection URI
-        host = f"https://{host}{f':{port}' if port else ''}{f'/{schema}' if schema else ''}"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CallbellConnectionConfigError(
-            f"Connection {conn_id!r}: host must be an http(s) base URL such as {DEFAULT_BASE_URL!r}, "
-            f"got {host!r}"
+    """Build the API root from the connection's host, port and schema, and check that it is safe.
+
+    The host may be a whole base URL (``https://api.callbell.eu/v1``) or a bare host name; the
+    connection's port and schema fill in what the host leaves out. ``schema`` is read the two ways
+    Airflow fills it: ``http``/``https`` is the URL scheme (as for Airflow's HTTP connections, and
+    ``--conn-schema http``); anything else is the path that Airflow's URI parsing puts there
+    (``callbell://:TOKEN@api.callbell.eu/v1`` gives schema ``v1``). A value given twice that
+    disagrees (two ports, two schemes, two paths) is refused rather than one silently winning.
+
+    Plain http is accepted only for loopback addresses, so a local sandbox works and a typo cannot
+    send the token in clear text; a loopback host without a scheme is refused with the ``http://``
+    form to use, as guessing https there fails later with a TLS error that explains nothing.
+    """
+    given = (host or "").strip() or DEFAULT_BASE_URL
+
+    def refuse(problem: str) -> CallbellConnectionConfigError:
+        return CallbellConnectionConfigError(
+            f'Connection {conn_id!r}: {problem}; set its host ("Base URL" in the Connections UI) to an '
+            f"http(s) URL such as {DEFAULT_BASE_URL!r}"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise CallbellConnectionConfigError(
-            f"Connection {conn_id!r}: host {host!r} uses plain http, which would send the API token "
-            "unencrypted; use https (plain http is accepted only for localhost / 127.0.0.1)"
+
+    if "@" in given:  # user info: never print it, it may hold the token
+        raise refuse(
+            "the host holds user info ('user:password@'), which is never sent as Callbell's token "
+            "and must not be in a URL; put the API token in the connection's password"
         )
-    return host.rstrip("/")
+    try:
+        parts = urlsplit(given if "://" in given else f"//{given}")
+        hostname, host_port = parts.hostname, parts.port
+    except ValueError:
+        raise refuse(f"the host {given!r} is not a URL") from None
+    scheme, path = parts.scheme.lower(), parts.path.rstrip("/")
+    if parts.query or parts.fragment or not hostname or (scheme and scheme not in _SCHEMES):
+        raise refuse(f"the host {given!r} is not an http(s) base URL")
+    if schema and schema.lower() in _SCHEMES:
+        if scheme and scheme != schema.lower():
+            raise refuse(f"the host {given!r} says {scheme!r} but the schema field says {schema!r}")
+        scheme = schema.lower()
+    elif schema:
+        if path:
+            raise refuse(f"the host {given!r} has a path and the schema field adds {schema!r}")
+        path = "/" + schema.strip("/")
+    if port:
+        if host_port is not None and host_port != port:
+            raise refuse(f"the host {given!r} says port {host_port} but the port field says {port}")
+        host_port = port
+    loopback = _is_loopback(hostname)
+    if not scheme and loopback:
+        raise refuse(
+            f"the host {given!r} has no scheme; a local server such as the sandbox is plain http: "
+            f"use {urlunsplit(('http', _netloc(hostname, host_port), path, '', ''))!r}"
+        )
+    scheme = scheme or "https"
+    if scheme == "http" and not loopback:
+        raise refuse(
+            f"the host {given!r} uses plain http, which would send the API token unencrypted; use https "
+            "(plain http is accepted only for localhost / 127.0.0.1)"
+        )
+    if host_port == _DEFAULT_PORTS[scheme]:  # e.g. 443 typed in the form's port field: same URL
+        host_port = None
+    return urlunsplit((scheme, _netloc(hostname, host_port), path, "", ""))
+
+
+def _netloc(hostname: str, port: int | None) -> str:
+    netloc = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
+    return f"{netloc}:{port}" if port else netloc
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -629,11 +737,11 @@ def _timeouts(argument: float | tuple[float, float] | None, extra: Mapping[str, 
         return seconds, seconds
     connect, read = DEFAULT_TIMEOUT
     if "timeout" in extra:
-        connect = read = _seconds("timeout", extra["timeout"])
+        connect = read = _seconds("extra 'timeout'", extra["timeout"])
     if "connect_timeout" in extra:
-        connect = _seconds("connect_timeout", extra["connect_timeout"])
+        connect = _seconds("extra 'connect_timeout'", extra["connect_timeout"])
     if "read_timeout" in extra:
-        read = _seconds("read_timeout", extra["read_timeout"])
+        read = _seconds("extra 'read_timeout'", extra["read_timeout"])
     return connect, read
 
 
@@ -665,7 +773,12 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _reason(status: int) -> str:
+def _reason(status: int, base_url: str) -> str:
+    if status == 404 and not urlsplit(base_url).path.endswith("/v1"):
+        return (
+            f"Callbell refused the request: not found; the base URL {base_url!r} does not end with "
+            f"/v1, where Callbell's API lives (e.g. {DEFAULT_BASE_URL!r})"
+        )
     if status in (401, 403):
         return "Callbell refused the API token; check the password of the Callbell connection"
     if status == 429:

@@ -1,14 +1,16 @@
 """``python -m airflow_provider_callbell.sandbox``: run the sandbox in a terminal next to Airflow.
 
-It prints the ``AIRFLOW_CONN_CALLBELL_DEFAULT`` value to export, then one line per accepted message,
-so a developer can watch what their DAGs send without a Callbell account. Ctrl-C or SIGTERM stop it
-cleanly with exit code 0.
+It prints an ``export AIRFLOW_CONN_CALLBELL_DEFAULT=...`` line to paste into the shell that runs
+Airflow (or Python), the URL it listens on (``--port 0`` picks a free port), then one line per
+accepted message, so a developer can watch what their DAGs send without a Callbell account. Ctrl-C or
+SIGTERM stop it cleanly with exit code 0; a port that cannot be bound is a one-line error, exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with CallbellSandbox(
+    sandbox = CallbellSandbox(
         token=args.token,
         host=args.host,
         port=args.port,
@@ -60,11 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         seed=args.seed,
-    ) as sandbox:
-        print(f"AIRFLOW_CONN_CALLBELL_DEFAULT='{sandbox.connection_json}'", flush=True)
+    )
+    try:
+        sandbox.start()
+    except OSError as err:  # the port is taken, or the host is not an address of this machine
+        print(
+            f"Callbell sandbox: cannot listen on {args.host}:{args.port}: {err.strerror or err}; "
+            "choose another --port (--port 0 picks a free one)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        print(f"export AIRFLOW_CONN_CALLBELL_DEFAULT={shlex.quote(sandbox.connection_json)}", flush=True)
         print(f"Callbell sandbox listening on {sandbox.url}", flush=True)
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
             pass
+    finally:
+        sandbox.stop()
     return 0
 
 

@@ -57,8 +57,13 @@ class TestHookAttributes:
 
     def test_ui_field_behaviour(self):
         behaviour = CallbellHook.get_ui_field_behaviour()
-        assert behaviour["relabeling"]["password"] == "API token"
-        assert {"login", "schema", "port", "extra"} <= set(behaviour["hidden_fields"])
+        assert behaviour["relabeling"]["password"] == "API token (required)"
+        assert set(behaviour["hidden_fields"]) == {"login", "schema", "extra"}
+        # The port shows, optional: Airflow 3.3.2's Test button works only for a connection with one.
+        assert (behaviour["relabeling"]["port"], behaviour["placeholders"]["port"]) == (
+            "Port (optional)",
+            "443",
+        )
         assert "host" not in behaviour["hidden_fields"]
         assert "password" not in behaviour["hidden_fields"]
 
@@ -155,7 +160,7 @@ class TestConnection:
 
     def test_other_scheme_is_refused(self, monkeypatch):
         set_connection(monkeypatch, host="ftp://api.callbell.eu/v1")
-        with pytest.raises(CallbellConnectionConfigError, match="host must be an http"):
+        with pytest.raises(CallbellConnectionConfigError, match=r"is not an http\(s\) base URL"):
             CallbellHook().list_templates()
 
     def test_extras_give_channel_and_defaults(self, monkeypatch, requests_mock):
@@ -195,7 +200,10 @@ class TestConnection:
     @pytest.mark.parametrize("name", ["timeout", "connect_timeout", "read_timeout"])
     def test_bad_timeout_extra(self, monkeypatch, requests_mock, name, timeout):
         set_connection(monkeypatch, extra={name: timeout})
-        with pytest.raises(CallbellConnectionConfigError, match=f"^{name} must be a positive number"):
+        with pytest.raises(
+            CallbellConnectionConfigError,
+            match=f"^Connection 'callbell_default': extra '{name}' must be a positive",
+        ):
             CallbellHook().list_templates()
         assert requests_mock.call_count == 0
 

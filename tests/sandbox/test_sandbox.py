@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -593,8 +594,8 @@ class TestCli:
         lines = read_lines_in_background(process)
         try:
             env_line = lines.get(timeout=10)
-            assert env_line.startswith("AIRFLOW_CONN_CALLBELL_DEFAULT='")
-            connection = json.loads(env_line.strip().split("=", 1)[1].strip("'"))
+            assert env_line.startswith("export AIRFLOW_CONN_CALLBELL_DEFAULT='")
+            connection = json.loads(shlex.split(env_line)[1].split("=", 1)[1])
             assert connection["password"] == "cli-token"
             assert lines.get(timeout=5).strip() == f"Callbell sandbox listening on {connection['host']}"
             response = requests.post(
