@@ -81,6 +81,15 @@ class CallbellServerError(CallbellAPIError):
     """5xx: Callbell failed; usually safe to retry after a delay."""
 
 
+class CallbellInvalidResponseError(CallbellAPIError):
+    """Callbell's answer cannot be used: not JSON, too large or too deeply nested, of the wrong shape,
+    missing a field, with an unknown status, or pages that never end.
+
+    ``status_code`` is the answer's (usually 200), so it is not transient: the same request would
+    get the same answer. Such an answer rarely comes from Callbell itself; check the base URL.
+    """
+
+
 def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
     """The exception class for an HTTP status, so that every code path maps statuses the same way."""
     if status_code in (401, 403):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellMessageFailedError
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellMessageFailedError
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
@@ -17,6 +17,8 @@ from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
 
 
 class CallbellMessageStatusTrigger(BaseTrigger):
@@ -31,12 +33,15 @@ class CallbellMessageStatusTrigger(BaseTrigger):
     - ``{"event": "status", "message": {"uuid", "status", "messageStatusPayload"}}`` when the status
       reached a target or a failure status; the sensor turns it into its result or its error;
     - ``{"event": "timeout", "status": <last status seen or None>}`` once ``end_time`` has passed;
-    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused the
-      request for good (a refused token, an unknown message: retrying cannot help).
+    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` on any other
+      :class:`~airflow_provider_callbell.exceptions.CallbellError`: Callbell refused the request for
+      good (a refused token, an unknown message), its answer was unusable, or the connection is
+      misconfigured; retrying cannot help. ``body`` is a redacted excerpt of the answer.
 
-    No answer, ``429`` and ``5xx`` are transient: the trigger logs them and asks again at the next
-    poll, until ``end_time``. The serialized form holds only these plain arguments; the token is read
-    from the connection by the hook each time the trigger starts.
+    No answer (none within the deadline included), ``429`` and ``5xx`` are transient: the trigger
+    logs them and asks again at the next poll, until ``end_time``. One HTTP client serves every poll
+    of a run and is closed when the run ends. The serialized form holds only these plain arguments;
+    the token is read from the connection by the hook each time the trigger starts.
 
     :param message_uuid: the message to follow.
     :param end_time: Unix time after which the trigger gives up with a timeout event.
@@ -80,21 +85,20 @@ class CallbellMessageStatusTrigger(BaseTrigger):
         from airflow_provider_callbell.hooks.callbell import CallbellHook
 
         hook = CallbellHook(self.callbell_conn_id)
+        try:
+            async for event in self._poll(hook):
+                yield event
+        finally:
+            await hook.aclose()
+
+    async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
         last_status: str | None = None
         while True:
             try:
                 message = await hook.aget_message_status(self.message_uuid)
-            except CallbellAPIError as err:
-                if not err.is_transient:
-                    yield _event(
-                        {
-                            "event": "error",
-                            "reason": err.reason,
-                            "status_code": err.status_code,
-                            "endpoint": err.endpoint,
-                            "body": err.body,
-                        }
-                    )
+            except CallbellError as err:
+                if not (isinstance(err, CallbellAPIError) and err.is_transient):
+                    yield _event(_error_event(err))
                     return
                 self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
             else:
@@ -126,6 +130,19 @@ class CallbellMessageStatusTrigger(BaseTrigger):
             return message_outcome(message, self.target_statuses, self.failure_statuses) is not None
         except CallbellMessageFailedError:
             return True  # the sensor raises it, with Callbell's reason, when it resumes
+
+
+def _error_event(err: CallbellError) -> dict[str, Any]:
+    """The error event for any provider error; only a :class:`CallbellAPIError` has an answer to show."""
+    if isinstance(err, CallbellAPIError):
+        return {
+            "event": "error",
+            "reason": err.reason,
+            "status_code": err.status_code,
+            "endpoint": err.endpoint,
+            "body": err.body,
+        }
+    return {"event": "error", "reason": str(err), "status_code": None, "endpoint": "", "body": ""}
 
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
