@@ -681,7 +681,7 @@ class CallbellHook(BaseHook):
         email = me.get("user_email") if isinstance(me, dict) else None
         if not email:
             return False, "GET /auth/me answered without a user_email: is the base URL Callbell's API?"
-        return True, f"Connected to Callbell as {email}"
+        return True, self._redact(f"Connected to Callbell as {email}")
 
 
 def _headers(token: str) -> dict[str, str]:
