@@ -85,9 +85,14 @@ class CallbellInvalidResponseError(CallbellAPIError):
     """Callbell's answer cannot be used: not JSON, too large or too deeply nested, of the wrong shape,
     missing a field, with an unknown status, or pages that never end.
 
-    ``status_code`` is the answer's (usually 200), so it is not transient: the same request would
-    get the same answer. Such an answer rarely comes from Callbell itself; check the base URL.
+    ``status_code`` is the answer's when it is known (``None`` for a decoded answer of the wrong
+    shape). It is not transient, unless its status is (a huge ``503`` page from a proxy): the same
+    request would get the same answer. Such an answer rarely comes from Callbell; check the base URL.
     """
+
+    @property
+    def is_transient(self) -> bool:
+        return self.status_code is not None and super().is_transient
 
 
 def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
