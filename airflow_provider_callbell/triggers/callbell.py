@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,13 @@ from airflow_provider_callbell.message_status import (
     message_outcome,
 )
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
+
+#: The first poll comes within this many seconds (or one poll interval, if shorter) of the start, and
+#: each later one after the poll interval give or take :data:`POLL_JITTER`. Hundreds of triggers that
+#: start together (a triggerer restart) would otherwise poll in one burst for ever after: one long
+#: stall of the event loop they share, and a spike against Callbell's rate limit, at every interval.
+START_SPREAD = 1.0
+POLL_JITTER = 0.1
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -39,7 +47,9 @@ class CallbellMessageStatusTrigger(BaseTrigger):
       misconfigured; retrying cannot help. ``body`` is a redacted excerpt of the answer.
 
     No answer (none within the deadline included), ``429`` and ``5xx`` are transient: the trigger
-    logs them and asks again at the next poll, until ``end_time``. One HTTP client serves every poll
+    logs them and asks again at the next poll, until ``end_time``. Polls are spread: the first
+    comes within a second of the start, the next ones every ``poll_interval`` give or take 10%
+    (see :data:`START_SPREAD`). One HTTP client serves every poll
     of a run and is closed when the run ends. The serialized form holds only these plain arguments;
     the token is read from the connection by the hook each time the trigger starts.
 
@@ -93,6 +103,7 @@ class CallbellMessageStatusTrigger(BaseTrigger):
 
     async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
         last_status: str | None = None
+        await asyncio.sleep(min(random.uniform(0, min(self.poll_interval, START_SPREAD)), self._remaining()))
         while True:
             try:
                 message = await hook.aget_message_status(self.message_uuid)
@@ -118,11 +129,15 @@ class CallbellMessageStatusTrigger(BaseTrigger):
                         }
                     )
                     return
-            remaining = self.end_time - time.time()
+            remaining = self._remaining()
             if remaining <= 0:
                 yield _event({"event": "timeout", "status": last_status})
                 return
-            await asyncio.sleep(min(self.poll_interval, remaining))
+            jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            await asyncio.sleep(min(self.poll_interval * jitter, remaining))
+
+    def _remaining(self) -> float:
+        return max(self.end_time - time.time(), 0.0)
 
     def _settled(self, message: dict[str, Any]) -> bool:
         """Whether the sensor's rule has an answer (a result or an error) for this status."""
