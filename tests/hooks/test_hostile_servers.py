@@ -452,6 +452,9 @@ class TestEndlessPages:
     def test_pages_that_never_end_stop_at_the_cap(self, hostile):
         def script(ex: Exchange) -> None:
             page = ex.path.rsplit("page=", 1)[1]
+            if int(page) > MAX_PAGES + 10:  # the cap is gone: end the test rather than page for ever
+                ex.answer(404, "{}")
+                return
             ex.answer(
                 200, json.dumps({"templates": [{"uuid": page}], "meta": {"page": page, "pages": 10**9}})
             )
