@@ -245,7 +245,7 @@ class CallbellHook(BaseHook):
 
         Its pool keeps up to :data:`~airflow_provider_callbell.bulk.MAX_WORKERS` connections, so
         that every worker of a bulk send reuses one instead of opening a new one per message. Its
-        adapter gives every attempt a deadline (:class:`~airflow_provider_callbell.transport.DeadlineAdapter`).
+        adapter gives every attempt a deadline (``transport.DeadlineAdapter``).
 
         The environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``, ...) and CA bundle
         (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read once, here, for the base URL, which
@@ -285,7 +285,7 @@ class CallbellHook(BaseHook):
         Every error becomes a :class:`CallbellAPIError` subclass carrying the status code, the
         endpoint and a short, redacted body excerpt, never the token or the request headers.
         Each attempt ends within the connect timeout plus the read timeout (see
-        :class:`~airflow_provider_callbell.transport.Watchdog`).
+        ``transport.Watchdog``).
         """
         endpoint = f"{method} {path}"
         conn = self._conn_params
@@ -754,7 +754,7 @@ def _timeouts(argument: float | tuple[float, float] | None, extra: Mapping[str, 
 
 
 def _read_capped(response: requests.Response) -> bytes:
-    """The whole (decoded) answer; :class:`BodyTooLargeError` past :data:`MAX_BODY_BYTES`.
+    """The whole (decoded) answer; ``BodyTooLargeError`` past ``MAX_BODY_BYTES``.
 
     urllib3 inflates a compressed answer a bounded slice per read, so a gzip bomb stops at the cap.
     """
@@ -768,7 +768,7 @@ def _read_capped(response: requests.Response) -> bytes:
 async def _aread(
     client: httpx.AsyncClient, method: str, url: str, params: Mapping[str, Any] | None
 ) -> tuple[httpx.Response, bytes]:
-    """One async attempt: the answer and its decoded body, streamed through :class:`BoundedDecoder`.
+    """One async attempt: the answer and its decoded body, streamed through ``BoundedDecoder``.
 
     httpx would inflate each network chunk whole (a 64 kB chunk of a gzip bomb is 64 MB), so the
     raw bytes are decoded here, a bounded slice at a time.

@@ -17,7 +17,7 @@ from airflow_provider_callbell.message_status import (
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
 
 #: The first poll comes within this many seconds (or one poll interval, if shorter) of the start, and
-#: each later one after the poll interval give or take :data:`POLL_JITTER`. Hundreds of triggers that
+#: each later one after the poll interval give or take ``POLL_JITTER``. Hundreds of triggers that
 #: start together (a triggerer restart) would otherwise poll in one burst for ever after: one long
 #: stall of the event loop they share, and a spike against Callbell's rate limit, at every interval.
 START_SPREAD = 1.0
@@ -49,7 +49,7 @@ class CallbellMessageStatusTrigger(BaseTrigger):
     No answer (none within the deadline included), ``429`` and ``5xx`` are transient: the trigger
     logs them and asks again at the next poll, until ``end_time``. Polls are spread: the first
     comes within a second of the start, the next ones every ``poll_interval`` give or take 10%
-    (see :data:`START_SPREAD`). One HTTP client serves every poll
+    (see ``START_SPREAD``). One HTTP client serves every poll
     of a run and is closed when the run ends. The serialized form holds only these plain arguments;
     the token is read from the connection by the hook each time the trigger starts.
 
