@@ -237,6 +237,10 @@ def describe_failures(results: Sequence[Mapping[str, Any]], groups: int = 5) -> 
     return "; ".join(parts)
 
 
+class _NotStarted(Exception):
+    """A message a worker picked up after ``stop`` was set; it was not sent."""
+
+
 def send_spooled(
     spool: Spool,
     send_one: Callable[[bytes], dict[str, Any]],
@@ -255,7 +259,8 @@ def send_spooled(
 
     ``send_one`` returns a result for each body and never raises for a Callbell failure. When
     ``stop`` is set, when this thread is interrupted (an Airflow task timeout) or when a worker hits
-    an unexpected error, no further message starts, the ones in flight finish, and their results
+    an unexpected error, no further message starts (one already handed to a worker but not started
+    is dropped), the ones in flight finish (each HTTP attempt has a deadline), and their results
     still reach ``progress``, so that a retry does not send them again.
 
     :raises CallbellError: when ``stop`` was set before every message was attempted.
@@ -284,10 +289,17 @@ def send_spooled(
     tally = {"sent": 0, "failed": 0, "unknown": 0}
     started = last_log = clock()
 
+    def send_unless_stopped(line: bytes) -> dict[str, Any]:
+        if stop is not None and stop.is_set():
+            raise _NotStarted  # it waited for a worker while the send was stopped: never sent
+        return send_one(line)
+
     def collect(done: Iterable[Future[dict[str, Any]]]) -> None:
         nonlocal last_log
         for future in done:
             index = pending.pop(future)
+            if isinstance(future.exception(), _NotStarted):
+                continue
             result = future.result()  # re-raises a worker's unexpected error here
             results[index] = result
             tally[_outcome(result)] += 1
@@ -323,7 +335,7 @@ def send_spooled(
             if len(pending) >= 2 * workers:
                 collect(wait(pending, return_when=FIRST_COMPLETED).done)
             check_stop()
-            pending[pool.submit(send_one, line)] = index
+            pending[pool.submit(send_unless_stopped, line)] = index
         while pending:
             collect(wait(pending, return_when=FIRST_COMPLETED).done)
             check_stop()

@@ -114,6 +114,20 @@ class CallbellServerError(CallbellAPIError):
     """5xx: Callbell failed; usually safe to retry after a delay."""
 
 
+class CallbellInvalidResponseError(CallbellAPIError):
+    """Callbell's answer cannot be used: not JSON, too large or too deeply nested, of the wrong shape,
+    missing a field, with an unknown status, or pages that never end.
+
+    ``status_code`` is the answer's when it is known (``None`` for a decoded answer of the wrong
+    shape). It is not transient, unless its status is (a huge ``503`` page from a proxy): the same
+    request would get the same answer. Such an answer rarely comes from Callbell; check the base URL.
+    """
+
+    @property
+    def is_transient(self) -> bool:
+        return self.status_code is not None and super().is_transient
+
+
 def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
     """The exception class for an HTTP status, so that every code path maps statuses the same way."""
     if status_code in (401, 403):

@@ -31,17 +31,17 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "How long one request may wait for Callbell to connect and to answer",
+        "description": "Seconds to connect, and again to answer: one attempt of a request ends within twice this",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
     },
     "connect_timeout": {
         "label": "Connect timeout (seconds)",
-        "description": "How long to wait for a connection (default 5); overrides Timeout",
+        "description": "Seconds to connect (default 5); overrides Timeout",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
     },
     "read_timeout": {
         "label": "Read timeout (seconds)",
-        "description": "How long to wait for each answer (default 30); overrides Timeout",
+        "description": "Seconds to answer (default 30); one attempt ends within connect + read timeout; overrides Timeout",
         "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
     },
     "max_retries": {

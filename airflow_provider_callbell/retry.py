@@ -3,8 +3,9 @@
 The policy runs inside urllib3 (``Retry`` on the hook's session adapter), so every call of the hook
 gets it without a retry loop of its own. What it retries:
 
-- ``429`` (rate limit): after ``Retry-After`` (seconds or an HTTP date) when Callbell sends one, else
-  after exponential backoff with jitter;
+- ``429`` (rate limit): after ``Retry-After`` (whole seconds or an HTTP date, see
+  :func:`parse_retry_after`) when Callbell sends a readable one, else after exponential backoff with
+  jitter;
 - ``502``/``503``/``504`` and connection failures before the request was sent: nothing was done;
 - ``500``, read timeouts and connections dropped after the request was sent: only for idempotent
   methods (``GET``, ``DELETE``), or for every method with ``delivery="at_least_once"``. A send may
@@ -22,6 +23,8 @@ one that was refused; and each retry takes its turn at the gate like a first att
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -47,6 +50,35 @@ DELIVERIES: tuple[str, ...] = get_args(Delivery)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: Methods that may be repeated whatever happened to the first attempt.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+#: The longest ``Retry-After`` taken as given; a longer one is cut to it. The retry budget
+#: (``max_seconds``) usually ends the retries first, and the error keeps the (cut) wait.
+RETRY_AFTER_MAX = 3600.0
+#: More digits than this is no delay a server means (9 digits is 31 years).
+_RETRY_AFTER_DIGITS = 9
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or ``None`` when it is absent or unreadable.
+
+    RFC 9110 allows a whole number of seconds or an HTTP date. Anything else (``1.5``, ``-5``,
+    ``abc``, 5,000 digits) is ignored, so the caller falls back to its backoff instead of failing;
+    a date in the past means 0; any wait is cut to :data:`RETRY_AFTER_MAX`.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX) if len(value) <= _RETRY_AFTER_DIGITS else None
+    if len(value) > 64:  # no HTTP date is this long
+        return None
+    try:
+        date = email.utils.parsedate_to_datetime(value)
+        seconds = date.timestamp() - now()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if date.tzinfo is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 @dataclass(frozen=True)
@@ -177,6 +209,10 @@ class CallbellRetry(Retry):
             return 0.0
         wait: float = min(self.policy.backoff_max, self.policy.backoff * 2.0 ** (errors - 1))
         return wait * random.uniform(0.5, 1.5)
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        """urllib3's parser raises on ``1.5`` or 5,000 digits, losing the answer: ours ignores them."""
+        return parse_retry_after(response.headers.get("Retry-After"))
 
     def _wait_for(self, response: BaseHTTPResponse | None) -> float:
         if response is not None:

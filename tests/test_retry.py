@@ -20,7 +20,7 @@ from airflow_provider_callbell.exceptions import (
     CallbellServerError,
 )
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.retry import RetryPolicy
+from airflow_provider_callbell.retry import RETRY_AFTER_MAX, RetryPolicy, parse_retry_after
 from tests.conftest import TOKEN, UUID, set_connection
 
 OK = (200, {}, json.dumps({"message": {"uuid": UUID, "status": "enqueued"}}), 0.0)
@@ -287,3 +287,31 @@ class TestPolicyFromConnection:
         with pytest.raises(CallbellAuthError):
             send(hook(waits))
         assert len(server.seen) == 1
+
+
+class TestParseRetryAfter:
+    NOW = 1_800_000_000.0
+
+    @pytest.mark.parametrize(
+        ("value", "seconds"),
+        [
+            pytest.param(None, None, id="absent"),
+            pytest.param("7", 7.0, id="seconds"),
+            pytest.param(" 7 ", 7.0, id="padded"),
+            pytest.param("0", 0.0, id="zero"),
+            pytest.param("999999999", RETRY_AFTER_MAX, id="huge-capped"),
+            pytest.param("1.5", None, id="fraction"),
+            pytest.param("-5", None, id="negative"),
+            pytest.param("abc", None, id="text"),
+            pytest.param("", None, id="empty"),
+            pytest.param("9" * 5000, None, id="5000-digits"),
+            pytest.param("٣", None, id="non-ascii-digit"),
+            pytest.param(email.utils.formatdate(NOW + 30, usegmt=True), 30.0, id="date"),
+            pytest.param(email.utils.formatdate(NOW - 30, usegmt=True), 0.0, id="past-date"),
+            pytest.param(email.utils.formatdate(NOW + 10**6, usegmt=True), RETRY_AFTER_MAX, id="far-date"),
+            pytest.param("Fri, 31 Dec 99999 23:59:59 GMT", None, id="absurd-year"),
+            pytest.param("Mon, 30 Nov 2026 08:00:00 " + "x" * 100, None, id="long-garbage"),
+        ],
+    )
+    def test_values(self, value, seconds):
+        assert parse_retry_after(value, now=lambda: self.NOW) == seconds

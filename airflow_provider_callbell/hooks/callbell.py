@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, NewConnectionError
-from urllib3.util.retry import Retry
+from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_callbell.bulk import (
     DEFAULT_MAX_RPS,
@@ -24,16 +25,30 @@ from airflow_provider_callbell.bulk import (
     spool_messages,
 )
 from airflow_provider_callbell.exceptions import (
+    BODY_EXCERPT_CHARS,
     CallbellAPIError,
     CallbellConnectionConfigError,
     CallbellError,
+    CallbellInvalidResponseError,
     CallbellRateLimitError,
     CallbellValidationError,
     api_error_class,
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
+from airflow_provider_callbell.message_status import MESSAGE_STATUSES
 from airflow_provider_callbell.ratelimit import RateGate
-from airflow_provider_callbell.retry import RetryPolicy
+from airflow_provider_callbell.retry import RetryPolicy, parse_retry_after
+from airflow_provider_callbell.transport import (
+    ACCEPT_ENCODING,
+    MAX_BODY_BYTES,
+    WATCHDOG,
+    BodyTooLargeError,
+    BoundedDecoder,
+    DeadlineAdapter,
+    UnsupportedEncodingError,
+    iter_capped,
+    redact,
+)
 from airflow_provider_callbell.validation import build_send_payload, message_fields, validate_uuid
 from airflow_provider_callbell.version_compat import (
     AIRFLOW_V_3_0_PLUS,
@@ -43,7 +58,7 @@ from airflow_provider_callbell.version_compat import (
 )
 
 if TYPE_CHECKING:
-    import threading
+    import ssl
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from datetime import timedelta
 
@@ -56,9 +71,10 @@ if TYPE_CHECKING:
 
 DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
+#: Their sum is the deadline of each attempt, from connecting to the last byte of the answer.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
-#: The largest answer read; Callbell's are a few hundred bytes, anything bigger is not Callbell's API.
-MAX_BODY_BYTES = 1 << 20
+#: The most pages a listing reads; Callbell's accounts have a handful.
+MAX_PAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -107,9 +123,14 @@ class CallbellHook(BaseHook):
         message = hook.send_message(to="+31612345678", content={"text": "Hello!"})
         hook.get_message_status(message["uuid"])["status"]  # 'enqueued', 'sent', 'delivered', ...
 
+    Each attempt of a request (connecting, sending, the status line, the headers and the whole
+    body) ends within the connect timeout plus the read timeout, however slowly a server trickles
+    its answer; a retry is a new attempt with the same deadline.
+
     :param callbell_conn_id: the Airflow connection holding the token.
-    :param timeout: seconds for connecting and for each answer, or a ``(connect, read)`` pair;
-        overrides the connection's ``timeout``, ``connect_timeout`` and ``read_timeout`` extras.
+    :param timeout: seconds, or a ``(connect, read)`` pair; overrides the connection's ``timeout``,
+        ``connect_timeout`` and ``read_timeout`` extras. Their sum is the most one attempt of a
+        request may take, from connecting to the last byte of the answer (default 5 + 30 s).
     :param retry_policy: how requests are retried; overrides the connection's ``max_retries``,
         ``retry_max_seconds``, ``retry_backoff`` and ``delivery`` extras (see
         :class:`~airflow_provider_callbell.retry.RetryPolicy`).
@@ -248,11 +269,21 @@ class CallbellHook(BaseHook):
         """The one ``requests.Session`` of this hook: pooled connections, auth and retries.
 
         Its pool keeps up to :data:`~airflow_provider_callbell.bulk.MAX_WORKERS` connections, so
-        that every worker of a bulk send reuses one instead of opening a new one per message.
+        that every worker of a bulk send reuses one instead of opening a new one per message. Its
+        adapter gives every attempt a deadline (``transport.DeadlineAdapter``).
+
+        The environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``, ...) and CA bundle
+        (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read once, here, for the base URL, which
+        is fixed per hook; ``requests`` would otherwise read them on every call. A ``.netrc`` is
+        never read: it could replace the token's header.
         """
+        base_url = self._conn_params.base_url
         session = requests.Session()
         session.headers.update(_headers(self._conn_params.token))
-        adapter = HTTPAdapter(
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(base_url)
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        adapter = DeadlineAdapter(
             pool_maxsize=MAX_WORKERS,
             max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning, gate=self._gate),
         )
@@ -277,95 +308,211 @@ class CallbellHook(BaseHook):
         """Call Callbell and return the decoded JSON body (``None`` for an empty answer).
 
         Every error becomes a :class:`CallbellAPIError` subclass carrying the status code, the
-        endpoint and a short body excerpt, never the token or the request headers.
+        endpoint and a short, redacted body excerpt, never the token or the request headers.
+        Each attempt ends within the connect timeout plus the read timeout (see
+        ``transport.Watchdog``).
         """
         endpoint = f"{method} {path}"
         conn = self._conn_params
         session = self.session
         self._gate.acquire()
-        try:
-            response = session.request(
-                method,
-                conn.base_url + path,
-                json=json,
-                params=params,
-                timeout=conn.timeout,
-                allow_redirects=False,  # a redirect must not carry the token elsewhere
-                stream=True,  # so that an oversized answer is refused, not read into memory
-            )
-            body = _read_capped(response, endpoint)
-        except requests.RequestException as err:
-            raise _no_answer(endpoint, err, maybe_acted_on=_may_have_reached_callbell(err)) from None
+        error: CallbellAPIError | None = None
+        with WATCHDOG.watch(sum(conn.timeout)) as deadlines:
+            try:
+                response = session.request(
+                    method,
+                    conn.base_url + path,
+                    json=json,
+                    params=params,
+                    timeout=conn.timeout,
+                    allow_redirects=False,  # a redirect must not carry the token elsewhere
+                    stream=True,  # so that an oversized answer is refused, not read into memory
+                )
+                try:
+                    body = _read_capped(response)
+                finally:
+                    response.close()
+            except requests.exceptions.ContentDecodingError:
+                error = CallbellInvalidResponseError(
+                    "corrupt compressed answer", status_code=response.status_code, endpoint=endpoint
+                )
+            except requests.RequestException as err:
+                error = self._no_answer(endpoint, err, maybe_acted_on=_may_have_reached_callbell(err))
+            except BodyTooLargeError as err:
+                error = self._too_large(endpoint, err.status_code, err)
+        # Raised here, outside the except blocks, so that no exception keeps the request (and its
+        # headers) in its __context__.
+        if deadlines.expired:
+            raise self._out_of_time(endpoint)
+        if error is not None:
+            raise error
         return self._decode(endpoint, response, body)
 
-    async def _arequest(self, method: str, path: str) -> Any:
-        """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout and errors.
+    async def _arequest(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout, deadline,
+        body cap, decoding and errors.
 
         It does not retry: a trigger polls again at its own pace, and decides what to retry with
-        :attr:`CallbellAPIError.is_transient`. One short-lived client per call, because a trigger
-        asks once per poll interval and a client must not outlive the event loop it was made on.
+        :attr:`CallbellAPIError.is_transient`. The whole attempt runs under ``asyncio.wait_for``
+        with the connect timeout plus the read timeout. The hook keeps one client (see
+        :meth:`aclose`) for every call made on the same event loop.
         """
         import httpx
 
         endpoint = f"{method} {path}"
         conn = await self._aconn_params()
+        client = await self._aclient(conn)
+        error: CallbellAPIError | None = None
+        try:
+            response, body = await asyncio.wait_for(
+                _aread(client, method, conn.base_url + path, params), timeout=sum(conn.timeout)
+            )
+        except asyncio.TimeoutError:
+            error = self._out_of_time(endpoint)
+        except httpx.HTTPError as err:
+            error = self._no_answer(endpoint, err)
+        except BodyTooLargeError as err:
+            error = self._too_large(endpoint, err.status_code, err)
+        except UnsupportedEncodingError as err:
+            error = CallbellInvalidResponseError(str(err), endpoint=endpoint)
+        if error is not None:
+            raise error  # outside the except blocks: no __context__ holding the request
+        return self._decode(endpoint, response, body)
+
+    async def _aclient(self, conn: _ConnParams) -> httpx.AsyncClient:
+        """The hook's ``httpx.AsyncClient``, made on first use on this event loop.
+
+        A client belongs to the loop it was made on, so another loop (a second ``asyncio.run``) gets
+        a new one. Its TLS context is built once per process in a worker thread
+        (:func:`_ssl_context`): building one reads the CA bundle, which would stall the triggerer's
+        event loop for every deferred task.
+        """
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        made = self.__dict__.get("_async_client")
+        if made is not None and made[0] is loop:
+            client: httpx.AsyncClient = made[1]
+            return client
         connect, read = conn.timeout
-        async with httpx.AsyncClient(
+        client = httpx.AsyncClient(
             headers=_headers(conn.token),
             timeout=httpx.Timeout(read, connect=connect),
             follow_redirects=False,  # a redirect must not carry the token elsewhere
-        ) as client:
-            try:
-                response = await client.request(method, conn.base_url + path)
-            except httpx.HTTPError as err:
-                raise _no_answer(endpoint, err) from None
-        return self._decode(endpoint, response, response.content)
+            verify=await _ssl_context(),
+        )
+        self.__dict__["_async_client"] = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the async client of :meth:`aget_message_status`; triggers call it when they end."""
+        made = self.__dict__.pop("_async_client", None)
+        if made is not None:
+            await made[1].aclose()
 
     def _decode(self, endpoint: str, response: _Response, body: bytes) -> Any:
         """Return the JSON body of an answer, or raise the typed error for it; both transports use it."""
         status = response.status_code
         self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
-        text = body.decode(response.encoding or "utf-8", errors="replace")
+        text = self._redact(_text(body, response.encoding))
         if not 200 <= status < 300:
             error = api_error_class(status)(
                 _reason(status, self._conn_params.base_url), status_code=status, endpoint=endpoint, body=text
             )
             if isinstance(error, CallbellRateLimitError):
-                error.retry_after = _retry_after(response.headers.get("Retry-After"))
+                error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise error
         if status == 204 or not body:
             return None
         try:
-            return json.loads(body)
-        except ValueError:
-            raise CallbellAPIError(
-                "expected a JSON answer", status_code=status, endpoint=endpoint, body=text
-            ) from None
+            return json.loads(body)  # JSON is UTF-8 (RFC 8259), whatever charset the answer claims
+        except (ValueError, RecursionError):  # not JSON; nested too deep to parse
+            pass
+        raise CallbellInvalidResponseError(
+            "expected a JSON answer", status_code=status, endpoint=endpoint, body=text
+        )
+
+    def _redact(self, text: str) -> str:
+        """``text`` from a server without the token or any ``Authorization`` value, before it is kept."""
+        return redact(text, self._conn_params.token)
+
+    def _invalid(self, reason: str, endpoint: str, data: Any) -> CallbellInvalidResponseError:
+        """The error for a decoded answer of the wrong shape, with a redacted excerpt of it."""
+        return CallbellInvalidResponseError(reason, endpoint=endpoint, body=self._redact(_excerpt(data)))
+
+    def _no_answer(self, endpoint: str, err: Exception, *, maybe_acted_on: bool = True) -> CallbellAPIError:
+        """The error for a request that got no HTTP answer (``status_code`` None, so it is transient).
+
+        ``maybe_acted_on`` is ``False`` only when the request is known not to have reached Callbell.
+        """
+        detail = self._redact(f"{type(err).__name__}: {err}")
+        return CallbellAPIError(
+            f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on
+        )
+
+    def _out_of_time(self, endpoint: str) -> CallbellAPIError:
+        """The error for an attempt stopped at its deadline; transient, like no answer at all."""
+        connect, read = self._conn_params.timeout
+        return CallbellAPIError(
+            f"no complete answer from Callbell within {connect + read:g} s (connect timeout {connect:g} s "
+            f"+ read timeout {read:g} s)",
+            endpoint=endpoint,
+        )
+
+    def _too_large(self, endpoint: str, status: int | None, err: BodyTooLargeError) -> CallbellAPIError:
+        return CallbellInvalidResponseError(
+            f"the answer is larger than {MAX_BODY_BYTES} bytes, which no Callbell endpoint sends",
+            status_code=status,
+            endpoint=endpoint,
+            body=self._redact(err.head.decode("utf-8", errors="replace")),
+        )
 
     def _get_object(self, data: Any, key: str, endpoint: str) -> dict[str, Any]:
         value = data.get(key) if isinstance(data, dict) else None
         if not isinstance(value, dict):
-            raise CallbellAPIError(f"expected a JSON object with {key!r}", endpoint=endpoint, body=str(data))
+            raise self._invalid(f"expected a JSON object with {key!r}", endpoint, data)
         return value
+
+    def _status_message(self, data: Any, path: str) -> dict[str, Any]:
+        """The ``message`` of a status answer, which must hold one of Callbell's statuses."""
+        endpoint = f"GET {path}"
+        message = self._get_object(data, "message", endpoint)
+        if message.get("status") not in MESSAGE_STATUSES:
+            raise self._invalid(
+                f"expected a message with a status ({', '.join(MESSAGE_STATUSES)})", endpoint, message
+            )
+        return message
 
     def _get_all_pages(
         self, path: str, key: str, params: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """Follow ``meta.page``/``meta.pages`` until every page of ``key`` items is read."""
+        """Follow ``meta.page``/``meta.pages`` until every page of ``key`` items is read.
+
+        Reading ends at the last page, at an empty page, or with
+        :class:`~airflow_provider_callbell.exceptions.CallbellInvalidResponseError` when a page
+        repeats the one before (a server that ignores ``page``) or after :data:`MAX_PAGES` pages.
+        """
+        endpoint = f"GET {path}"
         items: list[dict[str, Any]] = []
-        page = 1
-        while True:
+        previous: list[Any] | None = None
+        for page in range(1, MAX_PAGES + 1):
             data = self._request("GET", path, params={**(params or {}), "page": page})
             batch = data.get(key) if isinstance(data, dict) else None
             if not isinstance(batch, list):
-                raise CallbellAPIError(
-                    f"expected a JSON object with a list {key!r}", endpoint=f"GET {path}", body=str(data)
+                raise self._invalid(f"expected a JSON object with a list {key!r}", endpoint, data)
+            if batch and batch == previous:
+                raise self._invalid(
+                    f"page {page} repeats page {page - 1}; the listing never ends", endpoint, data
                 )
             items.extend(batch)
-            pages = (data.get("meta") or {}).get("pages", page)
+            meta = data.get("meta")
+            pages = meta.get("pages", page) if isinstance(meta, dict) else page
             if not isinstance(pages, int) or page >= pages or not batch:
                 return items
-            page += 1
+            previous = batch
+        raise CallbellInvalidResponseError(
+            f"more than {MAX_PAGES} pages of {key!r}; no Callbell account has that many", endpoint=endpoint
+        )
 
     def _build_payload(self, **fields: Any) -> SendMessagePayload:
         """Validate one message into its JSON body, with the connection's channel defaults."""
@@ -384,7 +531,7 @@ class CallbellHook(BaseHook):
         endpoint = "POST /messages/send"
         message = self._get_object(self._request("POST", "/messages/send", json=payload), "message", endpoint)
         if not isinstance(message.get("uuid"), str):
-            raise CallbellAPIError("the answer's message has no 'uuid'", endpoint=endpoint, body=str(message))
+            raise self._invalid("the answer's message has no 'uuid'", endpoint, message)
         return message
 
     def _send_spooled(self, line: bytes) -> dict[str, Any]:
@@ -397,6 +544,14 @@ class CallbellHook(BaseHook):
                 "Callbell refused a message to %s: %s", payload.get("to", payload.get("bsuid")), err
             )
             return failure_record(err, payload)
+        except Exception as err:  # a bug or an answer nobody foresaw: this message's failure, not the send's
+            unexpected = CallbellAPIError(
+                self._redact(f"unexpected {type(err).__name__}: {err}"), endpoint="POST /messages/send"
+            )
+            self.log.warning(
+                "Callbell: a message to %s failed: %s", payload.get("to", payload.get("bsuid")), unexpected
+            )
+            return failure_record(unexpected, payload)
         self.log.debug(
             "Callbell enqueued message %s to %s", message["uuid"], payload.get("to", payload.get("bsuid"))
         )
@@ -534,12 +689,12 @@ class CallbellHook(BaseHook):
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""
         path = _status_path(uuid)
-        return self._get_object(self._request("GET", path), "message", f"GET {path}")
+        return self._status_message(self._request("GET", path), path)
 
     async def aget_message_status(self, uuid: str) -> dict[str, Any]:
         """:meth:`get_message_status` for async code (triggers); errors are raised, never retried."""
         path = _status_path(uuid)
-        return self._get_object(await self._arequest("GET", path), "message", f"GET {path}")
+        return self._status_message(await self._arequest("GET", path), path)
 
     def delete_message(self, uuid: str) -> None:
         """Delete a message in Callbell (not on the customer's phone) with ``DELETE /messages/:uuid``."""
@@ -567,7 +722,7 @@ class CallbellHook(BaseHook):
         email = me.get("user_email") if isinstance(me, dict) else None
         if not email:
             return False, "GET /auth/me answered without a user_email: is the base URL Callbell's API?"
-        return True, f"Connected to Callbell as {email}"
+        return True, self._redact(f"Connected to Callbell as {email}")
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -575,20 +730,12 @@ def _headers(token: str) -> dict[str, str]:
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
     }
 
 
 def _status_path(uuid: str) -> str:
     return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
-
-
-def _no_answer(endpoint: str, err: Exception, *, maybe_acted_on: bool = True) -> CallbellAPIError:
-    """The error for a request that got no HTTP answer (``status_code`` None, so it is transient)."""
-    return CallbellAPIError(
-        f"no answer from Callbell ({type(err).__name__}: {err})",
-        endpoint=endpoint,
-        maybe_acted_on=maybe_acted_on,
-    )
 
 
 def _may_have_reached_callbell(err: requests.RequestException) -> bool:
@@ -745,32 +892,71 @@ def _timeouts(argument: float | tuple[float, float] | None, extra: Mapping[str, 
     return connect, read
 
 
-def _read_capped(response: requests.Response, endpoint: str) -> bytes:
-    """Read the whole answer, refusing one larger than :data:`MAX_BODY_BYTES`."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            response.close()
-            raise CallbellAPIError(
-                f"the answer is larger than {MAX_BODY_BYTES} bytes, which no Callbell endpoint sends",
-                status_code=response.status_code,
-                endpoint=endpoint,
-                body=b"".join(chunks)[:500].decode("utf-8", errors="replace"),
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read_capped(response: requests.Response) -> bytes:
+    """The whole (decoded) answer; ``BodyTooLargeError`` past ``MAX_BODY_BYTES``.
 
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), if any."""
-    if not value:
-        return None
+    urllib3 inflates a compressed answer a bounded slice per read, so a gzip bomb stops at the cap.
+    """
     try:
-        return Retry().parse_retry_after(value)
-    except InvalidHeader:
-        return None
+        return iter_capped(response.iter_content(chunk_size=64 * 1024))
+    except BodyTooLargeError as err:
+        err.status_code = response.status_code
+        raise
+
+
+async def _aread(
+    client: httpx.AsyncClient, method: str, url: str, params: Mapping[str, Any] | None
+) -> tuple[httpx.Response, bytes]:
+    """One async attempt: the answer and its decoded body, streamed through ``BoundedDecoder``.
+
+    httpx would inflate each network chunk whole (a 64 kB chunk of a gzip bomb is 64 MB), so the
+    raw bytes are decoded here, a bounded slice at a time.
+    """
+    async with client.stream(method, url, params=params) as response:
+        decoder = BoundedDecoder(response.headers.get("Content-Encoding"))
+        try:
+            async for chunk in response.aiter_raw():
+                decoder.feed(chunk)
+            body = decoder.body()
+        except BodyTooLargeError as err:
+            err.status_code = response.status_code
+            raise
+    return response, body
+
+
+_SSL_CONTEXT: list[ssl.SSLContext] = []
+_SSL_CONTEXT_LOCK = threading.Lock()
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    with _SSL_CONTEXT_LOCK:  # 500 triggers starting at once build it once
+        if not _SSL_CONTEXT:
+            import httpx
+
+            _SSL_CONTEXT.append(httpx.create_ssl_context())
+    return _SSL_CONTEXT[0]
+
+
+async def _ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once per process in a worker thread, off the event loop."""
+    return _SSL_CONTEXT[0] if _SSL_CONTEXT else await asyncio.to_thread(_default_ssl_context)
+
+
+def _text(body: bytes, encoding: str | None) -> str:
+    """An answer as text for an error excerpt; an unknown charset (``charset=bogus``) reads as UTF-8."""
+    try:
+        return body.decode(encoding or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _excerpt(data: Any) -> str:
+    """A decoded answer as JSON text for an error excerpt."""
+    try:
+        text = json.dumps(data, default=str)
+    except (ValueError, RecursionError):  # nested as deep as the parser allowed: too deep to print
+        text = f"<{type(data).__name__} nested too deep to show>"
+    return text[:BODY_EXCERPT_CHARS]
 
 
 def _reason(status: int, base_url: str) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellMessageFailedError
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellMessageFailedError
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
@@ -15,8 +16,17 @@ from airflow_provider_callbell.message_status import (
 )
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
 
+#: The first poll comes within this many seconds (or one poll interval, if shorter) of the start, and
+#: each later one after the poll interval give or take ``POLL_JITTER``. Hundreds of triggers that
+#: start together (a triggerer restart) would otherwise poll in one burst for ever after: one long
+#: stall of the event loop they share, and a spike against Callbell's rate limit, at every interval.
+START_SPREAD = 1.0
+POLL_JITTER = 0.1
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
 
 
 class CallbellMessageStatusTrigger(BaseTrigger):
@@ -31,12 +41,17 @@ class CallbellMessageStatusTrigger(BaseTrigger):
     - ``{"event": "status", "message": {"uuid", "status", "messageStatusPayload"}}`` when the status
       reached a target or a failure status; the sensor turns it into its result or its error;
     - ``{"event": "timeout", "status": <last status seen or None>}`` once ``end_time`` has passed;
-    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused the
-      request for good (a refused token, an unknown message: retrying cannot help).
+    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` on any other
+      :class:`~airflow_provider_callbell.exceptions.CallbellError`: Callbell refused the request for
+      good (a refused token, an unknown message), its answer was unusable, or the connection is
+      misconfigured; retrying cannot help. ``body`` is a redacted excerpt of the answer.
 
-    No answer, ``429`` and ``5xx`` are transient: the trigger logs them and asks again at the next
-    poll, until ``end_time``. The serialized form holds only these plain arguments; the token is read
-    from the connection by the hook each time the trigger starts.
+    No answer (none within the deadline included), ``429`` and ``5xx`` are transient: the trigger
+    logs them and asks again at the next poll, until ``end_time``. Polls are spread: the first
+    comes within a second of the start, the next ones every ``poll_interval`` give or take 10%
+    (see ``START_SPREAD``). One HTTP client serves every poll
+    of a run and is closed when the run ends. The serialized form holds only these plain arguments;
+    the token is read from the connection by the hook each time the trigger starts.
 
     :param message_uuid: the message to follow.
     :param end_time: Unix time after which the trigger gives up with a timeout event.
@@ -80,21 +95,21 @@ class CallbellMessageStatusTrigger(BaseTrigger):
         from airflow_provider_callbell.hooks.callbell import CallbellHook
 
         hook = CallbellHook(self.callbell_conn_id)
+        try:
+            async for event in self._poll(hook):
+                yield event
+        finally:
+            await hook.aclose()
+
+    async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
         last_status: str | None = None
+        await asyncio.sleep(min(random.uniform(0, min(self.poll_interval, START_SPREAD)), self._remaining()))
         while True:
             try:
                 message = await hook.aget_message_status(self.message_uuid)
-            except CallbellAPIError as err:
-                if not err.is_transient:
-                    yield _event(
-                        {
-                            "event": "error",
-                            "reason": err.reason,
-                            "status_code": err.status_code,
-                            "endpoint": err.endpoint,
-                            "body": err.body,
-                        }
-                    )
+            except CallbellError as err:
+                if not (isinstance(err, CallbellAPIError) and err.is_transient):
+                    yield _event(_error_event(err))
                     return
                 self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
             else:
@@ -114,11 +129,15 @@ class CallbellMessageStatusTrigger(BaseTrigger):
                         }
                     )
                     return
-            remaining = self.end_time - time.time()
+            remaining = self._remaining()
             if remaining <= 0:
                 yield _event({"event": "timeout", "status": last_status})
                 return
-            await asyncio.sleep(min(self.poll_interval, remaining))
+            jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            await asyncio.sleep(min(self.poll_interval * jitter, remaining))
+
+    def _remaining(self) -> float:
+        return max(self.end_time - time.time(), 0.0)
 
     def _settled(self, message: dict[str, Any]) -> bool:
         """Whether the sensor's rule has an answer (a result or an error) for this status."""
@@ -126,6 +145,19 @@ class CallbellMessageStatusTrigger(BaseTrigger):
             return message_outcome(message, self.target_statuses, self.failure_statuses) is not None
         except CallbellMessageFailedError:
             return True  # the sensor raises it, with Callbell's reason, when it resumes
+
+
+def _error_event(err: CallbellError) -> dict[str, Any]:
+    """The error event for any provider error; only a :class:`CallbellAPIError` has an answer to show."""
+    if isinstance(err, CallbellAPIError):
+        return {
+            "event": "error",
+            "reason": err.reason,
+            "status_code": err.status_code,
+            "endpoint": err.endpoint,
+            "body": err.body,
+        }
+    return {"event": "error", "reason": str(err), "status_code": None, "endpoint": "", "body": ""}
 
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:

@@ -42,6 +42,8 @@ class TestCallbellSendMessageOperator:
         uuid, ti = run(operator)
         assert uuid == UUID
         ti.xcom_push.assert_called_once_with(key=XCOM_MESSAGE_KEY, value={"uuid": UUID, "status": "enqueued"})
+        # The key is public API (DAGs pull it by name): renaming the constant must fail here.
+        assert ti.xcom_push.call_args.kwargs["key"] == "callbell_message"
         assert send_ok.last_request.json() == {
             "to": "+31612345678",
             "from": "whatsapp",

@@ -140,3 +140,63 @@ class TestTransientErrors:
         (event,) = events(rebuilt(message_uuid=UUID, end_time=time.time() + 0.3))
         assert event == {"event": "timeout", "status": None}
         assert 2 <= len(seen) < 100
+
+
+class TestOneClientPerRun:
+    def test_every_poll_shares_one_client_closed_at_the_end(self, callbell_conn, monkeypatch, async_answers):
+        answers, seen = async_answers
+        answers.extend([status_answer("enqueued"), status_answer("sent"), status_answer("delivered")])
+        made: list[httpx.AsyncClient] = []
+        factory = httpx.AsyncClient  # the fixture's, answering from the list
+
+        def recording(**kwargs: Any) -> httpx.AsyncClient:
+            made.append(factory(**kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(httpx, "AsyncClient", recording)
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert event["message"]["status"] == "delivered"
+        assert len(seen) == 3
+        assert len(made) == 1
+        assert made[0].is_closed
+
+    def test_closed_when_the_triggerer_cancels_the_run(self, callbell_conn, monkeypatch, async_answers):
+        answers, _ = async_answers
+        answers.extend(status_answer("enqueued") for _ in range(100))
+        made: list[httpx.AsyncClient] = []
+        factory = httpx.AsyncClient
+
+        def recording(**kwargs: Any) -> httpx.AsyncClient:
+            made.append(factory(**kwargs))
+            return made[-1]
+
+        monkeypatch.setattr(httpx, "AsyncClient", recording)
+
+        async def cancel_after_a_poll() -> None:
+            task = asyncio.ensure_future(anext(rebuilt(message_uuid=UUID).run()))
+            while not made:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancel_after_a_poll())
+        assert made[0].is_closed
+
+
+class TestAnyProviderError:
+    def test_a_config_error_is_an_error_event(self, monkeypatch, async_answers):
+        monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps({"conn_type": "callbell"}))
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert event["event"] == "error"
+        assert "has no API token" in event["reason"]
+        assert event["status_code"] is None
+
+    def test_an_unusable_answer_is_an_error_event(self, callbell_conn, async_answers):
+        answers, seen = async_answers
+        answers.append(httpx.Response(200, json={"message": {"uuid": UUID}}))
+        (event,) = events(rebuilt(message_uuid=UUID))
+        assert event["event"] == "error"
+        assert event["status_code"] is None
+        assert "expected a message with a status" in event["reason"]
+        assert len(seen) == 1

@@ -1,0 +1,141 @@
+"""The transport's building blocks: redaction, bounded decoding and the deadline watchdog."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+import zlib
+
+import pytest
+
+from airflow_provider_callbell.transport import (
+    MAX_BODY_BYTES,
+    BodyTooLargeError,
+    BoundedDecoder,
+    UnsupportedEncodingError,
+    Watchdog,
+    redact,
+)
+
+TOKEN = "s3cr3t-t0ken-value"
+
+
+class TestRedact:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            pytest.param(f"token {TOKEN} echoed", "token *** echoed", id="literal"),
+            pytest.param("Authorization: Bearer abcdefgh12345", "Authorization: ***", id="header-line"),
+            pytest.param('{"authorization": "Basic dXNlcjpwYXNz"}', '{"authorization": "***"}', id="json"),
+            pytest.param("{'Authorization': 'xyz'}", "{'Authorization': '***'}", id="repr"),
+            pytest.param("sent bearer abcdefgh12345 twice", "sent bearer *** twice", id="bearer"),
+            pytest.param("Basic dXNlcjpwYXNzd29yZA==", "Basic ***", id="basic"),
+            pytest.param("no secret here", "no secret here", id="nothing"),
+        ],
+    )
+    def test_patterns(self, text, expected):
+        assert redact(text, TOKEN) == expected
+
+    def test_short_tokens_are_not_searched(self):
+        assert redact("a test", "t") == "a test"
+
+    def test_no_token_known(self):
+        assert redact("Authorization: Bearer abcdefgh12345", None) == "Authorization: ***"
+
+
+class TestBoundedDecoder:
+    @pytest.mark.parametrize(
+        ("encoding", "compress"),
+        [
+            pytest.param(None, lambda b: b, id="identity"),
+            pytest.param("gzip", gzip.compress, id="gzip"),
+            pytest.param("x-gzip", gzip.compress, id="x-gzip"),
+            pytest.param("deflate", zlib.compress, id="deflate"),
+        ],
+    )
+    def test_round_trip_in_small_chunks(self, encoding, compress):
+        data = b'{"message": {"uuid": "x"}}' * 100
+        encoded = compress(data)
+        decoder = BoundedDecoder(encoding)
+        for i in range(0, len(encoded), 7):
+            decoder.feed(encoded[i : i + 7])
+        assert decoder.body() == data
+
+    def test_bomb_stops_one_byte_past_the_cap(self):
+        decoder = BoundedDecoder("gzip")
+        with pytest.raises(BodyTooLargeError) as excinfo:
+            decoder.feed(gzip.compress(b"0" * (20 << 20)))
+        assert excinfo.value.head == b"0" * 1000
+        assert decoder._size == MAX_BODY_BYTES + 1
+
+    @pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, gzip", "compress"])
+    def test_unsupported_encodings_are_refused(self, encoding):
+        with pytest.raises(UnsupportedEncodingError, match="Content-Encoding"):
+            BoundedDecoder(encoding)
+
+    def test_corrupt_data(self):
+        with pytest.raises(UnsupportedEncodingError, match="corrupt"):
+            BoundedDecoder("gzip").feed(b"\x1f\x8bgarbage")
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+
+
+class TestWatchdog:
+    def test_shuts_down_a_blocked_read_at_the_deadline(self):
+        client, server = socket.socketpair()
+        watchdog = Watchdog()
+        conn = _Conn(client)
+        start = time.monotonic()
+        with watchdog.watch(0.3) as deadlines:
+            watchdog.arm(conn)  # type: ignore[arg-type]
+            assert client.recv(10) == b""  # woken by the shutdown, as EOF
+        assert 0.25 < time.monotonic() - start < 2
+        assert deadlines.expired
+        client.close()
+        server.close()
+
+    def test_leaves_a_finished_attempt_alone(self):
+        client, server = socket.socketpair()
+        watchdog = Watchdog()
+        with watchdog.watch(0.1) as deadlines:
+            watchdog.arm(_Conn(client))  # type: ignore[arg-type]
+        time.sleep(0.3)
+        server.sendall(b"x")
+        assert client.recv(1) == b"x"
+        assert not deadlines.expired
+        client.close()
+        server.close()
+
+    def test_leaves_a_connection_another_attempt_took_over(self):
+        client, server = socket.socketpair()
+        watchdog = Watchdog()
+        conn = _Conn(client)
+        with watchdog.watch(0.1):
+            watchdog.arm(conn)  # type: ignore[arg-type]
+            other = threading.Thread(target=lambda: _arm_in_thread(watchdog, conn))
+            other.start()
+            other.join()
+            time.sleep(0.3)
+        server.sendall(b"x")
+        assert client.recv(1) == b"x"
+        client.close()
+        server.close()
+
+    def test_no_deadline_outside_watch(self):
+        client, server = socket.socketpair()
+        watchdog = Watchdog()
+        conn = _Conn(client)
+        watchdog.arm(conn)  # type: ignore[arg-type]
+        assert not hasattr(conn, "_callbell_attempt")
+        client.close()
+        server.close()
+
+
+def _arm_in_thread(watchdog: Watchdog, conn: _Conn) -> None:
+    with watchdog.watch(60):
+        watchdog.arm(conn)  # type: ignore[arg-type]
