@@ -163,3 +163,15 @@ def check_replies(
         wrong += 1
         unanswered_wrong = True
     return ReplyCheck(needs_reprompt=unanswered_wrong and rule.reprompt is not None, wrong=wrong)
+
+
+def log_check(log: Any, check: ReplyCheck, to: str, after_message_uuid: str | None) -> None:
+    """What a poll found, in the sensor's and the trigger's logs alike."""
+    if not check.reference_found:
+        log.info(
+            "Message %s is not listed in the conversation with %s yet (is it the number it was sent to?)",
+            after_message_uuid,
+            to,
+        )
+    elif check.reply is None:
+        log.info("No accepted answer from %s yet (%d other answers)", to, check.wrong)
