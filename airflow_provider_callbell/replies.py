@@ -118,7 +118,8 @@ class ReplyCheck:
     :param reply: the accepted answer as the sensor returns it, or ``None``.
     :param needs_reprompt: a wrong answer came after the last reprompt (or there was none yet).
     :param wrong: how many wrong answers are newer than the reference.
-    :param reference_found: ``False`` while the question is not listed in the conversation (yet).
+    :param reference_found: ``False`` while the question (or, without one, the contact) is not
+        listed (yet).
     """
 
     reply: dict[str, Any] | None = None
@@ -167,7 +168,9 @@ def check_replies(
 
 def log_check(log: Any, check: ReplyCheck, to: str, after_message_uuid: str | None) -> None:
     """What a poll found, in the sensor's and the trigger's logs alike."""
-    if not check.reference_found:
+    if not check.reference_found and after_message_uuid is None:
+        log.info("No conversation with %s yet", to)
+    elif not check.reference_found:
         log.info(
             "Message %s is not listed in the conversation with %s yet (is it the number it was sent to?)",
             after_message_uuid,

@@ -14,6 +14,11 @@
 4. Memory: peak RSS growth of a fresh process over ``send_messages`` of 10,000 and 100,000 generated
    messages (warmed up first, then its peak reset through ``/proc/self/clear_refs``), next to the size
    of the results the call returns: the growth should be those results and nothing else.
+5. Waiting for replies: 500 ``CallbellReplyTrigger`` runs in one event loop, as deferred reply sensors
+   in one triggerer, polling the sandbox (in a process of its own) for answers to 500 questions; half
+   of the people answer midway. Requests per poll (the goal is 1 while nothing new arrived), the event
+   loop's worst stall (a 10 ms ticker's largest lateness) and how long answers took to be seen.
+   ``benchmarks/run.py --replies`` runs this part alone.
 
 The hook logs as it does in a task (a line per ``send_message``); the lines go to /dev/null so that
 the tables stay readable, but their cost is measured.
@@ -46,6 +51,9 @@ LATENCY = 0.05
 BULK_MESSAGES = 3000
 LOOP_MESSAGES = 100
 MEMORY_SIZES = (10_000, 100_000)
+REPLY_TRIGGERS = int(os.environ.get("BENCH_REPLY_TRIGGERS", 500))
+REPLY_POLL_INTERVAL = 2.0
+REPLY_SECONDS = 14.0  # each trigger's deadline; half the people answer at REPLY_SECONDS / 2
 
 MODULES = {
     "airflow_provider_callbell.operators.callbell": "`CallbellSendMessageOperator`, `CallbellSendMessagesOperator`",
@@ -303,10 +311,130 @@ def memory() -> list[tuple[int, dict[str, Any]]]:
     return measured
 
 
+def reply_triggers() -> dict[str, Any]:
+    """Run REPLY_TRIGGERS reply triggers in one event loop against the sandbox; count and time them."""
+    import asyncio
+
+    import requests
+
+    sandbox = SandboxProcess("--rate-limit", "0")
+    try:
+        os.environ["AIRFLOW_CONN_CALLBELL_REPLIES"] = sandbox.connection
+        from airflow_provider_callbell import replies
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+        from airflow_provider_callbell.triggers import callbell as triggers
+
+        phones = [f"+316{i:08d}" for i in range(REPLY_TRIGGERS)]
+        questions = CallbellHook("callbell_replies").send_messages(
+            {"to": phone, "content": {"text": "Publish the numbers? Reply YES or NO"}} for phone in phones
+        )
+        import httpx  # noqa: F401  # imported by the first request otherwise: a stall that a running triggerer never has
+
+        before = len(sandbox.inspect("requests"))  # count only what the triggers ask
+        polls = Counter[str]()
+
+        def counted(messages: Any, rule: Any, after_uuid: str | None) -> Any:
+            polls[after_uuid or ""] += 1
+            return replies.check_replies(messages, rule, after_uuid)
+
+        triggers.check_replies = counted  # type: ignore[assignment]  # count polls, decide the same
+        answered = phones[::2]
+        answered_at: dict[str, float] = {}
+        seen_at: dict[str, float] = {}
+
+        def answer_midway() -> None:
+            time.sleep(REPLY_SECONDS / 2)
+            with requests.Session() as session:
+                for phone in answered:
+                    answered_at[phone] = time.monotonic()
+                    session.post(
+                        f"{sandbox.url}/_sandbox/inbound", json={"from": phone, "text": "Yes"}, timeout=10
+                    )
+
+        async def run_all() -> tuple[list[str], float]:
+            end_time = time.time() + REPLY_SECONDS
+            stall = 0.0
+            done = asyncio.Event()
+
+            async def ticker() -> None:
+                nonlocal stall
+                while not done.is_set():
+                    before = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    stall = max(stall, time.monotonic() - before - 0.01)
+
+            async def wait(phone: str, question: str) -> str:
+                trigger = triggers.CallbellReplyTrigger(
+                    to=phone,
+                    end_time=end_time,
+                    after_message_uuid=question,
+                    choices=["yes", "no"],
+                    poll_interval=REPLY_POLL_INTERVAL,
+                    callbell_conn_id="callbell_replies",
+                )
+                async for event in trigger.run():
+                    seen_at[phone] = time.monotonic()
+                    return str(event.payload["event"])
+                return "none"
+
+            tick = asyncio.create_task(ticker())
+            events = await asyncio.gather(
+                *(wait(p, q["uuid"]) for p, q in zip(phones, questions, strict=True))
+            )
+            done.set()
+            await tick
+            return events, stall
+
+        threading.Thread(target=answer_midway, daemon=True).start()
+        events, stall = asyncio.run(run_all())
+        seen = sandbox.inspect("requests")[before:]
+    finally:
+        sandbox.stop()
+    lookups = sum("/contacts/phone/" in r["path"] for r in seen)
+    pages = sum(r["path"].endswith("/messages") for r in seen)
+    delays = sorted(seen_at[p] - answered_at[p] for p in answered if p in answered_at)
+    return {
+        "polls": sum(polls.values()),
+        "lookups": lookups,
+        "pages": pages,
+        "other": len(seen) - lookups - pages,
+        "errors": sum(r["status"] != 200 for r in seen),
+        "events": Counter(events),
+        "stall_ms": stall * 1000,
+        "delay_median": statistics.median(delays) if delays else float("nan"),
+        "delay_max": delays[-1] if delays else float("nan"),
+    }
+
+
+def _report_replies(emit: Any) -> None:
+    run = reply_triggers()
+    emit(
+        f"| {REPLY_TRIGGERS} reply triggers in one event loop, poll every {REPLY_POLL_INTERVAL:g} s "
+        f"for {REPLY_SECONDS:g} s | value |"
+    )
+    emit("| --- | ---: |")
+    emit(f"| polls | {run['polls']} |")
+    emit(f"| contact look-ups (first poll of each trigger) | {run['lookups']} |")
+    emit(f"| conversation pages read | {run['pages']} |")
+    requests_made = run["lookups"] + run["pages"] + run["other"]
+    emit(f"| requests per poll, look-ups included | {requests_made / max(run['polls'], 1):.2f} |")
+    emit(f"| conversation pages per poll (goal: 1) | {run['pages'] / max(run['polls'], 1):.2f} |")
+    emit(f"| other requests, non-200 answers | {run['other']}, {run['errors']} |")
+    emit(f"| worst event-loop stall (10 ms ticker) | {run['stall_ms']:.0f} ms |")
+    emit(
+        f"| answer seen after (median / max), {REPLY_TRIGGERS // 2} answers | "
+        f"{run['delay_median']:.2f} s / {run['delay_max']:.2f} s |"
+    )
+    emit(f"| events | {', '.join(f'{n} {kind}' for kind, n in sorted(run['events'].items()))} |")
+
+
 def main() -> None:
     report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), sys.stdout.fileno())  # the hook's log lines, written but not shown
+    if sys.argv[1:2] == ["--replies"]:
+        _report_replies(functools.partial(print, file=report))
+        return
     _report(report)
 
 
@@ -360,6 +488,8 @@ def _report(out: Any) -> None:
             f"| {count:,} messages{failed} | {m['growth'] / 2**20:.1f} | {m['held'] / 2**20:.1f} "
             f"| {m['growth'] / m['held']:.2f} | {m['growth'] / count:.0f} |"
         )
+    emit()
+    _report_replies(emit)
 
 
 if __name__ == "__main__":

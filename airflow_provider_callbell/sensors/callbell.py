@@ -300,8 +300,8 @@ class CallbellReplySensor(BaseSensorOperator):
         if self._contact_uuid is None:
             contact = self.hook.get_contact_by_phone(self.to, self.channel_uuid)
             if contact is None:
-                self.log.info("No conversation with %s yet", self.to)
-                return ReplyCheck()
+                log_check(self.log, ReplyCheck(reference_found=False), self.to, self.after_message_uuid)
+                return ReplyCheck(reference_found=False)
             self._contact_uuid = contact["uuid"]
         messages = self.hook.list_contact_messages(
             self._contact_uuid,

@@ -224,9 +224,13 @@ class CallbellReplyTrigger(BaseTrigger):
         from airflow_provider_callbell.hooks.callbell import CallbellHook
 
         hook = CallbellHook(self.callbell_conn_id)
+        last: ReplyCheck | None = None
         while True:
             try:
                 check = await self._check(hook)
+                if check != last:  # one log line per change, not per poll
+                    log_check(self.log, check, self.to, self.after_message_uuid)
+                    last = check
             except CallbellAPIError as err:
                 if not err.is_transient:
                     yield _error_event(err)
@@ -258,8 +262,7 @@ class CallbellReplyTrigger(BaseTrigger):
         if self.contact_uuid is None:
             contact = await hook.aget_contact_by_phone(self.to, self.channel_uuid)
             if contact is None:
-                self.log.info("No conversation with %s yet", self.to)
-                return ReplyCheck()
+                return ReplyCheck(reference_found=False)  # nothing is listed without a contact
             self.contact_uuid = contact["uuid"]
         since = None if self.since is None else datetime.fromtimestamp(self.since, timezone.utc)
         messages = [
@@ -271,9 +274,7 @@ class CallbellReplyTrigger(BaseTrigger):
                 max_pages=MAX_PAGES_PER_POLL,
             )
         ]
-        check = check_replies(messages, self.rule, self.after_message_uuid)
-        log_check(self.log, check, self.to, self.after_message_uuid)
-        return check
+        return check_replies(messages, self.rule, self.after_message_uuid)
 
 
 def _error_event(err: CallbellAPIError) -> TriggerEvent:
