@@ -173,6 +173,17 @@ class TestPoke:
         paths = [r["path"] for r in callbell_sandbox.requests[before:]]
         assert paths == [f"/v1/contacts/{callbell_sandbox.contacts[0]['uuid']}/messages"] * 3  # one page each
 
+    def test_question_is_looked_for_ten_pages_deep_at_most(self, callbell_sandbox: Any) -> None:
+        callbell_sandbox.messages_page_size = 1
+        question = ask()
+        for text in ["yes", *(f"chatter {n}" for n in range(10))]:  # the question is on page 12
+            callbell_sandbox.receive(PHONE, text)
+        task = reply_sensor(after_message_uuid=question, choices=["yes", "no"], reprompt=REPROMPT)
+        task._contact_uuid = callbell_sandbox.contacts[0]["uuid"]
+        assert task.poke(context()) is False  # the question was not found: nothing counts
+        assert [r["path"].endswith("/messages") for r in callbell_sandbox.requests] == [False] + [True] * 10
+        assert sent_texts(callbell_sandbox) == ["Publish? YES or NO"]  # and nothing is reprompted
+
     def test_without_question_answers_count_from_the_task_start(
         self, callbell_conn: None, requests_mock: Any
     ) -> None:
