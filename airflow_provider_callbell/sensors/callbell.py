@@ -251,13 +251,23 @@ class CallbellReplySensor(BaseSensorOperator):
         if self.after_message_uuid is not None:
             validate_uuid("after_message_uuid", self.after_message_uuid)
         self.rule  # noqa: B018  # a bad rendered reprompt fails before waiting
-        # Without a question to anchor on, answers count from the task's start (Airflow keeps the
-        # first start across reschedules).
-        started = getattr(context.get("ti"), "start_date", None)
-        self._since = None if self.after_message_uuid else (started or datetime.now(timezone.utc))
+        self._since = None if self.after_message_uuid else self._wait_started(context)
         if self.deferrable:
             self._defer(contact_uuid=None, end_time=time.time() + self.timeout)
         return super().execute(context)
+
+    def _wait_started(self, context: Context) -> datetime:
+        """When the wait began: the task's start, or in reschedule mode its first start.
+
+        Airflow 2 keeps a rescheduled task's first ``start_date``; Airflow 3 moves it at every
+        reschedule and keeps the first one in its reschedule records.
+        """
+        ti = context.get("ti")
+        first = None
+        if self.reschedule and callable(getattr(ti, "get_first_reschedule_date", None)):
+            first = ti.get_first_reschedule_date(context)  # type: ignore[union-attr]
+        started = first or getattr(ti, "start_date", None)
+        return started if isinstance(started, datetime) else datetime.now(timezone.utc)
 
     def _defer(self, contact_uuid: str | None, end_time: float) -> None:
         from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 APPROVER = "+31612345678"
 REPROMPT = "Sorry, I did not get that: please reply YES or NO."
 DEFERRABLE = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
 @contextmanager
@@ -137,3 +139,33 @@ class TestEscalation:
         assert result.xcom("page_secondary") == sandbox.messages[1]["uuid"]
         with pytest.raises(AssertionError, match="no XCom"):
             result.xcom("wait_for_ack")
+
+
+def test_reschedule_mode_without_question_counts_from_the_first_start(airflow) -> None:
+    """An answer arriving between two reschedules counts; one from before the task started does not."""
+    with CallbellSandbox(status_interval=0) as sandbox:
+        sandbox.receive(APPROVER, "an old answer, before the task started")
+        time.sleep(1.1)  # Callbell's createdAt has whole seconds
+        stop = threading.Event()
+
+        def answer_after_two_pokes() -> None:
+            while not stop.is_set():
+                pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+                if len(pages) >= 2:  # two pokes, so at least one reschedule
+                    sandbox.receive(APPROVER, "fresh")
+                    return
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=answer_after_two_pokes, daemon=True)
+        thread.start()
+        try:
+            result = airflow.dags_test(
+                "callbell_reply_reschedule", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
+            )
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.xcom("wait_for_anything")["text"] == "fresh"
+    assert len(pages) >= 3

@@ -200,6 +200,16 @@ class TestPoke:
         with pytest.raises(AirflowSensorTimeout):
             reply_sensor(pattern="yes", timeout=0.2).execute(context(late_start))
 
+    def test_reschedule_mode_counts_from_the_first_start(self) -> None:
+        first = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+        later = first + timedelta(minutes=5)
+        ti = mock.Mock(start_date=later)
+        ti.get_first_reschedule_date.return_value = first  # Airflow 3 moves start_date at each reschedule
+        assert reply_sensor(mode="reschedule")._wait_started({"ti": ti}) == first  # type: ignore[typeddict-item]
+        ti.get_first_reschedule_date.return_value = None  # the first poke
+        assert reply_sensor(mode="reschedule")._wait_started({"ti": ti}) == later  # type: ignore[typeddict-item]
+        assert reply_sensor()._wait_started({"ti": mock.Mock(start_date=later)}) == later  # type: ignore[typeddict-item]
+
     @pytest.mark.parametrize("status_code", [429, 500, 503])
     def test_transient_error_keeps_waiting(
         self, monkeypatch: pytest.MonkeyPatch, requests_mock: Any, status_code: int
