@@ -169,7 +169,8 @@ class CallbellReplySensor(BaseSensorOperator):
     Callbell lists a contact's messages newest first and gives the customer's messages no uuid, so
     answers are found by their place in that list, above the question, never by the local clock
     alone: pass ``after_message_uuid`` (the send task's XCom) to be exact. Without it, answers count
-    from the task's start, compared with Callbell's ``createdAt`` in whole seconds.
+    from the task's start (its first start in reschedule mode), compared with Callbell's ``createdAt``
+    in whole seconds.
 
     Failures to ask (no answer, ``429``, ``5xx``) are logged and asked again at the next poke; a refused
     token fails at once. ``timeout``, ``soft_fail``, ``mode="reschedule"`` and the other sensor options
@@ -343,7 +344,7 @@ class CallbellReplySensor(BaseSensorOperator):
                 if not err.is_transient:
                     raise
                 self.log.warning("Sending the reprompt again at the next poll: %s", err)
-            self._defer(contact_uuid=event["contact_uuid"], end_time=event["end_time"])
+            self._defer(contact_uuid=event["contact_uuid"], end_time=event["end_time"])  # raises TaskDeferred
         if event["event"] == "timeout":
             raise AirflowSensorTimeout(f"No accepted answer from {self.to} within {self.timeout} s")
         raise api_error_class(event["status_code"])(
