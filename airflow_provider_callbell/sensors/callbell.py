@@ -27,6 +27,7 @@ from airflow_provider_callbell.version_compat import (
     BaseSensorOperator,
     PokeReturnValue,
     conf,
+    first_reschedule_date,
 )
 
 if TYPE_CHECKING:
@@ -260,14 +261,11 @@ class CallbellReplySensor(BaseSensorOperator):
     def _wait_started(self, context: Context) -> datetime:
         """When the wait began: the task's start, or in reschedule mode its first start.
 
-        Airflow 2 keeps a rescheduled task's first ``start_date``; Airflow 3 moves it at every
-        reschedule and keeps the first one in its reschedule records.
+        ``ti.start_date`` moves at every reschedule (on Airflow 3, and under ``airflow dags test`` on
+        Airflow 2); Airflow keeps the first one in its reschedule records.
         """
-        ti = context.get("ti")
-        first = None
-        if self.reschedule and callable(getattr(ti, "get_first_reschedule_date", None)):
-            first = ti.get_first_reschedule_date(context)  # type: ignore[union-attr]
-        started = first or getattr(ti, "start_date", None)
+        first = first_reschedule_date(context, self.retries or 0) if self.reschedule else None
+        started = first or getattr(context.get("ti"), "start_date", None)
         return started if isinstance(started, datetime) else datetime.now(timezone.utc)
 
     def _defer(self, contact_uuid: str | None, end_time: float) -> None:

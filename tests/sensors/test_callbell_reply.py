@@ -203,12 +203,16 @@ class TestPoke:
     def test_reschedule_mode_counts_from_the_first_start(self) -> None:
         first = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
         later = first + timedelta(minutes=5)
-        ti = mock.Mock(start_date=later)
-        ti.get_first_reschedule_date.return_value = first  # Airflow 3 moves start_date at each reschedule
-        assert reply_sensor(mode="reschedule")._wait_started({"ti": ti}) == first  # type: ignore[typeddict-item]
-        ti.get_first_reschedule_date.return_value = None  # the first poke
-        assert reply_sensor(mode="reschedule")._wait_started({"ti": ti}) == later  # type: ignore[typeddict-item]
-        assert reply_sensor()._wait_started({"ti": mock.Mock(start_date=later)}) == later  # type: ignore[typeddict-item]
+        ctx = {"ti": mock.Mock(start_date=later)}
+        where = "airflow_provider_callbell.sensors.callbell.first_reschedule_date"
+        with mock.patch(where, return_value=first) as lookup:  # Airflow's reschedule records
+            assert reply_sensor(mode="reschedule", retries=2)._wait_started(ctx) == first  # type: ignore[arg-type]
+        lookup.assert_called_once_with(ctx, 2)
+        with mock.patch(where, return_value=None):  # the first poke: nothing rescheduled yet
+            assert reply_sensor(mode="reschedule")._wait_started(ctx) == later  # type: ignore[arg-type]
+        with mock.patch(where) as lookup:
+            assert reply_sensor()._wait_started(ctx) == later  # type: ignore[arg-type]
+        lookup.assert_not_called()
 
     @pytest.mark.parametrize("status_code", [429, 500, 503])
     def test_transient_error_keeps_waiting(
