@@ -105,6 +105,26 @@ async def aget_connection(hook: BaseHook, conn_id: str) -> tuple[Connection, dic
     return conn, conn.extra_dejson
 
 
+def first_reschedule_date(context: Any, retries: int) -> Any:
+    """When a sensor in reschedule mode first started this try, or ``None`` before its first reschedule.
+
+    The same look-up Airflow's own ``BaseSensorOperator.execute`` makes for its timeout: Airflow 3
+    asks the supervisor; Airflow 2.11 reads its TaskReschedule table (``airflow dags test`` does not
+    restore ``ti.start_date`` there, the scheduler does).
+    """
+    ti = context["ti"]
+    if AIRFLOW_V_3_0_PLUS:
+        return ti.get_first_reschedule_date(context)
+    orig_start_date = importlib.import_module("airflow.sensors.base")._orig_start_date  # 2.11's own helper
+    return orig_start_date(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        map_index=ti.map_index,
+        try_number=(ti.max_tries or 0) - retries + 1,
+    )
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_0_PLUS",
@@ -126,5 +146,6 @@ __all__ = [
     "Variable",
     "aget_connection",
     "conf",
+    "first_reschedule_date",
     "redact",
 ]

@@ -19,6 +19,11 @@
 4. Memory: peak RSS growth of a fresh process over ``send_messages`` of 10,000 and 100,000 generated
    messages (warmed up first, then its peak reset through ``/proc/self/clear_refs``), next to the size
    of the results the call returns: the growth should be those results and nothing else.
+5. Waiting for replies: 500 ``CallbellReplyTrigger`` runs in one event loop, as deferred reply sensors
+   in one triggerer, polling the sandbox (in a process of its own) for answers to 500 questions; half
+   of the people answer midway. Requests per poll (the goal is 1 while nothing new arrived), the event
+   loop's worst stall (a 10 ms ticker's largest lateness) and how long answers took to be seen.
+   ``benchmarks/run.py --replies`` runs this part alone.
 
 The hook logs as it does in a task (a line per ``send_message``); the lines go to /dev/null so that
 the tables stay readable, but their cost is measured.
@@ -55,6 +60,9 @@ TRIGGERS = 500
 TRIGGER_POLL = 5.0  # the sensor's default is 60 s
 TRIGGER_STEP = 4.0  # sandbox seconds per delivery step: enqueued, sent, delivered, read
 TICK = 0.005
+REPLY_TRIGGERS = int(os.environ.get("BENCH_REPLY_TRIGGERS", 500))
+REPLY_POLL_INTERVAL = 2.0
+REPLY_SECONDS = 14.0  # each trigger's deadline; half the people answer at REPLY_SECONDS / 2
 
 MODULES = {
     "airflow_provider_callbell.operators.callbell": "`CallbellSendMessageOperator`, `CallbellSendMessagesOperator`",
@@ -424,10 +432,145 @@ def memory() -> list[tuple[int, dict[str, Any]]]:
     return measured
 
 
+def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
+    """Run REPLY_TRIGGERS reply triggers in one event loop against the sandbox; count and time them.
+
+    ``shared_ssl_context`` hands every ``httpx.AsyncClient`` one ``ssl.SSLContext`` made beforehand:
+    each client otherwise loads the CA bundle (~50 ms of CPU) on the event loop.
+    """
+    import asyncio
+    import ssl
+
+    import httpx
+    import requests
+
+    real_client = httpx.AsyncClient
+    if shared_ssl_context:
+        httpx.AsyncClient = functools.partial(real_client, verify=ssl.create_default_context())  # type: ignore[misc]
+
+    sandbox = SandboxProcess("--rate-limit", "0")
+    try:
+        os.environ["AIRFLOW_CONN_CALLBELL_REPLIES"] = sandbox.connection
+        from airflow_provider_callbell import replies
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+        from airflow_provider_callbell.triggers import callbell as triggers
+
+        phones = [f"+316{i:08d}" for i in range(REPLY_TRIGGERS)]
+        questions = CallbellHook("callbell_replies").send_messages(
+            {"to": phone, "content": {"text": "Publish the numbers? Reply YES or NO"}} for phone in phones
+        )
+        before = len(sandbox.inspect("requests"))  # count only what the triggers ask
+        polls = Counter[str]()
+
+        def counted(messages: Any, rule: Any, after_uuid: str | None) -> Any:
+            polls[after_uuid or ""] += 1
+            return replies.check_replies(messages, rule, after_uuid)
+
+        triggers.check_replies = counted  # type: ignore[assignment]  # count polls, decide the same
+        answered = phones[::2]
+        answered_at: dict[str, float] = {}
+        seen_at: dict[str, float] = {}
+
+        def answer_midway() -> None:
+            time.sleep(REPLY_SECONDS / 2)
+            with requests.Session() as session:
+                for phone in answered:
+                    answered_at[phone] = time.monotonic()
+                    session.post(
+                        f"{sandbox.url}/_sandbox/inbound", json={"from": phone, "text": "Yes"}, timeout=10
+                    )
+
+        async def run_all() -> tuple[list[str], float]:
+            end_time = time.time() + REPLY_SECONDS
+            stall = 0.0
+            done = asyncio.Event()
+
+            async def ticker() -> None:
+                nonlocal stall
+                while not done.is_set():
+                    before = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    stall = max(stall, time.monotonic() - before - 0.01)
+
+            async def wait(phone: str, question: str) -> str:
+                trigger = triggers.CallbellReplyTrigger(
+                    to=phone,
+                    end_time=end_time,
+                    after_message_uuid=question,
+                    choices=["yes", "no"],
+                    poll_interval=REPLY_POLL_INTERVAL,
+                    callbell_conn_id="callbell_replies",
+                )
+                async for event in trigger.run():
+                    seen_at[phone] = time.monotonic()
+                    return str(event.payload["event"])
+                return "none"
+
+            tick = asyncio.create_task(ticker())
+            events = await asyncio.gather(
+                *(wait(p, q["uuid"]) for p, q in zip(phones, questions, strict=True))
+            )
+            done.set()
+            await tick
+            return events, stall
+
+        threading.Thread(target=answer_midway, daemon=True).start()
+        events, stall = asyncio.run(run_all())
+        seen = sandbox.inspect("requests")[before:]
+    finally:
+        httpx.AsyncClient = real_client  # type: ignore[misc]
+        sandbox.stop()
+    lookups = sum("/contacts/phone/" in r["path"] for r in seen)
+    pages = sum(r["path"].endswith("/messages") for r in seen)
+    delays = sorted(seen_at[p] - answered_at[p] for p in answered if p in answered_at)
+    return {
+        "polls": sum(polls.values()),
+        "lookups": lookups,
+        "pages": pages,
+        "other": len(seen) - lookups - pages,
+        "errors": sum(r["status"] != 200 for r in seen),
+        "events": Counter(events),
+        "stall_ms": stall * 1000,
+        "delay_median": statistics.median(delays) if delays else float("nan"),
+        "delay_max": delays[-1] if delays else float("nan"),
+    }
+
+
+def _report_replies(emit: Any) -> None:
+    runs = [reply_triggers(), reply_triggers(shared_ssl_context=True)]
+    emit(
+        f"| {REPLY_TRIGGERS} reply triggers in one event loop, poll every {REPLY_POLL_INTERVAL:g} s "
+        f"for {REPLY_SECONDS:g} s | as shipped | one SSL context per process |"
+    )
+    emit("| --- | ---: | ---: |")
+
+    def row(label: str, cell: Any) -> None:
+        emit(f"| {label} | {' | '.join(cell(run) for run in runs)} |")
+
+    row("polls", lambda run: str(run["polls"]))
+    row("contact look-ups (first poll of each trigger)", lambda run: str(run["lookups"]))
+    row("conversation pages read", lambda run: str(run["pages"]))
+    row(
+        "requests per poll, look-ups included",
+        lambda run: f"{(run['lookups'] + run['pages'] + run['other']) / max(run['polls'], 1):.2f}",
+    )
+    row("conversation pages per poll (goal: 1)", lambda run: f"{run['pages'] / max(run['polls'], 1):.2f}")
+    row("other requests, non-200 answers", lambda run: f"{run['other']}, {run['errors']}")
+    row("worst event-loop stall (10 ms ticker)", lambda run: f"{run['stall_ms']:.0f} ms")
+    row(
+        f"answer seen after (median / max), {REPLY_TRIGGERS // 2} answers",
+        lambda run: f"{run['delay_median']:.2f} s / {run['delay_max']:.2f} s",
+    )
+    row("events", lambda run: ", ".join(f"{n} {kind}" for kind, n in sorted(run["events"].items())))
+
+
 def main() -> None:
     report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), sys.stdout.fileno())  # the hook's log lines, written but not shown
+    if sys.argv[1:2] == ["--replies"]:
+        _report_replies(functools.partial(print, file=report))
+        return
     _report(report)
 
 
@@ -500,6 +643,8 @@ def _report(out: Any) -> None:
             f"| {count:,} messages{failed} | {m['growth'] / 2**20:.1f} | {m['held'] / 2**20:.1f} "
             f"| {m['growth'] / m['held']:.2f} | {m['growth'] / count:.0f} |"
         )
+    emit()
+    _report_replies(emit)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -37,6 +38,7 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.message_status import MESSAGE_STATUSES
 from airflow_provider_callbell.ratelimit import RateGate
+from airflow_provider_callbell.replies import parse_created_at
 from airflow_provider_callbell.retry import RetryPolicy, parse_retry_after
 from airflow_provider_callbell.transport import (
     ACCEPT_ENCODING,
@@ -49,7 +51,12 @@ from airflow_provider_callbell.transport import (
     iter_capped,
     redact,
 )
-from airflow_provider_callbell.validation import build_send_payload, message_fields, validate_uuid
+from airflow_provider_callbell.validation import (
+    build_send_payload,
+    message_fields,
+    validate_phone,
+    validate_uuid,
+)
 from airflow_provider_callbell.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     AirflowNotFoundException,
@@ -59,7 +66,7 @@ from airflow_provider_callbell.version_compat import (
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import timedelta
 
     import httpx
@@ -713,6 +720,140 @@ class CallbellHook(BaseHook):
             params["active"] = "true" if active else "false"
         return self._get_all_pages("/channels", "channels", params)
 
+    # Reading replies: the contact of a phone number, then its conversation, newest first.
+
+    def get_contact_by_phone(self, phone: str, channel_uuid: str | None = None) -> dict[str, Any] | None:
+        """Return the contact of ``phone`` (``GET /contacts/phone/:number``), or ``None`` if Callbell has none.
+
+        Callbell looks on the main WhatsApp channel, or on ``channel_uuid`` (default: the connection's
+        ``channel_uuid`` extra, the channel the provider sends from). A contact exists once a message
+        went either way. The result holds ``uuid``, ``name``, ``phoneNumber``, ``conversationHref``, ...
+
+        :raises CallbellValidationError: before any request, for a ``phone`` that is not a phone number.
+        """
+        path, params = self._contact_by_phone_request(phone, channel_uuid)
+        try:
+            data = self._request("GET", path, params=params)
+        except CallbellAPIError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return self._contact(data, f"GET {path}")
+
+    async def aget_contact_by_phone(
+        self, phone: str, channel_uuid: str | None = None
+    ) -> dict[str, Any] | None:
+        """:meth:`get_contact_by_phone` for async code (triggers); errors are raised, never retried."""
+        await self._aconn_params()
+        path, params = self._contact_by_phone_request(phone, channel_uuid)
+        try:
+            data = await self._arequest("GET", path, params=params)
+        except CallbellAPIError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return self._contact(data, f"GET {path}")
+
+    def _contact_by_phone_request(
+        self, phone: str, channel_uuid: str | None
+    ) -> tuple[str, dict[str, str] | None]:
+        path = f"/contacts/phone/{quote(validate_phone('phone', phone), safe='')}"
+        channel = channel_uuid or self._conn_params.channel_uuid
+        return path, None if channel is None else {"channel_uuid": channel}
+
+    def _contact(self, data: Any, endpoint: str) -> dict[str, Any]:
+        """The ``contact`` of an answer; ``GET /contacts/:uuid``'s documented example wraps it in a list."""
+        value = data.get("contact") if isinstance(data, dict) else None
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
+            raise self._invalid("expected a JSON object with a 'contact' holding a uuid", endpoint, data)
+        return value
+
+    def _messages_page(self, cut: _MessagesCut, data: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a conversation, checked: what to yield, and whether it is the last to read.
+
+        Past :data:`MAX_PAGES` pages the listing is refused, as :meth:`_get_all_pages` does, so that a
+        server whose pages never end cannot keep a caller reading forever.
+        """
+        batch = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(batch, list) or not all(isinstance(message, dict) for message in batch):
+            raise self._invalid("expected a JSON object with a list 'messages'", cut.endpoint, data)
+        if page > MAX_PAGES:
+            raise CallbellInvalidResponseError(
+                f"more than {MAX_PAGES} pages of 'messages'; no conversation has that many",
+                endpoint=cut.endpoint,
+            )
+        meta = data.get("meta")
+        return cut.page(batch, meta.get("pages") if isinstance(meta, dict) else None, page)
+
+    def get_contact(self, uuid: str) -> dict[str, Any]:
+        """Return the contact ``uuid`` (``GET /contacts/:uuid``)."""
+        path = f"/contacts/{quote(validate_uuid('uuid', uuid, 'contact'))}"
+        return self._contact(self._request("GET", path), f"GET {path}")
+
+    def list_contact_messages(
+        self,
+        contact_uuid: str,
+        *,
+        stop_at_uuid: str | None = None,
+        since: datetime | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the contact's messages newest first, reading ``GET /contacts/:uuid/messages`` page by page.
+
+        Pages are requested only as the caller iterates, and no more once the answer is known:
+        the message whose uuid is ``stop_at_uuid`` is the last one yielded (typically the question
+        whose answers are wanted), and messages created before ``since`` (compared in whole seconds,
+        as Callbell stamps them) are not yielded. So a poll for new answers usually reads one page.
+        Each message holds ``text``, ``status`` (``sent``, ``received`` or ``note``), ``createdAt``,
+        ``from``, ``to``, ``channel``, and ``uuid`` for the ones sent (answers have none).
+
+        :param contact_uuid: the contact, e.g. from :meth:`get_contact_by_phone`.
+        :param stop_at_uuid: stop after the message with this uuid.
+        :param since: stop before the first message older than this (a timezone-aware time).
+        :param max_pages: read at most this many pages.
+        :raises CallbellValidationError: at the call, before any request, for a bad argument.
+        """
+        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
+
+        def pages() -> Iterator[dict[str, Any]]:
+            page = 1
+            while True:
+                messages, last = self._messages_page(
+                    cut, self._request("GET", path, params={"page": page}), page
+                )
+                yield from messages
+                if last:
+                    return
+                page += 1
+
+        return pages()
+
+    def alist_contact_messages(
+        self,
+        contact_uuid: str,
+        *,
+        stop_at_uuid: str | None = None,
+        since: datetime | None = None,
+        max_pages: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`list_contact_messages` for async code (triggers): ``async for message in ...``."""
+        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
+
+        async def pages() -> AsyncIterator[dict[str, Any]]:
+            page = 1
+            while True:
+                data = await self._arequest("GET", path, params={"page": page})
+                messages, last = self._messages_page(cut, data, page)
+                for message in messages:
+                    yield message
+                if last:
+                    return
+                page += 1
+
+        return pages()
+
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``GET /auth/me``; the answer feeds the Connections UI's Test button."""
         try:
@@ -785,6 +926,53 @@ def _missing_connection(conn_id: str) -> CallbellConnectionConfigError:
 #: What the connection's ``schema`` may hold besides a path: the URL scheme, as in Airflow's HTTP hook.
 _SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class _MessagesCut:
+    """Where a read of a conversation (newest first) stops: one rule for the sync and async paths."""
+
+    endpoint: str
+    stop_at_uuid: str | None
+    since: datetime | None  # whole seconds, like Callbell's createdAt
+    max_pages: int | None
+
+    def page(self, batch: list[dict[str, Any]], pages: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
+        """The messages of one page to yield, and whether this is the last page to read.
+
+        ``pages`` is the answer's ``meta.pages`` (``None`` when it has none).
+        """
+        kept: list[dict[str, Any]] = []
+        for message in batch:
+            if self.since is not None and _created_before(message, self.since):
+                return kept, True
+            kept.append(message)
+            if self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid:
+                return kept, True
+        # Older docs show no meta (stop on an empty page); newer ones give meta.pages.
+        last = not batch or (isinstance(pages, int) and page >= pages)
+        return kept, last or (self.max_pages is not None and page >= self.max_pages)
+
+
+def _contact_messages_request(
+    contact_uuid: str, stop_at_uuid: str | None, since: datetime | None, max_pages: int | None
+) -> tuple[str, _MessagesCut]:
+    path = f"/contacts/{quote(validate_uuid('contact_uuid', contact_uuid, 'contact'))}/messages"
+    if stop_at_uuid is not None:
+        validate_uuid("stop_at_uuid", stop_at_uuid)
+    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+        raise CallbellValidationError(f"since must be a timezone-aware datetime, got {since!r}")
+    if max_pages is not None and (
+        isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
+    ):
+        raise CallbellValidationError(f"max_pages must be a whole number >= 1, got {max_pages!r}")
+    floor = None if since is None else since.astimezone(timezone.utc).replace(microsecond=0)
+    return path, _MessagesCut(f"GET {path}", stop_at_uuid, floor, max_pages)
+
+
+def _created_before(message: Mapping[str, Any], since: datetime) -> bool:
+    created = parse_created_at(message.get("createdAt"))
+    return created is not None and created < since
 
 
 def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:

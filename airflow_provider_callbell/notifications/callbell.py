@@ -71,6 +71,16 @@ class CallbellNotifier(BaseNotifier):
     ...), in DAG-level callbacks (which the scheduler's DAG processor runs, not the worker), and awaited
     from the triggerer (Deadline Alerts, Airflow 3.1+): the async path runs the same send in a thread.
 
+    In ``notifiers=`` of a Human-in-the-loop task (``HITLOperator``, ``ApprovalOperator``, ... of the
+    standard provider, Airflow 3.1+), the default text is the request itself: the subject, the body,
+    the options (and the defaults taken at the timeout) and the link to respond in Airflow's UI::
+
+        🙋 DAG publish: task approve needs your input (run manual__2026-01-01T00:00:00+00:00)
+        Publish the sales numbers?
+        1234 rows, 3 regions.
+        Options: Approve, Reject
+        Respond in Airflow: https://airflow.example.com/dags/publish/runs/manual__.../tasks/approve/required_actions?map_index=-1
+
     .. code-block:: python
 
         notify = CallbellNotifier(to="{{ var.value.on_call_phone }}", only_on_change=True)
@@ -261,7 +271,7 @@ class CallbackEvent:
     Alert gets ``{"dag_run": {...}, "deadline": {...}}``.
     """
 
-    level: Literal["task", "dag", "deadline"]
+    level: Literal["task", "dag", "deadline", "hitl"]
     outcome: str  # a task instance state, "success"/"failed" for a DAG run, or "deadline_missed"
     dag_id: str
     run_id: str
@@ -272,6 +282,7 @@ class CallbackEvent:
     error: str | None = None
     log_url: str | None = None
     detail: str | None = None  # the DAG's failure reason, or the deadline
+    request: HITLRequest | None = None  # what a Human-in-the-loop task asks
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> CallbackEvent:
@@ -309,8 +320,10 @@ class CallbackEvent:
             )
         map_index = getattr(ti, "map_index", None)
         exception = context.get("exception")
+        # A Human-in-the-loop task calls its notifiers while it runs; its own callbacks come later.
+        request = HITLRequest.from_context(context) if state in (None, "running") and not exception else None
         return cls(
-            level="task",
+            level="hitl" if request else "task",
             outcome=state or "unknown",
             dag_id=dag_id,
             run_id=run_id,
@@ -322,6 +335,7 @@ class CallbackEvent:
             if isinstance(exception, BaseException)
             else (str(exception) if exception else None),
             log_url=_log_url(ti),
+            request=request,
         )
 
     @property
@@ -345,6 +359,9 @@ class CallbackEvent:
                 headline += f" ({self.detail}{failed_task})"
             return _fit(headline, log_url=self.log_url)
         task = f"{self.task_id}[{self.map_index}]" if self.map_index >= 0 else self.task_id
+        if self.request is not None:
+            headline = f"🙋 DAG {self.dag_id}: task {task} needs your input (run {self.run_id})"
+            return _fit(headline, self.request.details(), self.request.link, link_label="Respond in Airflow")
         tries = (
             f" (try {self.try_number} of {self.max_tries + 1})"
             if self.try_number and self.max_tries  # only worth saying when retries are configured
@@ -352,6 +369,55 @@ class CallbackEvent:
         )
         headline = f"{icon} DAG {self.dag_id}: task {task} {verb} in run {self.run_id}{tries}"
         return _fit(headline, self.error, self.log_url)
+
+
+@dataclass(frozen=True)
+class HITLRequest:
+    """What a Human-in-the-loop task (standard provider, Airflow 3.1+) asks, read from the task itself.
+
+    Read by duck typing, so that nothing here imports the standard provider (absent on Airflow 2.x).
+    """
+
+    subject: str
+    body: str | None
+    options: tuple[str, ...]
+    multiple: bool = False
+    defaults: tuple[str, ...] = ()
+    timeout: str | None = None  # ISO 8601, when the defaults are taken
+    link: str | None = None  # the task's "Required actions" page in Airflow's UI
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> HITLRequest | None:
+        task = context.get("task")
+        make_link = getattr(task, "generate_link_to_ui_from_context", None)
+        options = getattr(task, "options", None)
+        if not callable(make_link) or not isinstance(options, (list, tuple)):
+            return None
+        try:
+            link = make_link(context=context)
+        except Exception:  # no [api] base_url: a request without its link beats no request
+            link = None
+        extra = getattr(task, "hitl_summary_extra", None)
+        timeout = extra.get("timeout_datetime") if isinstance(extra, dict) else None
+        body = getattr(task, "body", None)
+        return cls(
+            subject=str(getattr(task, "subject", "")),
+            body=str(body) if body else None,
+            options=tuple(str(option) for option in options),
+            multiple=bool(getattr(task, "multiple", False)),
+            defaults=tuple(str(d) for d in getattr(task, "defaults", None) or ()),
+            timeout=str(timeout) if timeout else None,
+            link=link if isinstance(link, str) else None,
+        )
+
+    def details(self) -> str:
+        """Subject, body, options and defaults, one part per line."""
+        choose = " (one or more)" if self.multiple else ""
+        lines = [self.subject, self.body or "", f"Options{choose}: {', '.join(self.options)}"]
+        if self.defaults:
+            when = f" by {self.timeout}" if self.timeout else ""
+            lines.append(f"Without an answer{when}: {', '.join(self.defaults)}")
+        return "\n".join(line for line in lines if line)
 
 
 @dataclass(frozen=True)
@@ -399,9 +465,9 @@ def _log_url(ti: Any) -> str | None:
     return url if isinstance(url, str) else None
 
 
-def _fit(headline: str, error: str | None = None, log_url: str | None = None) -> str:
+def _fit(headline: str, error: str | None = None, log_url: str | None = None, link_label: str = "Log") -> str:
     """Join the parts of a summary, shortening the error first so the log link survives the limit."""
-    tail = f"\nLog: {log_url}" if log_url else ""
+    tail = f"\n{link_label}: {log_url}" if log_url else ""
     if error:
         room = TEXT_MAX_CHARS - len(headline) - len(tail) - 1  # 1 for the newline before the error
         error = error if len(error) <= room else error[: max(room - 1, 0)] + "…"

@@ -1,9 +1,9 @@
-"""Wait until a sent Callbell message is delivered (or read), or fail when it cannot be."""
+"""Wait until a sent Callbell message is delivered (or read), or until someone answers it."""
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +14,20 @@ from airflow_provider_callbell.message_status import (
     check_status_sets,
     message_outcome,
 )
-from airflow_provider_callbell.validation import validate_uuid
+from airflow_provider_callbell.replies import (
+    MAX_PAGES_PER_POLL,
+    ReplyCheck,
+    ReplyRule,
+    check_replies,
+    log_check,
+)
+from airflow_provider_callbell.validation import validate_phone, validate_uuid
 from airflow_provider_callbell.version_compat import (
     AirflowSensorTimeout,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
+    first_reschedule_date,
 )
 
 if TYPE_CHECKING:
@@ -142,6 +150,201 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
                 f"Callbell message {self.message_uuid} reached none of {', '.join(self.target_statuses)} "
                 f"within {self.timeout} s (last status: {event['status']})"
             )
+        raise api_error_class(event["status_code"])(
+            event["reason"], status_code=event["status_code"], endpoint=event["endpoint"], body=event["body"]
+        )
+
+
+class CallbellReplySensor(BaseSensorOperator):
+    """
+    Wait for someone to answer over WhatsApp (or another Callbell channel): an acknowledgement, a YES/NO.
+
+    Succeeds when a message from ``to`` arrives after the question ``after_message_uuid`` (or, without
+    it, after the task started) and is accepted: one of ``choices`` (case, surrounding spaces and
+    punctuation ignored), a match of ``pattern`` (``re.search``), or with neither any answer. It returns
+    (XCom ``return_value``) ``{"text", "choice", "from", "createdAt"}``, ``choice`` being the canonical
+    entry of ``choices`` (``None`` without ``choices``). The oldest accepted answer wins; other
+    answers are ignored, and each is answered once with ``reprompt`` when it is given, so the person
+    learns what to type (wrong answers read in the same poke share one reprompt).
+
+    Callbell lists a contact's messages newest first and gives the customer's messages no uuid, so
+    answers are found by their place in that list, above the question, never by the local clock
+    alone: pass ``after_message_uuid`` (the send task's XCom) to be exact. Without it, answers count
+    from the task's start (its first start in reschedule mode), compared with Callbell's ``createdAt``
+    in whole seconds.
+
+    Failures to ask (no answer, ``429``, ``5xx``) are logged and asked again at the next poke; a refused
+    token fails at once. ``timeout``, ``soft_fail``, ``mode="reschedule"`` and the other sensor options
+    work as usual; deferred, :class:`~airflow_provider_callbell.triggers.callbell.CallbellReplyTrigger`
+    polls from the triggerer every ``poke_interval`` seconds and holds only ids, never the token (it
+    hands back to the worker for the moment of sending a reprompt).
+
+    .. code-block:: python
+
+        ask = CallbellSendMessageOperator(
+            task_id="ask", to="+31612345678", content={"text": "Publish the numbers? Reply YES or NO"}
+        )
+        answer = CallbellReplySensor(
+            task_id="answer",
+            to="+31612345678",
+            after_message_uuid=ask.output,
+            choices=["yes", "no"],
+            reprompt="Please reply YES or NO",
+            poke_interval=30,
+            timeout=3600,
+            deferrable=True,
+        )
+
+    :param to: who must answer: the phone number the question went to. (templated)
+    :param after_message_uuid: only answers listed after this sent message count. (templated)
+    :param choices: accepted answers, e.g. ``["yes", "no"]``; the matching entry is returned as ``choice``.
+    :param pattern: a regular expression an accepted answer contains (instead of ``choices``).
+    :param reprompt: text sent once per wrong answer, e.g. "Please reply YES or NO". (templated)
+    :param channel_uuid: the channel the conversation is on; default the connection's ``channel_uuid``
+        extra, else Callbell's main WhatsApp channel.
+    :param callbell_conn_id: the Airflow connection holding the API token.
+    :param deferrable: wait in the triggerer instead of a worker slot; defaults to Airflow's
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("to", "after_message_uuid", "reprompt")
+    ui_color = "#2ec4a6"
+
+    def __init__(
+        self,
+        *,
+        to: str,
+        after_message_uuid: str | None = None,
+        choices: Sequence[str] | None = None,
+        pattern: str | None = None,
+        reprompt: str | None = None,
+        channel_uuid: str | None = None,
+        callbell_conn_id: str = "callbell_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        ReplyRule.build(choices, pattern)  # a wrong choices or pattern fails when the DAG is parsed
+        self.to = to
+        self.after_message_uuid = after_message_uuid
+        self.choices = list(choices) if choices is not None else None
+        self.pattern = pattern
+        self.reprompt = reprompt
+        self.channel_uuid = channel_uuid
+        self.callbell_conn_id = callbell_conn_id
+        self.deferrable = deferrable
+        self._contact_uuid: str | None = None
+        self._since: datetime | None = None
+
+    @cached_property
+    def hook(self) -> CallbellHook:
+        """The hook, imported here so that parsing a DAG never imports ``requests``."""
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
+
+    @cached_property
+    def rule(self) -> ReplyRule:
+        """The accepted answers and the reprompt, once ``reprompt`` is rendered."""
+        return ReplyRule.build(self.choices, self.pattern, self.reprompt)
+
+    def execute(self, context: Context) -> Any:
+        self.to = validate_phone("to", self.to)
+        if self.after_message_uuid is not None:
+            validate_uuid("after_message_uuid", self.after_message_uuid)
+        self.rule  # noqa: B018  # a bad rendered reprompt fails before waiting
+        self._since = None if self.after_message_uuid else self._wait_started(context)
+        if self.deferrable:
+            self._defer(contact_uuid=None, end_time=time.time() + self.timeout)
+        return super().execute(context)
+
+    def _wait_started(self, context: Context) -> datetime:
+        """When the wait began: the task's start, or in reschedule mode its first start.
+
+        ``ti.start_date`` moves at every reschedule (on Airflow 3, and under ``airflow dags test`` on
+        Airflow 2); Airflow keeps the first one in its reschedule records.
+        """
+        first = first_reschedule_date(context, self.retries or 0) if self.reschedule else None
+        started = first or getattr(context.get("ti"), "start_date", None)
+        return started if isinstance(started, datetime) else datetime.now(timezone.utc)
+
+    def _defer(self, contact_uuid: str | None, end_time: float) -> None:
+        from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
+
+        self.defer(  # ends this execution; execute_complete runs when the trigger fires
+            trigger=CallbellReplyTrigger(
+                to=self.to,
+                end_time=end_time,
+                after_message_uuid=self.after_message_uuid,
+                since=None if self._since is None else self._since.timestamp(),
+                contact_uuid=contact_uuid,
+                channel_uuid=self.channel_uuid,
+                choices=self.choices,
+                pattern=self.pattern,
+                reprompt=self.reprompt,
+                poll_interval=self.poke_interval,
+                callbell_conn_id=self.callbell_conn_id,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(end_time - time.time(), 0)),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue | bool:
+        try:
+            check = self._check()
+            if check.needs_reprompt:
+                self._send_reprompt()
+        except CallbellAPIError as err:
+            if not err.is_transient:
+                raise
+            self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
+            return False
+        if check.reply is not None:
+            self.log.info("%s answered %r", self.to, check.reply["text"])
+            return PokeReturnValue(is_done=True, xcom_value=check.reply)
+        return False
+
+    def _check(self) -> ReplyCheck:
+        """Read the conversation as far as the question (or the start) and apply the rule."""
+        if self._contact_uuid is None:
+            contact = self.hook.get_contact_by_phone(self.to, self.channel_uuid)
+            if contact is None:
+                log_check(self.log, ReplyCheck(reference_found=False), self.to, self.after_message_uuid)
+                return ReplyCheck(reference_found=False)
+            self._contact_uuid = contact["uuid"]
+        messages = self.hook.list_contact_messages(
+            self._contact_uuid,
+            stop_at_uuid=self.after_message_uuid,
+            since=self._since,
+            max_pages=MAX_PAGES_PER_POLL,
+        )
+        check = check_replies(list(messages), self.rule, self.after_message_uuid)
+        log_check(self.log, check, self.to, self.after_message_uuid)
+        return check
+
+    def _send_reprompt(self) -> None:
+        if self.reprompt is None:
+            return
+        self.hook.send_message(to=self.to, content={"text": self.reprompt}, channel_uuid=self.channel_uuid)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Turn the trigger's event into the result poke mode gives, or reprompt and wait again."""
+        if event["event"] == "reply":
+            reply: dict[str, Any] = event["reply"]
+            return reply
+        if event["event"] == "reprompt":
+            self._since = (
+                None if event["since"] is None else datetime.fromtimestamp(event["since"], timezone.utc)
+            )
+            try:
+                self._send_reprompt()
+            except CallbellAPIError as err:
+                if not err.is_transient:
+                    raise
+                self.log.warning("Sending the reprompt again at the next poll: %s", err)
+            self._defer(contact_uuid=event["contact_uuid"], end_time=event["end_time"])  # raises TaskDeferred
+        if event["event"] == "timeout":
+            raise AirflowSensorTimeout(f"No accepted answer from {self.to} within {self.timeout} s")
         raise api_error_class(event["status_code"])(
             event["reason"], status_code=event["status_code"], endpoint=event["endpoint"], body=event["body"]
         )

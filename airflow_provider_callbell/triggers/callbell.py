@@ -1,10 +1,11 @@
-"""Wait for a Callbell message's delivery status in the triggerer, without holding a worker slot."""
+"""Wait for a Callbell message's delivery status, or for an answer, in the triggerer (no worker slot)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellMessageFailedError
@@ -13,6 +14,13 @@ from airflow_provider_callbell.message_status import (
     DEFAULT_TARGET_STATUSES,
     check_status_sets,
     message_outcome,
+)
+from airflow_provider_callbell.replies import (
+    MAX_PAGES_PER_POLL,
+    ReplyCheck,
+    ReplyRule,
+    check_replies,
+    log_check,
 )
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
 
@@ -162,3 +170,145 @@ def _error_event(err: CallbellError) -> dict[str, Any]:
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]
+
+
+class CallbellReplyTrigger(BaseTrigger):
+    """
+    Poll a contact's conversation until an accepted answer arrives, for a deferred reply sensor.
+
+    :class:`~airflow_provider_callbell.sensors.callbell.CallbellReplySensor` defers to it. It finds
+    the contact of ``to`` once (``GET /contacts/phone/:number``), then reads
+    ``GET /contacts/:uuid/messages`` every ``poll_interval`` seconds as far as the question (or
+    ``since``): one request per poll while nothing new arrived. Each poll decides with the sensor's
+    rule (:func:`~airflow_provider_callbell.replies.check_replies`); the trigger fires one event and
+    stops:
+
+    - ``{"event": "reply", "reply": {"text", "choice", "from", "createdAt"}}``: the sensor's result;
+    - ``{"event": "reprompt", "contact_uuid", "since", "end_time"}``: a wrong answer awaits its
+      reprompt. The trigger only reads; the sensor sends the reprompt from the worker and defers again
+      with these values, and the conversation itself shows which wrong answers were reprompted;
+    - ``{"event": "timeout"}`` once ``end_time`` has passed;
+    - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused for good.
+
+    No answer, ``429`` and ``5xx`` are logged and asked again at the next poll. The serialized form
+    holds only these plain arguments (ids, the rule, times), never the token.
+
+    :param to: the phone number that must answer.
+    :param end_time: Unix time after which the trigger gives up with a timeout event.
+    :param after_message_uuid: only answers listed after this sent message count.
+    :param since: without ``after_message_uuid``, Unix time from which answers count.
+    :param contact_uuid: the contact of ``to``, when already known.
+    :param channel_uuid: the channel the contact is looked up on.
+    :param choices: accepted answers (or ``pattern``, or neither: any answer counts).
+    :param pattern: a regular expression an accepted answer contains.
+    :param reprompt: the reprompt text, to recognise the wrong answers already reprompted.
+    :param poll_interval: seconds between two polls.
+    :param callbell_conn_id: the Airflow connection holding the API token.
+    """
+
+    def __init__(
+        self,
+        *,
+        to: str,
+        end_time: float,
+        after_message_uuid: str | None = None,
+        since: float | None = None,
+        contact_uuid: str | None = None,
+        channel_uuid: str | None = None,
+        choices: Sequence[str] | None = None,
+        pattern: str | None = None,
+        reprompt: str | None = None,
+        poll_interval: float = 60.0,
+        callbell_conn_id: str = "callbell_default",
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.to = to
+        self.end_time = end_time
+        self.after_message_uuid = after_message_uuid
+        self.since = since
+        self.contact_uuid = contact_uuid
+        self.channel_uuid = channel_uuid
+        self.rule = ReplyRule.build(choices, pattern, reprompt)
+        self.poll_interval = poll_interval
+        self.callbell_conn_id = callbell_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "to": self.to,
+                "end_time": self.end_time,
+                "after_message_uuid": self.after_message_uuid,
+                "since": self.since,
+                "contact_uuid": self.contact_uuid,
+                "channel_uuid": self.channel_uuid,
+                "choices": list(self.rule.choices) if self.rule.choices else None,
+                "pattern": self.rule.pattern,
+                "reprompt": self.rule.reprompt,
+                "poll_interval": self.poll_interval,
+                "callbell_conn_id": self.callbell_conn_id,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        hook = CallbellHook(self.callbell_conn_id)
+        try:
+            async for event in self._poll(hook):
+                yield event
+        finally:
+            await hook.aclose()
+
+    async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
+        last: ReplyCheck | None = None
+        while True:
+            try:
+                check = await self._check(hook)
+                if check != last:  # one log line per change, not per poll
+                    log_check(self.log, check, self.to, self.after_message_uuid)
+                    last = check
+            except CallbellError as err:
+                if not (isinstance(err, CallbellAPIError) and err.is_transient):
+                    yield _event(_error_event(err))
+                    return
+                self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
+            else:
+                if check.reply is not None:
+                    self.log.info("%s answered %r", self.to, check.reply["text"])
+                    yield _event({"event": "reply", "reply": check.reply})
+                    return
+                if check.needs_reprompt:
+                    yield _event(
+                        {
+                            "event": "reprompt",
+                            "contact_uuid": self.contact_uuid,
+                            "since": self.since,
+                            "end_time": self.end_time,
+                        }
+                    )
+                    return
+            remaining = self.end_time - time.time()
+            if remaining <= 0:
+                yield _event({"event": "timeout"})
+                return
+            await asyncio.sleep(min(self.poll_interval, remaining))
+
+    async def _check(self, hook: CallbellHook) -> ReplyCheck:
+        """The sensor's ``_check``, over the async client: one request per poll once the contact is known."""
+        if self.contact_uuid is None:
+            contact = await hook.aget_contact_by_phone(self.to, self.channel_uuid)
+            if contact is None:
+                return ReplyCheck(reference_found=False)  # nothing is listed without a contact
+            self.contact_uuid = contact["uuid"]
+        since = None if self.since is None else datetime.fromtimestamp(self.since, timezone.utc)
+        messages = [
+            message
+            async for message in hook.alist_contact_messages(
+                self.contact_uuid,
+                stop_at_uuid=self.after_message_uuid,
+                since=since,
+                max_pages=MAX_PAGES_PER_POLL,
+            )
+        ]
+        return check_replies(messages, self.rule, self.after_message_uuid)

@@ -1,0 +1,171 @@
+"""Waiting for a reply in a real Airflow (``airflow dags test``), poke and deferrable, against the sandbox.
+
+The answer is posted while the sensor waits: by a thread watching the sandbox and posting
+``/_sandbox/inbound`` as another process would, or by the sandbox's auto-reply.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+from airflow_provider_callbell.sandbox import CallbellSandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.integration
+
+APPROVER = "+31612345678"
+REPROMPT = "Sorry, I did not get that: please reply YES or NO."
+DEFERRABLE = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
+TEST_DAGS = Path(__file__).resolve().parent / "dags"
+
+
+@contextmanager
+def answering(sandbox: CallbellSandbox, script: list[tuple[str, str]]) -> Iterator[None]:
+    """For each (text awaited, answer): once a message with that text was sent, post the answer."""
+    stop = threading.Event()
+    inbound = f"http://127.0.0.1:{sandbox.port}/_sandbox/inbound"
+
+    def run() -> None:
+        for awaited, answer in script:
+            while not stop.is_set():
+                if any(m["body"]["content"].get("text") == awaited for m in sandbox.messages):
+                    break
+                time.sleep(0.1)
+            else:
+                return
+            stop.wait(1.0)  # the sensor is waiting by now
+            response = requests.post(inbound, json={"from": APPROVER, "text": answer}, timeout=5)
+            assert response.status_code == 201
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def followed(result: Any, branch: str) -> list[str]:
+    """The tasks a branch chose: Airflow records them for its skip logic (``skipmixin_key``)."""
+    return list(result.xcom(branch, key="skipmixin_key")["followed"])
+
+
+def texts(sandbox: CallbellSandbox) -> list[str]:
+    return [m["body"]["content"]["text"] for m in sandbox.messages]
+
+
+class TestApproval:
+    def test_poke_wrong_answer_reprompted_then_yes_publishes(self, airflow) -> None:
+        with CallbellSandbox(status_interval=0) as sandbox:
+            question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
+            with answering(sandbox, [(question, "maybe later"), (REPROMPT, "Yes!")]):
+                result = airflow.dags_test("example_callbell_approval", sandbox)
+            conversation = sandbox.conversation(sandbox.contacts[0]["uuid"])
+        assert result.returncode == 0, result.output[-3000:]
+        assert texts(sandbox) == [question, REPROMPT]
+        reply = result.xcom("wait_for_answer")
+        assert {k: reply[k] for k in ("text", "choice", "from")} == {
+            "text": "Yes!",
+            "choice": "yes",
+            "from": "31612345678",
+        }
+        assert reply["createdAt"] == conversation[0]["createdAt"]
+        assert followed(result, "decide") == ["publish"]
+        assert result.xcom("publish") == "published the numbers for 2026-01-01"
+        with pytest.raises(AssertionError, match="no XCom"):
+            result.xcom("hold_back")
+        assert "[DAG TEST] running trigger in line" not in result.output
+
+    def test_deferrable_no_holds_back(self, airflow) -> None:
+        with CallbellSandbox(status_interval=0, auto_reply="NO.", auto_reply_delay=2) as sandbox:
+            result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
+        assert result.returncode == 0, result.output[-3000:]
+        assert "[DAG TEST] running trigger in line" in result.output
+        reply = result.xcom("wait_for_answer")
+        assert (reply["text"], reply["choice"]) == ("NO.", "no")
+        assert followed(result, "decide") == ["hold_back"]
+        assert result.xcom("hold_back") == f"held back: 31612345678 answered 'NO.' at {reply['createdAt']}"
+        with pytest.raises(AssertionError, match="no XCom"):
+            result.xcom("publish")
+
+    def test_deferrable_wrong_answer_reprompted_from_the_worker(self, airflow) -> None:
+        with CallbellSandbox(status_interval=0) as sandbox:
+            question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
+            with answering(sandbox, [(question, "hmm"), (REPROMPT, "yes")]):
+                result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
+        assert result.returncode == 0, result.output[-3000:]
+        assert texts(sandbox) == [question, REPROMPT]
+        assert followed(result, "decide") == ["publish"]
+
+
+class TestEscalation:
+    @pytest.mark.parametrize("env", [pytest.param({}, id="poke"), pytest.param(DEFERRABLE, id="deferrable")])
+    def test_acknowledged(self, airflow, env: dict[str, str]) -> None:
+        with CallbellSandbox(status_interval=0, auto_reply="ack, on it", auto_reply_delay=2) as sandbox:
+            result = airflow.dags_test("example_callbell_escalation", sandbox, **env)
+        page = "🚨 example_callbell_escalation: the nightly load for 2026-01-01 failed. Reply ACK to take it."
+        assert [(m["body"]["to"], m["body"]["content"]["text"]) for m in sandbox.messages] == [
+            (APPROVER, page)
+        ]
+        assert ("[DAG TEST] running trigger in line" in result.output) == bool(env)
+        reply = result.xcom("wait_for_ack")
+        assert reply["text"] == "ack, on it"
+        assert followed(result, "escalate_or_not") == ["acknowledged"]
+        assert result.xcom("acknowledged") == f"31612345678 acknowledged at {reply['createdAt']}"
+
+    @pytest.mark.parametrize("env", [pytest.param({}, id="poke"), pytest.param(DEFERRABLE, id="deferrable")])
+    def test_not_acknowledged_pages_the_secondary(self, airflow, env: dict[str, str]) -> None:
+        with CallbellSandbox(status_interval=0) as sandbox:
+            result = airflow.dags_test(
+                "example_callbell_escalation", sandbox, CALLBELL_EXAMPLE_ACK_TIMEOUT="4", **env
+            )
+        assert ("[DAG TEST] running trigger in line" in result.output) == bool(env)
+        assert [m["body"]["to"] for m in sandbox.messages] == [APPROVER, "+31687654321"]
+        assert sandbox.messages[1]["body"]["content"]["text"] == (
+            "🚨 example_callbell_escalation: the nightly load for 2026-01-01 failed and +31612345678 "
+            "did not acknowledge. Please take it."
+        )
+        assert followed(result, "escalate_or_not") == ["page_secondary"]
+        assert result.xcom("page_secondary") == sandbox.messages[1]["uuid"]
+        with pytest.raises(AssertionError, match="no XCom"):
+            result.xcom("wait_for_ack")
+
+
+def test_reschedule_mode_without_question_counts_from_the_first_start(airflow) -> None:
+    """An answer arriving between two reschedules counts; one from before the task started does not."""
+    with CallbellSandbox(status_interval=0) as sandbox:
+        sandbox.receive(APPROVER, "an old answer, before the task started")
+        time.sleep(1.1)  # Callbell's createdAt has whole seconds
+        stop = threading.Event()
+
+        def answer_after_two_pokes() -> None:
+            while not stop.is_set():
+                pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+                if len(pages) >= 2:  # two pokes, so at least one reschedule
+                    sandbox.receive(APPROVER, "fresh")
+                    return
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=answer_after_two_pokes, daemon=True)
+        thread.start()
+        try:
+            result = airflow.dags_test(
+                "callbell_reply_reschedule", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
+            )
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+    assert result.returncode == 0, result.output[-3000:]
+    assert result.xcom("wait_for_anything")["text"] == "fresh"
+    assert len(pages) >= 3
