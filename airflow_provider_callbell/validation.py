@@ -107,27 +107,32 @@ def _http_url(field: str, value: Any, message_type: str) -> str:
     return url
 
 
-def validate_uuid(field: str, value: Any) -> str:
-    """Check a message uuid before it goes into a URL path."""
+def validate_uuid(field: str, value: Any, kind: str = "message") -> str:
+    """Check a message (or contact) uuid before it goes into a URL path."""
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
-        raise _fail(field, "a Callbell message uuid (32 hex characters)", value)
+        raise _fail(field, f"a Callbell {kind} uuid (32 hex characters)", value)
     return value
+
+
+def validate_phone(field: str, value: Any) -> str:
+    """A WhatsApp phone number in E.164 form: the separators people paste are dropped, not refused."""
+    phone = _non_empty_str(field, value)
+    digits = sum(c.isdigit() for c in phone)
+    if not _PHONE_RE.fullmatch(phone.strip()) or digits not in _PHONE_DIGITS:
+        raise _fail(
+            field,
+            "a phone number for channel 'whatsapp' (6 to 15 digits, optional leading '+', "
+            "e.g. '+31612345678')",
+            value,
+        )
+    return _PHONE_SEPARATORS_RE.sub("", phone)
 
 
 def _recipient(to: Any, channel: str) -> str:
     recipient = _non_empty_str("to", to)
     if channel != "whatsapp":
         return recipient  # Telegram, Instagram and Facebook ids are opaque identifiers.
-    digits = sum(c.isdigit() for c in recipient)
-    if not _PHONE_RE.fullmatch(recipient.strip()) or digits not in _PHONE_DIGITS:
-        raise _fail(
-            "to",
-            "a phone number for channel 'whatsapp' (6 to 15 digits, optional leading '+', "
-            "e.g. '+31612345678')",
-            to,
-        )
-    # Callbell documents E.164; the separators people paste are dropped rather than refused.
-    return _PHONE_SEPARATORS_RE.sub("", recipient)
+    return validate_phone("to", recipient)
 
 
 def _content(content: Any, message_type: str, is_template: bool) -> MessageContent:

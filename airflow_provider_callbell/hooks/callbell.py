@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -33,13 +34,19 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.ratelimit import RateGate
+from airflow_provider_callbell.replies import parse_created_at
 from airflow_provider_callbell.retry import RetryPolicy
-from airflow_provider_callbell.validation import build_send_payload, message_fields, validate_uuid
+from airflow_provider_callbell.validation import (
+    build_send_payload,
+    message_fields,
+    validate_phone,
+    validate_uuid,
+)
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHook, aget_connection
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import timedelta
 
     import httpx
@@ -274,7 +281,7 @@ class CallbellHook(BaseHook):
             raise _no_answer(endpoint, err) from None
         return self._decode(endpoint, response, body)
 
-    async def _arequest(self, method: str, path: str) -> Any:
+    async def _arequest(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
         """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout and errors.
 
         It does not retry: a trigger polls again at its own pace, and decides what to retry with
@@ -292,7 +299,7 @@ class CallbellHook(BaseHook):
             follow_redirects=False,  # a redirect must not carry the token elsewhere
         ) as client:
             try:
-                response = await client.request(method, conn.base_url + path)
+                response = await client.request(method, conn.base_url + path, params=params)
             except httpx.HTTPError as err:
                 raise _no_answer(endpoint, err) from None
         return self._decode(endpoint, response, response.content)
@@ -523,6 +530,111 @@ class CallbellHook(BaseHook):
             params["active"] = "true" if active else "false"
         return self._get_all_pages("/channels", "channels", params)
 
+    # Reading replies: the contact of a phone number, then its conversation, newest first.
+
+    def get_contact_by_phone(self, phone: str, channel_uuid: str | None = None) -> dict[str, Any] | None:
+        """Return the contact of ``phone`` (``GET /contacts/phone/:number``), or ``None`` if Callbell has none.
+
+        Callbell looks on the main WhatsApp channel, or on ``channel_uuid`` (default: the connection's
+        ``channel_uuid`` extra, the channel the provider sends from). A contact exists once a message
+        went either way. The result holds ``uuid``, ``name``, ``phoneNumber``, ``conversationHref``, ...
+
+        :raises CallbellValidationError: before any request, for a ``phone`` that is not a phone number.
+        """
+        path, params = self._contact_by_phone_request(phone, channel_uuid)
+        try:
+            data = self._request("GET", path, params=params)
+        except CallbellAPIError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return _contact(data, f"GET {path}")
+
+    async def aget_contact_by_phone(
+        self, phone: str, channel_uuid: str | None = None
+    ) -> dict[str, Any] | None:
+        """:meth:`get_contact_by_phone` for async code (triggers); errors are raised, never retried."""
+        await self._aconn_params()
+        path, params = self._contact_by_phone_request(phone, channel_uuid)
+        try:
+            data = await self._arequest("GET", path, params=params)
+        except CallbellAPIError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return _contact(data, f"GET {path}")
+
+    def _contact_by_phone_request(
+        self, phone: str, channel_uuid: str | None
+    ) -> tuple[str, dict[str, str] | None]:
+        path = f"/contacts/phone/{quote(validate_phone('phone', phone), safe='')}"
+        channel = channel_uuid or self._conn_params.channel_uuid
+        return path, None if channel is None else {"channel_uuid": channel}
+
+    def get_contact(self, uuid: str) -> dict[str, Any]:
+        """Return the contact ``uuid`` (``GET /contacts/:uuid``)."""
+        path = f"/contacts/{quote(validate_uuid('uuid', uuid, 'contact'))}"
+        return _contact(self._request("GET", path), f"GET {path}")
+
+    def list_contact_messages(
+        self,
+        contact_uuid: str,
+        *,
+        stop_at_uuid: str | None = None,
+        since: datetime | None = None,
+        max_pages: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield the contact's messages newest first, reading ``GET /contacts/:uuid/messages`` page by page.
+
+        Pages are requested only as the caller iterates, and no more once the answer is known:
+        the message whose uuid is ``stop_at_uuid`` is the last one yielded (typically the question
+        whose answers are wanted), and messages created before ``since`` (compared in whole seconds,
+        as Callbell stamps them) are not yielded. So a poll for new answers usually reads one page.
+        Each message holds ``text``, ``status`` (``sent``, ``received`` or ``note``), ``createdAt``,
+        ``from``, ``to``, ``channel``, and ``uuid`` for the ones sent (answers have none).
+
+        :param contact_uuid: the contact, e.g. from :meth:`get_contact_by_phone`.
+        :param stop_at_uuid: stop after the message with this uuid.
+        :param since: stop before the first message older than this (a timezone-aware time).
+        :param max_pages: read at most this many pages.
+        :raises CallbellValidationError: at the call, before any request, for a bad argument.
+        """
+        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
+
+        def pages() -> Iterator[dict[str, Any]]:
+            page = 1
+            while True:
+                messages, last = cut.page(self._request("GET", path, params={"page": page}), page)
+                yield from messages
+                if last:
+                    return
+                page += 1
+
+        return pages()
+
+    def alist_contact_messages(
+        self,
+        contact_uuid: str,
+        *,
+        stop_at_uuid: str | None = None,
+        since: datetime | None = None,
+        max_pages: int | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`list_contact_messages` for async code (triggers): ``async for message in ...``."""
+        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
+
+        async def pages() -> AsyncIterator[dict[str, Any]]:
+            page = 1
+            while True:
+                messages, last = cut.page(await self._arequest("GET", path, params={"page": page}), page)
+                for message in messages:
+                    yield message
+                if last:
+                    return
+                page += 1
+
+        return pages()
+
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``GET /auth/me``; the answer feeds the Connections UI's Test button."""
         try:
@@ -545,6 +657,68 @@ def _headers(token: str) -> dict[str, str]:
 
 def _status_path(uuid: str) -> str:
     return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
+
+
+def _contact(data: Any, endpoint: str) -> dict[str, Any]:
+    """The ``contact`` of an answer; ``GET /contacts/:uuid``'s documented example wraps it in a list."""
+    value = data.get("contact") if isinstance(data, dict) else None
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
+        raise CallbellAPIError(
+            "expected a JSON object with a 'contact' holding a uuid", endpoint=endpoint, body=str(data)
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class _MessagesCut:
+    """Where a read of a conversation (newest first) stops: one rule for the sync and async paths."""
+
+    endpoint: str
+    stop_at_uuid: str | None
+    since: datetime | None  # whole seconds, like Callbell's createdAt
+    max_pages: int | None
+
+    def page(self, data: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
+        """The messages of one answer to yield, and whether this is the last page to read."""
+        batch = data.get("messages") if isinstance(data, dict) else None
+        if not isinstance(batch, list) or not all(isinstance(message, dict) for message in batch):
+            raise CallbellAPIError(
+                "expected a JSON object with a list 'messages'", endpoint=self.endpoint, body=str(data)
+            )
+        kept: list[dict[str, Any]] = []
+        for message in batch:
+            if self.since is not None and _created_before(message, self.since):
+                return kept, True
+            kept.append(message)
+            if self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid:
+                return kept, True
+        # Older docs show no meta (stop on an empty page); newer ones give meta.pages.
+        pages = (data.get("meta") or {}).get("pages")
+        last = not batch or (isinstance(pages, int) and page >= pages)
+        return kept, last or (self.max_pages is not None and page >= self.max_pages)
+
+
+def _contact_messages_request(
+    contact_uuid: str, stop_at_uuid: str | None, since: datetime | None, max_pages: int | None
+) -> tuple[str, _MessagesCut]:
+    path = f"/contacts/{quote(validate_uuid('contact_uuid', contact_uuid, 'contact'))}/messages"
+    if stop_at_uuid is not None:
+        validate_uuid("stop_at_uuid", stop_at_uuid)
+    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
+        raise CallbellValidationError(f"since must be a timezone-aware datetime, got {since!r}")
+    if max_pages is not None and (
+        isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
+    ):
+        raise CallbellValidationError(f"max_pages must be a whole number >= 1, got {max_pages!r}")
+    floor = None if since is None else since.astimezone(timezone.utc).replace(microsecond=0)
+    return path, _MessagesCut(f"GET {path}", stop_at_uuid, floor, max_pages)
+
+
+def _created_before(message: Mapping[str, Any], since: datetime) -> bool:
+    created = parse_created_at(message.get("createdAt"))
+    return created is not None and created < since
 
 
 def _no_answer(endpoint: str, err: Exception) -> CallbellAPIError:

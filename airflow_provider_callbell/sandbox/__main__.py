@@ -1,7 +1,9 @@
 """``python -m airflow_provider_callbell.sandbox``: run the sandbox in a terminal next to Airflow.
 
-It prints the ``AIRFLOW_CONN_CALLBELL_DEFAULT`` value to export, then one line per accepted message,
-so a developer can watch what their DAGs send without a Callbell account. Ctrl-C or SIGTERM stop it
+It prints the ``AIRFLOW_CONN_CALLBELL_DEFAULT`` value to export, then one line per accepted message
+and per customer answer, so a developer can watch what their DAGs send without a Callbell account.
+``--auto-reply TEXT`` makes every recipient answer TEXT (after ``--auto-reply-delay`` seconds), so a
+DAG waiting for a reply can be demonstrated without typing one. Ctrl-C or SIGTERM stop it
 cleanly with exit code 0.
 """
 
@@ -34,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped")
     parser.add_argument("--seed", type=int, default=None, help="makes injected faults reproducible")
+    parser.add_argument(
+        "--auto-reply", metavar="TEXT", default=None, help="answer every outgoing message with TEXT"
+    )
+    parser.add_argument(
+        "--auto-reply-delay", metavar="S", type=float, default=0.0, help="seconds before each auto-reply"
+    )
     return parser
 
 
@@ -60,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         seed=args.seed,
+        auto_reply=args.auto_reply,
+        auto_reply_delay=args.auto_reply_delay,
     ) as sandbox:
         print(f"AIRFLOW_CONN_CALLBELL_DEFAULT='{sandbox.connection_json}'", flush=True)
         print(f"Callbell sandbox listening on {sandbox.url}", flush=True)

@@ -4,7 +4,10 @@ Why it exists: DAGs, the hook and the operator need something real to talk to in
 without a Callbell account, without the internet and without mocking ``requests`` (which would hide
 connection handling, retries and paging). The sandbox is a real HTTP server on loopback that answers
 like Callbell does, checks every documented rule of ``POST /messages/send`` and can inject the faults
-a production client must survive (rate limits, 5xx, dropped connections, slow answers).
+a production client must survive (rate limits, 5xx, dropped connections, slow answers). It keeps one
+contact per recipient with its conversation, so that a customer's answer can be simulated
+(:meth:`CallbellSandbox.receive`, ``POST /_sandbox/inbound`` or the ``auto_reply`` knob) and read back
+through ``GET /contacts/:uuid/messages`` the way a DAG waiting for a reply reads it from Callbell.
 
 Why only the standard library: it must start in milliseconds and, above all, its validation must be
 written independently of :mod:`airflow_provider_callbell.validation`, so that a mistake in the
@@ -30,7 +33,7 @@ import uuid
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -94,17 +97,31 @@ DEFAULT_CHANNELS: tuple[JSON, ...] = (
     },
 )
 
+#: The sandbox account's own number: ``from`` of the messages it sends, ``to`` of those it receives.
+BUSINESS_NUMBER = "31201234567"
+#: Where Callbell's dashboard shows contacts and chats; the sandbox only imitates the links.
+DASHBOARD_URL = "https://dash.callbell.eu"
+
 _PHONE_SEPARATORS = re.compile(r"[\s\-()]")
 _WHATSAPP_NUMBER = re.compile(r"\+?\d{6,15}")
+_PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
 
-class SendValidationError(Exception):
-    """A body of ``POST /messages/send`` broke a documented rule; answered as 422 naming the field."""
+class SandboxValidationError(ValueError):
+    """A request to the sandbox broke a rule; answered as 422 naming the field."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class SendValidationError(SandboxValidationError):
+    """A body of ``POST /messages/send`` broke a documented rule."""
+
+
+class InboundValidationError(SandboxValidationError):
+    """A simulated customer answer (``POST /_sandbox/inbound`` or ``receive``) is not one."""
 
 
 def _is_http_url(value: Any) -> bool:
@@ -182,6 +199,32 @@ def _validate_metadata(metadata: Any) -> None:
             raise SendValidationError("metadata", f"value of {key!r} must be a string of at most 500 chars")
 
 
+def validate_inbound(from_: Any, text: Any, channel: Any) -> None:
+    """Check a simulated customer answer, with the same phone rule as a WhatsApp send."""
+    if channel not in CHANNEL_TYPES:
+        raise InboundValidationError("channel", f"must be one of {', '.join(CHANNEL_TYPES)}")
+    if not (isinstance(from_, str) and from_.strip()):
+        raise InboundValidationError("from", "must be a non-empty string")
+    if channel == "whatsapp" and not _WHATSAPP_NUMBER.fullmatch(_PHONE_SEPARATORS.sub("", from_)):
+        raise InboundValidationError(
+            "from", "must be a phone number of 6 to 15 digits, optionally with a leading +"
+        )
+    if not (isinstance(text, str) and text.strip()):
+        raise InboundValidationError("text", "must be a non-empty string")
+
+
+def _address(channel: str, recipient: str) -> str:
+    """How a contact is keyed: a WhatsApp number by its digits (``+31 6 12`` is ``31612``), else as is."""
+    if channel == "whatsapp":
+        return re.sub(r"\D", "", recipient)
+    return recipient.strip()
+
+
+def _iso(timestamp: float) -> str:
+    """Callbell's timestamp format: ISO 8601, whole seconds, UTC ``Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Knobs:
     """The run-time behaviour; replaced as a whole by ``configure`` so each request sees one snapshot."""
@@ -193,10 +236,14 @@ class _Knobs:
     error_rate: float
     drop_rate: float
     flaky_recipients: Mapping[str, int] | None = None
+    auto_reply: str | None = None
+    auto_reply_delay: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.status_interval < 0 or self.latency < 0:
-            raise ValueError("status_interval and latency must be >= 0")
+        if self.status_interval < 0 or self.latency < 0 or self.auto_reply_delay < 0:
+            raise ValueError("status_interval, latency and auto_reply_delay must be >= 0")
+        if self.auto_reply is not None and not (isinstance(self.auto_reply, str) and self.auto_reply.strip()):
+            raise ValueError("auto_reply must be a non-empty text or None")
         if not (0.0 <= self.error_rate <= 1.0 and 0.0 <= self.drop_rate <= 1.0):
             raise ValueError("error_rate and drop_rate must be between 0 and 1")
         if self.rate_limit is not None and self.rate_limit < 1:
@@ -232,6 +279,45 @@ def status_at(message: _Message, when: float, status_interval: float) -> tuple[s
 
 
 @dataclasses.dataclass(frozen=True)
+class _Received:
+    """A customer's answer; Callbell lists these without a uuid."""
+
+    text: str
+    received_at: float
+
+
+@dataclasses.dataclass
+class _Contact:
+    """One recipient of one channel type, created by the first message in either direction."""
+
+    uuid: str
+    channel: str
+    address: str  # phone digits on WhatsApp, the platform id (or a bsuid) elsewhere
+    created_at: float
+    conversation_uuid: str
+    phone_number: str | None
+    bsuid: str | None = None
+    # Oldest first, in arrival order: createdAt has whole seconds, so order decides ties.
+    entries: list[_Message | _Received] = dataclasses.field(default_factory=list)
+
+    def public(self) -> JSON:
+        return {
+            "uuid": self.uuid,
+            "name": f"Sandbox {self.phone_number or self.address}",
+            "phoneNumber": self.phone_number,
+            "avatarUrl": None,
+            "createdAt": _iso(self.created_at),
+            "source": self.channel,
+            "href": f"{DASHBOARD_URL}/contacts/{self.uuid}",
+            "conversationHref": f"{DASHBOARD_URL}/chat/{self.conversation_uuid}",
+            "tags": [],
+            "assignedUser": None,
+            "customFields": {},
+            "bsuid": self.bsuid,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class _Answer:
     status: int
     body: JSON | bytes | None = None  # bytes are sent as they are, with the Content-Type in headers
@@ -247,6 +333,11 @@ class CallbellSandbox:
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. Everything the server saw is
     available as :attr:`messages` and :attr:`requests` (and over HTTP under ``/_sandbox/``).
+
+    Every message creates the recipient's contact on first use; :meth:`receive` (or
+    ``POST /_sandbox/inbound``) stores a customer's answer in that conversation, and ``auto_reply``
+    answers every outgoing message with a text after ``auto_reply_delay`` seconds (for demos).
+    ``messages_page_size`` is the page size of ``GET /contacts/:uuid/messages``.
     """
 
     def __init__(
@@ -266,18 +357,30 @@ class CallbellSandbox:
         channels: list[JSON] | None = None,
         page_size: int = 2,
         user_email: str = "sandbox@example.com",
+        auto_reply: str | None = None,
+        auto_reply_delay: float = 0.0,
+        messages_page_size: int = 20,
     ) -> None:
-        if page_size < 1:
-            raise ValueError("page_size must be >= 1")
+        if page_size < 1 or messages_page_size < 1:
+            raise ValueError("page_size and messages_page_size must be >= 1")
         self.token = token
         self.host = host
         self.user_email = user_email
         self.page_size = page_size
+        self.messages_page_size = messages_page_size
         self.templates = copy.deepcopy(list(DEFAULT_TEMPLATES if templates is None else templates))
         self.channels = copy.deepcopy(list(DEFAULT_CHANNELS if channels is None else channels))
         self._requested_port = port
         self._knobs = _Knobs(
-            status_interval, failing_recipients, rate_limit, latency, error_rate, drop_rate, flaky_recipients
+            status_interval,
+            failing_recipients,
+            rate_limit,
+            latency,
+            error_rate,
+            drop_rate,
+            flaky_recipients,
+            auto_reply,
+            auto_reply_delay,
         )
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -285,6 +388,8 @@ class CallbellSandbox:
         self._requests: list[JSON] = []
         self._window: deque[float] = deque()
         self._refusals: dict[str, int] = {}  # 503s given so far to each flaky recipient
+        self._contacts: dict[tuple[str, str], _Contact] = {}  # by (channel type, address)
+        self._timers: list[threading.Timer] = []  # pending auto-replies
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -316,6 +421,7 @@ class CallbellSandbox:
         server.shutdown()
         server.server_close()
         thread.join()
+        self._cancel_auto_replies()
         self._server = self._thread = None
 
     def __enter__(self) -> CallbellSandbox:
@@ -359,17 +465,52 @@ class CallbellSandbox:
         with self._lock:
             return [dict(record) for record in self._requests]
 
+    @property
+    def contacts(self) -> list[JSON]:
+        """Every contact in creation order, as ``GET /contacts/:uuid`` shows it."""
+        with self._lock:
+            return [contact.public() for contact in self._contacts.values()]
+
+    def conversation(self, contact_uuid: str) -> list[JSON]:
+        """A contact's messages newest first, as ``GET /contacts/:uuid/messages`` lists them (all pages)."""
+        with self._lock:
+            contact = self._contact_by_uuid(contact_uuid)
+            if contact is None:
+                raise KeyError(contact_uuid)
+            return self._listing(contact)
+
+    def receive(self, from_: str, text: str, channel: str = "whatsapp") -> JSON:
+        """Store a customer's answer, as if ``from_`` had written ``text`` on ``channel``.
+
+        The contact is created when this is its first message. Returns the message as
+        ``GET /contacts/:uuid/messages`` lists it (``status`` ``received``, no ``uuid``).
+
+        :raises InboundValidationError: naming the field, for an unknown channel, a ``from_`` that is
+            not a phone number on WhatsApp, or an empty text.
+        """
+        validate_inbound(from_, text, channel)
+        with self._lock:
+            contact = self._contact_for(channel, from_)
+            entry = _Received(text, time.time())
+            contact.entries.append(entry)
+            listed = self._listed(contact, entry)
+        log.info("reply from %s via %s: %s", from_, channel, _excerpt(text))
+        return listed
+
     def reset(self) -> None:
-        """Forget messages, requests and the rate-limit window, e.g. between tests sharing a sandbox."""
+        """Forget messages, contacts, requests and the rate-limit window, e.g. between tests."""
+        self._cancel_auto_replies()
         with self._lock:
             self._messages.clear()
+            self._contacts.clear()
             self._requests.clear()
             self._window.clear()
             self._refusals.clear()
 
     def configure(self, **knobs: Any) -> None:
-        """Change latency, error_rate, drop_rate, rate_limit, status_interval, failing_recipients or
-        flaky_recipients live (a recipient mapped to n is answered 503 on its first n sends).
+        """Change latency, error_rate, drop_rate, rate_limit, status_interval, failing_recipients,
+        flaky_recipients (a recipient mapped to n is answered 503 on its first n sends), auto_reply
+        or auto_reply_delay live.
 
         Unknown names raise ``TypeError`` and out-of-range values ``ValueError``, as in the constructor.
         """
@@ -385,7 +526,7 @@ class CallbellSandbox:
 
             return inbox.route(self, method, parts.path, parse_qs(parts.query), raw)
         if parts.path.startswith("/_sandbox/"):
-            return self._inspect(method, parts.path)
+            return self._inspect(method, parts.path, raw)
         arrived = time.time()
         answer = self._api(method, parts.path, parse_qs(parts.query), authorization, raw)
         with self._lock:
@@ -399,7 +540,7 @@ class CallbellSandbox:
             )
         return answer
 
-    def _inspect(self, method: str, path: str) -> _Answer:
+    def _inspect(self, method: str, path: str, raw: bytes) -> _Answer:
         """The out-of-band API for tests in other processes; no auth and no faults on purpose."""
         if method == "GET" and path == "/_sandbox/messages":
             return _Answer(200, {"messages": self.messages})
@@ -408,7 +549,25 @@ class CallbellSandbox:
         if method == "POST" and path == "/_sandbox/reset":
             self.reset()
             return _Answer(200, {"status": "ok"})
+        if method == "POST" and path == "/_sandbox/inbound":
+            return self._inbound(raw)
         return _Answer(404, {"error": "Not Found"})
+
+    def _inbound(self, raw: bytes) -> _Answer:
+        """``POST /_sandbox/inbound`` ``{"from", "text", "channel"}``: a customer answers."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _Answer(400, {"error": "the request body must be a JSON object"})
+        try:
+            message = self.receive(
+                body.get("from", ""), body.get("text", ""), body.get("channel", "whatsapp")
+            )
+        except InboundValidationError as exc:
+            return _error(422, exc.field, exc.message)
+        return _Answer(201, {"message": message})
 
     def _api(
         self, method: str, path: str, query: dict[str, list[str]], authorization: str | None, raw: bytes
@@ -472,6 +631,12 @@ class CallbellSandbox:
                 return self._page("templates", self.templates, query)
             case "GET", ["v1", "channels"]:
                 return self._channels(query)
+            case "GET", ["v1", "contacts", "phone", number]:
+                return self._contact_by_phone(unquote(number), query)
+            case "GET", ["v1", "contacts", contact_uuid]:
+                return self._get_contact(contact_uuid)
+            case "GET", ["v1", "contacts", contact_uuid, "messages"]:
+                return self._contact_messages(contact_uuid, query)
         return _Answer(404, {"error": "Not Found"})
 
     def _send_message(self, raw: bytes, knobs: _Knobs) -> _Answer:
@@ -492,27 +657,153 @@ class CallbellSandbox:
         message = _Message(uuid.uuid4().hex, body, time.time(), failing.get(recipient))
         with self._lock:
             self._messages[message.uuid] = message
+            contact = self._contact_for(body["from"], recipient, by_bsuid=body.get("to") is None)
+            contact.entries.append(message)
+            public_contact = contact.public()
         _log_message(message, recipient)
+        if knobs.auto_reply is not None and message.fail_reason is None:
+            self._schedule_auto_reply(contact, knobs.auto_reply, knobs.auto_reply_delay)
         answer: JSON = {
             "uuid": message.uuid,
             "status": "enqueued",
         }  # docs: fields are "returned in the message"
         wanted = {part.strip() for part in body.get("fields", "").split(",")}
         if "contact" in wanted:
-            answer["contact"] = {
-                "uuid": uuid.uuid4().hex,
-                "name": "Sandbox Contact",
-                "phoneNumber": body.get("to"),
-                "source": body["from"],
-            }
+            answer["contact"] = public_contact
         if "conversation" in wanted:
-            conversation_uuid = uuid.uuid4().hex
             answer["conversation"] = {
-                "uuid": conversation_uuid,
+                "uuid": contact.conversation_uuid,
                 "source": body["from"],
-                "href": f"https://dash.callbell.eu/chat/{conversation_uuid}",
+                "href": public_contact["conversationHref"],
             }
         return _Answer(200, {"message": answer})
+
+    # -- contacts and their conversations ---------------------------------------------------------
+
+    def _contact_for(self, channel: str, recipient: str, *, by_bsuid: bool = False) -> _Contact:
+        """The recipient's contact, created on first use; call with the lock held."""
+        key = (channel, f"bsuid:{recipient}" if by_bsuid else _address(channel, recipient))
+        contact = self._contacts.get(key)
+        if contact is None:
+            phone = None if by_bsuid else (f"+{key[1]}" if channel == "whatsapp" else key[1])
+            contact = _Contact(
+                uuid=uuid.uuid4().hex,
+                channel=channel,
+                address=key[1],
+                created_at=time.time(),
+                conversation_uuid=uuid.uuid4().hex,
+                phone_number=phone,
+                bsuid=recipient if by_bsuid else None,
+            )
+            self._contacts[key] = contact
+        return contact
+
+    def _contact_by_uuid(self, contact_uuid: str) -> _Contact | None:
+        """Call with the lock held."""
+        return next((c for c in self._contacts.values() if c.uuid == contact_uuid), None)
+
+    def _listed(self, contact: _Contact, entry: _Message | _Received) -> JSON:
+        """One entry as Callbell lists it: outgoing ones are ``sent`` with a uuid, answers have none."""
+        contact_side = contact.bsuid or contact.address
+        if isinstance(entry, _Received):
+            return {
+                "text": entry.text,
+                "createdAt": _iso(entry.received_at),
+                "status": "received",
+                "channel": contact.channel,
+                "from": contact_side,
+                "to": BUSINESS_NUMBER,
+            }
+        return {
+            "text": self._sent_text(entry.body),
+            "createdAt": _iso(entry.received_at),
+            "uuid": entry.uuid,
+            "status": "sent",
+            "channel": contact.channel,
+            "from": BUSINESS_NUMBER,
+            "to": contact_side,
+        }
+
+    def _listing(self, contact: _Contact) -> list[JSON]:
+        """The contact's messages newest first, without deleted ones; call with the lock held."""
+        return [
+            self._listed(contact, entry)
+            for entry in reversed(contact.entries)
+            if not (isinstance(entry, _Message) and entry.deleted)
+        ]
+
+    def _sent_text(self, body: JSON) -> str | None:
+        """The text the customer saw: a template filled with its values, a caption, or none."""
+        content = body["content"]
+        template = next((t for t in self.templates if t.get("uuid") == body.get("template_uuid")), None)
+        if template is None:
+            text = content.get("text")
+            return text if isinstance(text, str) else None
+        values = body.get("template_values") or [content.get("text") or ""]
+
+        def fill(match: re.Match[str]) -> str:
+            index = int(match.group(1)) - 1
+            return values[index] if 0 <= index < len(values) else match.group(0)
+
+        return _PLACEHOLDER.sub(fill, str(template.get("text", "")))
+
+    def _contact_by_phone(self, number: str, query: dict[str, list[str]]) -> _Answer:
+        """Callbell looks on the main WhatsApp channel, or on the channel ``channel_uuid`` names."""
+        channel_type = "whatsapp"
+        if "channel_uuid" in query:
+            wanted = query["channel_uuid"][-1]
+            channel = next((c for c in self.channels if c.get("uuid") == wanted), None)
+            if channel is None:
+                return _Answer(404, {"error": "Channel not found"})
+            channel_type = str(channel.get("type"))
+        with self._lock:
+            contact = self._contacts.get((channel_type, _address(channel_type, number)))
+            if contact is None:
+                return _Answer(404, {"error": "Contact not found"})
+            return _Answer(200, {"contact": contact.public()})
+
+    def _get_contact(self, contact_uuid: str) -> _Answer:
+        with self._lock:
+            contact = self._contact_by_uuid(contact_uuid)
+            if contact is None:
+                return _Answer(404, {"error": "Contact not found"})
+            return _Answer(200, {"contact": contact.public()})
+
+    def _contact_messages(self, contact_uuid: str, query: dict[str, list[str]]) -> _Answer:
+        with self._lock:
+            contact = self._contact_by_uuid(contact_uuid)
+            if contact is None:
+                return _Answer(404, {"error": "Contact not found"})
+            listing = self._listing(contact)
+        return self._page("messages", listing, query, self.messages_page_size)
+
+    def _schedule_auto_reply(self, contact: _Contact, text: str, delay: float) -> None:
+        """Answer ``text`` after ``delay`` seconds, from a timer that :meth:`stop` cancels."""
+        channel, sender = contact.channel, contact.bsuid or contact.address
+
+        def answer() -> None:
+            if not self._stopping.is_set():
+                with self._lock:
+                    contact.entries.append(_Received(text, time.time()))
+                log.info("auto-reply from %s via %s: %s", sender, channel, _excerpt(text))
+
+        if delay <= 0:
+            answer()
+            return
+        timer = threading.Timer(delay, answer)
+        timer.daemon = True
+        with self._lock:
+            self._timers = [t for t in self._timers if t.is_alive()]
+            self._timers.append(timer)
+        timer.start()
+
+    def _cancel_auto_replies(self) -> None:
+        with self._lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        for timer in timers:
+            timer.join()
 
     def _refuse(self, recipient: str, knobs: _Knobs) -> bool:
         """Whether this send to a flaky recipient is one of the refusals it is due before success."""
@@ -554,19 +845,20 @@ class CallbellSandbox:
             channels = [channel for channel in channels if bool(channel.get("active")) == (active == "true")]
         return self._page("channels", channels, query)
 
-    def _page(self, key: str, items: list[JSON], query: dict[str, list[str]]) -> _Answer:
+    def _page(
+        self, key: str, items: list[JSON], query: dict[str, list[str]], page_size: int | None = None
+    ) -> _Answer:
         """Serve one page; small pages by default so that clients' paging loops are exercised."""
+        size = page_size or self.page_size
         try:
             page = int(query.get("page", ["1"])[-1])
         except ValueError:
             page = 0
         if page < 1:
             return _error(400, "page", "must be a positive integer")
-        pages = max(1, math.ceil(len(items) / self.page_size))
-        start = (page - 1) * self.page_size
-        return _Answer(
-            200, {key: items[start : start + self.page_size], "meta": {"page": page, "pages": pages}}
-        )
+        pages = max(1, math.ceil(len(items) / size))
+        start = (page - 1) * size
+        return _Answer(200, {key: items[start : start + size], "meta": {"page": page, "pages": pages}})
 
 
 def _log_message(message: _Message, recipient: Any) -> None:
@@ -575,11 +867,15 @@ def _log_message(message: _Message, recipient: Any) -> None:
         return
     body = message.body
     content = body["content"]
-    detail = " ".join(str(content.get("text" if body["type"] == "text" else "url") or "").split())
-    if len(detail) > 80:
-        detail = detail[:77] + "..."
+    detail = _excerpt(str(content.get("text" if body["type"] == "text" else "url") or ""))
     kind = f"template {body['type']}" if body.get("template_uuid") is not None else body["type"]
     log.info("%s message %s to %s via %s: %s", kind, message.uuid, recipient, body["from"], detail)
+
+
+def _excerpt(text: str) -> str:
+    """One line of at most 80 characters, for the log."""
+    detail = " ".join(text.split())
+    return detail[:77] + "..." if len(detail) > 80 else detail
 
 
 class _Handler(BaseHTTPRequestHandler):
