@@ -14,7 +14,6 @@ poll, go over the wire.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from functools import cache
@@ -22,18 +21,15 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_callbell.sandbox.server import _Answer, _error, status_at
+from airflow_provider_callbell.sandbox.server import STATUS_STEPS, _Answer, _error, _Received, status_at
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from airflow_provider_callbell.sandbox.server import CallbellSandbox, _Message
+    from airflow_provider_callbell.sandbox.server import CallbellSandbox, _Contact, _Message
 
 JSON = dict[str, Any]
 
 PAGE_SIZE = 50  # messages per page in the chat pane; older pages load on scroll
 MAX_CONVERSATIONS = 200  # the sidebar lists the most recently active ones
-_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
 
 # The page's only script and style carry a fresh nonce; nothing else may run, load fonts or connect
 # anywhere but back here. Images may come from anywhere, because media URLs are the user's own.
@@ -60,30 +56,39 @@ def page() -> tuple[bytes, dict[str, str]]:
     return _template().replace("{{nonce}}", nonce).encode(), headers
 
 
-def conversation_id(message: _Message) -> str:
-    """One conversation per recipient (the phone number, or the bsuid when there is no number)."""
-    body = message.body
-    return str(body["to"] if body.get("to") is not None else body["bsuid"])
-
-
 def _filename(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or url
 
 
-def _bubble(sandbox: CallbellSandbox, message: _Message, now: float, interval: float) -> JSON:
+def _bubble(
+    sandbox: CallbellSandbox, entry: _Message | _Received, key: str, now: float, interval: float
+) -> JSON:
     """What the page needs to draw one message; plain values only, the page escapes them all."""
-    body = message.body
+    if isinstance(entry, _Received):  # the customer's answer: text only, no uuid, no ticks
+        return {
+            "key": key,
+            "uuid": None,
+            "direction": "in",
+            "type": "text",
+            "text": entry.text,
+            "at": entry.received_at,
+            "status": "received",
+            "metadata": {},
+            "template": None,
+        }
+    body = entry.body
     content = body.get("content") or {}
-    status, payload = status_at(message, now, interval)
+    status, payload = status_at(entry, now, interval)
+    url = content.get("url")
     bubble: JSON = {
-        "uuid": message.uuid,
+        "key": key,
+        "uuid": entry.uuid,
         "direction": "out",
-        "channel": body["from"],
         "type": body["type"],
-        "at": message.received_at,
+        "at": entry.received_at,
         "text": content.get("text"),
-        "url": content.get("url"),
-        "filename": _filename(content["url"]) if isinstance(content.get("url"), str) else None,
+        "url": url,
+        "filename": _filename(url) if isinstance(url, str) else None,
         "metadata": body.get("metadata") or {},
         "status": status,
         "reason": payload.get("reason"),
@@ -91,87 +96,112 @@ def _bubble(sandbox: CallbellSandbox, message: _Message, now: float, interval: f
     }
     template_uuid = body.get("template_uuid")
     if template_uuid is not None:
-        values = list(body.get("template_values") or ([content["text"]] if content.get("text") else []))
         known = next((t for t in sandbox.templates if t.get("uuid") == template_uuid), None)
-        rendered = None
-        if known is not None and isinstance(known.get("text"), str):
-            rendered = _PLACEHOLDER.sub(
-                lambda m: values[int(m[1]) - 1] if 0 < int(m[1]) <= len(values) else m[0], known["text"]
-            )
         bubble["template"] = {
             "uuid": template_uuid,
             "title": known.get("title") if known else None,
-            "values": values,
-            "text": rendered,
+            "values": list(body.get("template_values") or ([content["text"]] if content.get("text") else [])),
+            "text": sandbox._sent_text(body) if known else None,  # filled in as the customer reads it
         }
     return bubble
 
 
-def _live(sandbox: CallbellSandbox) -> Iterable[_Message]:
-    return (message for message in sandbox._messages.values() if not message.deleted)
+def _shown(entry: _Message | _Received) -> bool:
+    return isinstance(entry, _Received) or not entry.deleted
+
+
+def _preview(entry: _Message | _Received) -> str:
+    if isinstance(entry, _Received):
+        return entry.text[:80]
+    content = entry.body.get("content") or {}
+    return str(content.get("text") or _filename(str(content.get("url") or "")))[:80]
 
 
 def conversations(sandbox: CallbellSandbox) -> JSON:
-    """The sidebar: one entry per recipient, newest activity first, with its message count."""
-    summaries: dict[str, JSON] = {}
+    """The sidebar: one entry per contact, newest activity first, with its message count."""
+    summaries: list[JSON] = []
     with sandbox._lock:
-        for message in _live(sandbox):  # arrival order, so the last one seen is the newest
-            key = conversation_id(message)
-            entry = summaries.get(key)
-            if entry is None:
-                entry = summaries[key] = {"id": key, "contact": key, "count": 0}
-            entry["count"] += 1
-            entry["channel"] = message.body["from"]
-            entry["last_at"] = message.received_at
-            content = message.body.get("content") or {}
-            entry["last_text"] = str(content.get("text") or _filename(str(content.get("url") or "")))[:80]
-    ordered = sorted(summaries.values(), key=lambda entry: entry["last_at"], reverse=True)
+        for contact in sandbox._contacts.values():
+            shown = [entry for entry in contact.entries if _shown(entry)]
+            if not shown:
+                continue
+            summaries.append(
+                {
+                    "id": contact.uuid,
+                    "contact": contact.phone_number or contact.bsuid or contact.address,
+                    "channel": contact.channel,
+                    "count": len(shown),
+                    "last_at": shown[-1].received_at,
+                    "last_text": _preview(shown[-1]),
+                }
+            )
+    summaries.sort(key=lambda entry: entry["last_at"], reverse=True)
     return {
-        "conversations": ordered[:MAX_CONVERSATIONS],
-        "total": len(ordered),
-        "messages": sum(entry["count"] for entry in ordered),
+        "conversations": summaries[:MAX_CONVERSATIONS],
+        "total": len(summaries),
+        "messages": sum(entry["count"] for entry in summaries),
     }
 
 
+def _contact(sandbox: CallbellSandbox, contact_uuid: str) -> _Contact | None:
+    """Call with the sandbox's lock held."""
+    return next((c for c in sandbox._contacts.values() if c.uuid == contact_uuid), None)
+
+
 def messages(
-    sandbox: CallbellSandbox, conversation: str, now: float, before: str | None = None, limit: int = PAGE_SIZE
+    sandbox: CallbellSandbox, contact_uuid: str, now: float, before: int | None = None, limit: int = PAGE_SIZE
 ) -> JSON:
-    """One page of a conversation, oldest first: the newest ``limit``, or those before ``before``."""
+    """One page of a conversation, oldest first: the newest ``limit`` entries, or those before index
+    ``before``. Entries are only ever appended (a reset empties them all), so an index is a stable key.
+    """
     interval = sandbox._knobs.status_interval
+    page: list[JSON] = []
     with sandbox._lock:
-        thread = [message for message in _live(sandbox) if conversation_id(message) == conversation]
-        end = len(thread)
+        contact = _contact(sandbox, contact_uuid)
+        index = len(contact.entries) if contact is not None else 0
         if before is not None:
-            end = next((i for i, message in enumerate(thread) if message.uuid == before), 0)
-        start = max(0, end - limit)
-        page = [_bubble(sandbox, message, now, interval) for message in thread[start:end]]
-    return {"messages": page, "more": start > 0}
+            index = min(index, max(0, before))
+        while contact is not None and index > 0 and len(page) < limit:
+            index -= 1
+            entry = contact.entries[index]
+            if _shown(entry):
+                page.append(_bubble(sandbox, entry, str(index), now, interval))
+    page.reverse()
+    return {"messages": page, "more": index > 0}
 
 
-def changes(sandbox: CallbellSandbox, conversation: str | None, since: float, now: float) -> JSON:
-    """What the open conversation gained or which statuses moved between ``since`` and ``now``.
+def changes(sandbox: CallbellSandbox, contact_uuid: str | None, since: float, now: float) -> JSON:
+    """The sidebar, and what the open conversation gained or which statuses moved since ``since``.
 
     Statuses are a function of time, so "moved" is exact: the status at ``since`` differs from the one
-    at ``now``. More than a page of news (a bulk send) answers ``reload`` instead, and the page
-    reloads its newest page rather than appending thousands of bubbles.
+    at ``now``; the scan walks back only as far as a status could still have moved. More than a page
+    of news (a bulk send) answers ``reload``, and the page reloads its newest page instead.
     """
     answer = conversations(sandbox)
     changed: list[JSON] = []
     reload = False
-    if conversation is not None:
-        interval = sandbox._knobs.status_interval
-        with sandbox._lock:
-            for message in _live(sandbox):
-                if conversation_id(message) != conversation:
-                    continue
-                if message.received_at <= since and status_at(message, since, interval) == status_at(
-                    message, now, interval
-                ):
-                    continue
-                if len(changed) == PAGE_SIZE:
-                    reload = True
-                    break
-                changed.append(_bubble(sandbox, message, now, interval))
+    interval = sandbox._knobs.status_interval
+    settled = since - len(STATUS_STEPS) * interval - 1.0  # older entries had their last status by then
+    with sandbox._lock:
+        contact = _contact(sandbox, contact_uuid) if contact_uuid is not None else None
+        entries = contact.entries if contact is not None else []
+        for index in range(len(entries) - 1, -1, -1):
+            entry = entries[index]
+            if entry.received_at < settled:
+                break
+            if not _shown(entry) or (
+                entry.received_at <= since
+                and (
+                    isinstance(entry, _Received)
+                    or status_at(entry, since, interval) == status_at(entry, now, interval)
+                )
+            ):
+                continue
+            if len(changed) == PAGE_SIZE:
+                reload = True
+                break
+            changed.append(_bubble(sandbox, entry, str(index), now, interval))
+    changed.reverse()
     answer.update(changed=changed, reload=reload, now=now)
     return answer
 
@@ -230,8 +260,13 @@ def route(
             return _Answer(200, conversations(sandbox))
         case "GET", "/_sandbox/inbox/messages":
             if "conversation" not in one:
-                return _error(400, "conversation", "is required")
-            return _Answer(200, messages(sandbox, one["conversation"], now, one.get("before")))
+                return _error(400, "conversation", "is required (a contact uuid)")
+            before = one.get("before")
+            if before is not None and not before.isdigit():
+                return _error(400, "before", "must be the key of the oldest message shown")
+            return _Answer(
+                200, messages(sandbox, one["conversation"], now, None if before is None else int(before))
+            )
         case "GET", "/_sandbox/inbox/changes":
             try:
                 since = float(one.get("since", "0"))

@@ -29,14 +29,18 @@ PHONE = "+31612345678"
 WAIT = 15  # seconds; the page polls every second
 
 
-def wait_for(driver: WebDriver, css: str, timeout: float = WAIT) -> WebElement:
+def wait_for(driver: WebDriver, css: str, timeout: float = WAIT, text: str | None = None) -> WebElement:
+    """The first element matching ``css`` (whose text is ``text``, when given) once it is there."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.wait import WebDriverWait
 
-    element: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.02).until(
-        ec.presence_of_element_located((By.CSS_SELECTOR, css))
-    )
+    def found(driver: WebDriver) -> WebElement | None:
+        for element in driver.find_elements(By.CSS_SELECTOR, css):
+            if text is None or element.text == text:
+                return element
+        return None
+
+    element: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.02).until(found)
     return element
 
 
@@ -67,7 +71,7 @@ def test_a_send_through_the_hook_appears_without_reload(browser: WebDriver, sand
     assert bubble.find_element("css selector", "strong").text == "almost"
     assert bubble.find_element("css selector", "em").text == "full"
     assert "dag=etl" in bubble.text
-    conversation = wait_for(browser, f'.conversation[data-id="{PHONE}"]')
+    conversation = wait_for(browser, f'.conversation[data-contact="{PHONE}"]')
     assert conversation.find_element("css selector", ".count").text == "1"
     assert browser.execute_script("return window.notReloaded") is True
     screenshot(browser, "inbox")
@@ -87,7 +91,7 @@ def test_status_ticks_follow_the_delivery_steps(browser: WebDriver, sandbox: Cal
     sent = hook.send_message(PHONE, content={"text": "watch my ticks"})
     failed = hook.send_message("+31600000000", content={"text": "nobody home"})
     browser.get(root(sandbox))
-    wait_for(browser, f'.conversation[data-id="{PHONE}"]').click()
+    wait_for(browser, f'.conversation[data-contact="{PHONE}"]').click()
     seen: list[str] = []
     deadline = time.monotonic() + WAIT
     while "read" not in seen and time.monotonic() < deadline:
@@ -101,13 +105,71 @@ def test_status_ticks_follow_the_delivery_steps(browser: WebDriver, sandbox: Cal
     assert ticks.text == "\u2713\u2713"
     assert ticks.value_of_css_property("color") == "rgba(83, 189, 235, 1)"  # read is blue
 
-    browser.find_element("css selector", '.conversation[data-id="+31600000000"]').click()
+    browser.find_element("css selector", '.conversation[data-contact="+31600000000"]').click()
     bubble = wait_for(browser, f'.bubble[data-uuid="{failed["uuid"]}"] .status[data-status="failed"]')
     assert bubble.text == "\u2717"
     assert (
         "not on WhatsApp"
         in browser.find_element("css selector", f'.bubble[data-uuid="{failed["uuid"]}"]').text
     )
+
+
+def test_a_reply_typed_in_the_box_reaches_the_contacts_messages(
+    browser: WebDriver, sandbox: CallbellSandbox
+) -> None:
+    hook = CallbellHook()
+    question = hook.send_message(PHONE, content={"text": "Publish the numbers? Reply YES or NO"})
+    browser.get(root(sandbox))
+    wait_for(browser, f'.bubble[data-uuid="{question["uuid"]}"]')
+    box = browser.find_element("id", "reply-text")
+    box.send_keys("yes *please*")
+    browser.find_element("id", "reply-send").click()
+
+    answer = wait_for(browser, ".bubble.in")
+    assert answer.find_element("css selector", "strong").text == "please"
+    assert box.get_attribute("value") == ""
+    contact = hook.get_contact_by_phone(PHONE)
+    assert contact is not None
+    listed = requests.get(
+        f"{sandbox.url}/contacts/{contact['uuid']}/messages",
+        headers={"Authorization": f"Bearer {sandbox.token}"},
+        timeout=10,
+    ).json()["messages"]
+    assert [(m["status"], m["text"]) for m in listed] == [
+        ("received", "yes *please*"),
+        ("sent", "Publish the numbers? Reply YES or NO"),
+    ]
+    wait_for(browser, f'.conversation[data-contact="{PHONE}"] .count', text="2")
+
+
+def test_knobs_form_and_reset(browser: WebDriver, sandbox: CallbellSandbox) -> None:
+    knobs_url = f"{root(sandbox)}_sandbox/knobs"
+    sent = CallbellHook().send_message(PHONE, content={"text": "soon gone"})
+    browser.get(root(sandbox))
+    wait_for(browser, f'.bubble[data-uuid="{sent["uuid"]}"]')
+    form = browser.find_element("id", "knobs")
+    assert form.find_element("name", "rate_limit").get_attribute("value") == "300"  # the current knobs
+
+    for name, value in {"latency": "0.5", "error_rate": "0.25", "rate_limit": "5"}.items():
+        field = form.find_element("name", name)
+        field.clear()
+        field.send_keys(value)
+    browser.find_element("id", "knobs-apply").click()
+    wait_for(browser, "#knobs-result", text="applied")
+    knobs = requests.get(knobs_url, timeout=10).json()
+    assert (knobs["latency"], knobs["error_rate"], knobs["rate_limit"]) == (0.5, 0.25, 5)
+
+    field = form.find_element("name", "error_rate")
+    field.clear()
+    field.send_keys("2")
+    browser.find_element("id", "knobs-apply").click()
+    assert "error_rate" in wait_for(browser, "#knobs-result:not(:empty)").text  # named by the sandbox
+    assert requests.get(knobs_url, timeout=10).json()["error_rate"] == 0.25  # the bad value was refused
+
+    browser.find_element("id", "reset").click()
+    wait_for(browser, "#stats", text="0 messages \u00b7 0 conversations")
+    assert browser.find_elements("css selector", ".bubble, .conversation") == []
+    assert sandbox.messages == []
 
 
 INJECTIONS = ["<script>alert(1)</script>", '<img src=x onerror="window.pwned=1">']
@@ -254,7 +316,7 @@ def test_ten_thousand_messages_load_fast(
     WebDriverWait(browser, 30, poll_frequency=0.02).until(lambda driver: bubbles(driver) == 100)
     to_older = time.perf_counter() - started
 
-    conversation = browser.find_element("css selector", f'.conversation[data-id="{PHONE}"] .count')
+    conversation = browser.find_element("css selector", f'.conversation[data-contact="{PHONE}"] .count')
     assert conversation.text == "9000"
     assert "and 51 more" in browser.find_element("css selector", "nav").text  # 251 conversations, 200 listed
     assert f"{TEN_THOUSAND} messages" in browser.find_element("id", "stats").text
