@@ -21,10 +21,17 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_callbell.sandbox.server import STATUS_STEPS, _Answer, _error, _Received, status_at
+from airflow_provider_callbell.sandbox.server import (
+    STATUS_STEPS,
+    _Answer,
+    _error,
+    _Message,
+    _Received,
+    status_at,
+)
 
 if TYPE_CHECKING:
-    from airflow_provider_callbell.sandbox.server import CallbellSandbox, _Contact, _Message
+    from airflow_provider_callbell.sandbox.server import CallbellSandbox, _Contact
 
 JSON = dict[str, Any]
 
@@ -60,13 +67,15 @@ def _filename(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or url
 
 
-def _bubble(
-    sandbox: CallbellSandbox, entry: _Message | _Received, key: str, now: float, interval: float
-) -> JSON:
-    """What the page needs to draw one message; plain values only, the page escapes them all."""
+def _bubble(sandbox: CallbellSandbox, contact: _Contact, index: int, now: float, interval: float) -> JSON:
+    """What the page needs to draw one entry of a conversation; plain values only, the page escapes
+    them all. The entry's index is its key: entries are only appended (a reset empties them all).
+    """
+    entry, key = contact.entries[index], str(index)
     if isinstance(entry, _Received):  # the customer's answer: text only, no uuid, no ticks
         return {
             "key": key,
+            "channel": contact.channel,
             "uuid": None,
             "direction": "in",
             "type": "text",
@@ -83,6 +92,7 @@ def _bubble(
     bubble: JSON = {
         "key": key,
         "uuid": entry.uuid,
+        "channel": contact.channel,
         "direction": "out",
         "type": body["type"],
         "at": entry.received_at,
@@ -151,8 +161,8 @@ def _contact(sandbox: CallbellSandbox, contact_uuid: str) -> _Contact | None:
 def messages(
     sandbox: CallbellSandbox, contact_uuid: str, now: float, before: int | None = None, limit: int = PAGE_SIZE
 ) -> JSON:
-    """One page of a conversation, oldest first: the newest ``limit`` entries, or those before index
-    ``before``. Entries are only ever appended (a reset empties them all), so an index is a stable key.
+    """One page of a conversation, oldest first: the newest ``limit`` entries, or those before the
+    entry keyed ``before``.
     """
     interval = sandbox._knobs.status_interval
     page: list[JSON] = []
@@ -165,7 +175,7 @@ def messages(
             index -= 1
             entry = contact.entries[index]
             if _shown(entry):
-                page.append(_bubble(sandbox, entry, str(index), now, interval))
+                page.append(_bubble(sandbox, contact, index, now, interval))
     page.reverse()
     return {"messages": page, "more": index > 0}
 
@@ -178,31 +188,28 @@ def changes(sandbox: CallbellSandbox, contact_uuid: str | None, since: float, no
     of news (a bulk send) answers ``reload``, and the page reloads its newest page instead.
     """
     answer = conversations(sandbox)
+    answer["now"] = now
     changed: list[JSON] = []
-    reload = False
     interval = sandbox._knobs.status_interval
     settled = since - len(STATUS_STEPS) * interval - 1.0  # older entries had their last status by then
     with sandbox._lock:
         contact = _contact(sandbox, contact_uuid) if contact_uuid is not None else None
-        entries = contact.entries if contact is not None else []
-        for index in range(len(entries) - 1, -1, -1):
-            entry = entries[index]
-            if entry.received_at < settled:
+        if contact is None:
+            return {**answer, "changed": [], "reload": False}
+        for index in range(len(contact.entries) - 1, -1, -1):
+            entry = contact.entries[index]
+            if entry.received_at < settled or len(changed) > PAGE_SIZE:
                 break
-            if not _shown(entry) or (
-                entry.received_at <= since
-                and (
-                    isinstance(entry, _Received)
-                    or status_at(entry, since, interval) == status_at(entry, now, interval)
+            if _shown(entry) and (
+                entry.received_at > since
+                or (
+                    isinstance(entry, _Message)
+                    and status_at(entry, since, interval) != status_at(entry, now, interval)
                 )
             ):
-                continue
-            if len(changed) == PAGE_SIZE:
-                reload = True
-                break
-            changed.append(_bubble(sandbox, entry, str(index), now, interval))
+                changed.append(_bubble(sandbox, contact, index, now, interval))
     changed.reverse()
-    answer.update(changed=changed, reload=reload, now=now)
+    answer.update(changed=changed[-PAGE_SIZE:], reload=len(changed) > PAGE_SIZE)
     return answer
 
 

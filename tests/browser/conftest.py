@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from selenium.webdriver.remote.webdriver import WebDriver
 
-WINDOW = (1100, 720)
+WINDOW = (1100, 800)
 
 
 def _which(env: str, *names: str) -> str:

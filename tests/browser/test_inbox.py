@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.server
 import logging
+import struct
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -74,7 +76,6 @@ def test_a_send_through_the_hook_appears_without_reload(browser: WebDriver, sand
     conversation = wait_for(browser, f'.conversation[data-contact="{PHONE}"]')
     assert conversation.find_element("css selector", ".count").text == "1"
     assert browser.execute_script("return window.notReloaded") is True
-    screenshot(browser, "inbox")
 
 
 def status_seen(browser: WebDriver, message_uuid: str) -> str | None:
@@ -201,10 +202,26 @@ def test_every_value_is_shown_as_text(browser: WebDriver, sandbox: CallbellSandb
         browser.switch_to.alert.text  # noqa: B018  (reading it is what raises)
 
 
-PNG = bytes.fromhex(  # a 1x1 green PNG
-    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478da63d0fa"
-    "cf00000302018036d9a30000000049454e44ae426082"
-)
+def png(width: int, height: int) -> bytes:
+    """A small gradient picture, written by hand so the test needs no image library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((37, 120 + 100 * y // height, 80 + 150 * x // width)) for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PNG = png(180, 110)
 
 
 @pytest.fixture
@@ -236,8 +253,15 @@ def media_server() -> Iterator[str]:
         thread.join()
 
 
-def test_media_and_templates(browser: WebDriver, sandbox: CallbellSandbox, media_server: str) -> None:
+def test_media_templates_and_a_whole_conversation(
+    browser: WebDriver, sandbox: CallbellSandbox, media_server: str
+) -> None:
+    sandbox.configure(status_interval=0.3)
     hook = CallbellHook()
+    hook.send_message("+31600000000", content={"text": "Are you there?"})  # a second conversation
+    alert = hook.send_message(
+        PHONE, content={"text": "Nightly load *failed* at _transform_"}, metadata={"dag_id": "sales_etl"}
+    )
     image = hook.send_message(PHONE, type="image", content={"url": f"{media_server}/cat.png"})
     missing = hook.send_message(PHONE, type="image", content={"url": f"{media_server}/gone/missing.png"})
     document = hook.send_message(PHONE, type="document", content={"url": f"{media_server}/q3%20report.pdf"})
@@ -248,6 +272,7 @@ def test_media_and_templates(browser: WebDriver, sandbox: CallbellSandbox, media
         content={"text": "Ada"},
         metadata={"campaign": "spring"},
     )
+    sandbox.receive(PHONE, "ACK, looking into it")
     browser.get(root(sandbox))
     marked = wait_for(browser, f'.bubble[data-uuid="{template["uuid"]}"] .template')
     assert marked.get_attribute("data-template-uuid") == DEFAULT_TEMPLATES[0]["uuid"]
@@ -256,13 +281,16 @@ def test_media_and_templates(browser: WebDriver, sandbox: CallbellSandbox, media
     assert "Hello Ada" in marked.text
 
     shown = wait_for(browser, f'.bubble[data-uuid="{image["uuid"]}"] img')
-    assert browser.execute_script("return arguments[0].naturalWidth", shown) == 1
+    assert browser.execute_script("return arguments[0].naturalWidth", shown) == 180
     fallback = wait_for(browser, f'.bubble[data-uuid="{missing["uuid"]}"] a.file')
     assert fallback.text.endswith("missing.png")
     assert fallback.get_attribute("href") == f"{media_server}/gone/missing.png"
     link = wait_for(browser, f'.bubble[data-uuid="{document["uuid"]}"] a.file')
     assert link.text.endswith("q3 report.pdf")
-    screenshot(browser, "inbox-media")
+    assert "ACK, looking into it" in wait_for(browser, ".bubble.in").text
+    wait_for(browser, f'.bubble[data-uuid="{alert["uuid"]}"] .status[data-status="read"]')
+    wait_for(browser, f'.bubble[data-uuid="{template["uuid"]}"] .status[data-status="read"]')
+    screenshot(browser, "inbox")
 
 
 TEN_THOUSAND = 10_000

@@ -116,6 +116,7 @@ class TestViews:
         assert [m["uuid"] for m in newest["messages"][:-1]] == sent[11:]
         assert newest["messages"][-1] | {"at": 0} == {
             "key": "60",
+            "channel": "whatsapp",
             "uuid": None,
             "direction": "in",
             "type": "text",
