@@ -80,3 +80,7 @@ def screenshot(driver: WebDriver, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+# The session's throwaway Airflow (SQLite home, `airflow db migrate`), shared with tests/integration.
+from tests.integration.conftest import airflow  # noqa: E402, F401

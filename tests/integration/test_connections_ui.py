@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import time
-from contextlib import contextmanager
 from html import unescape
 from typing import TYPE_CHECKING
 
@@ -23,80 +17,17 @@ import requests
 
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import BIN
+from tests.integration.conftest import api_server, webserver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
     from tests.integration.conftest import Airflow
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
-    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path: Path = airflow.home / f"{args[0]}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "airflow"), *args, "--port", str(port)],
-            env={**airflow.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own: workers die with it
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"airflow {args[0]} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(base_url + health_path, timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"airflow {args[0]} not up in {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server and hook_meta are Airflow 3")
 def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> None:
-    args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
-    # The simple auth manager makes everyone an admin here; a token is still fetched and sent, as a
-    # client of a real deployment does.
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
-    with _serve(airflow, args, "/api/v2/monitor/health", env) as base_url:
+    with api_server(airflow) as base_url:
         token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
         answer = requests.get(
             f"{base_url}/ui/connections/hook_meta", headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -131,13 +62,9 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask-AppBuilder web server is Airflow 2.x")
-def test_webserver_connection_form_offers_callbell(airflow: Airflow, tmp_path: Path) -> None:
+def test_webserver_connection_form_offers_callbell(airflow: Airflow) -> None:
     # Anonymous visitors get the Admin role, so the form page needs no login in this throwaway home.
-    config = tmp_path / "webserver_config.py"
-    config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
-    args = ["webserver", "--hostname", "127.0.0.1", "--workers", "1"]
-    env = {"AIRFLOW__WEBSERVER__CONFIG_FILE": str(config)}
-    with _serve(airflow, args, "/health", env) as base_url:
+    with webserver(airflow) as base_url:
         page = requests.get(f"{base_url}/connection/add", timeout=60)
     assert page.status_code == 200, page.text[-2000:]
     html = page.text
