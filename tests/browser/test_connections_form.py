@@ -19,7 +19,7 @@ from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.browser.conftest import screenshot
-from tests.integration.conftest import api_server
+from tests.integration.conftest import api_server, webserver
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -141,4 +141,58 @@ def test_callbell_connection_form_on_airflow_3(
     extra = json.loads(conn["extra"])
     assert set(extra) == set(CONN_FIELDS)  # the fields left empty are saved as null
     assert {name: value for name, value in extra.items() if value is not None} == SAVED
+    check_the_hook_uses({**conn, "extra": extra}, sandbox.token, sandbox, monkeypatch)
+
+
+@pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask-AppBuilder web server is Airflow 2.x")
+def test_callbell_connection_form_on_airflow_2(
+    browser: WebDriver, airflow: Airflow, sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    with webserver(airflow) as base_url:
+        browser.get(f"{base_url}/connection/add")
+        form = wait(browser, lambda d: d.find_element("css selector", "form#model_form"))
+        form.find_element("id", "conn_id").send_keys(CONN_ID)
+        form.find_element("css selector", ".select2-selection").click()  # the type, as a person picks it
+        search = wait(browser, lambda d: d.find_element("css selector", ".select2-search__field"))
+        search.send_keys("Callbell")
+        search.send_keys(Keys.ENTER)
+        wait(browser, lambda d: "Base URL" in visible_labels(form))
+
+        labels = [spec["label"] for spec in CONN_FIELDS.values()]
+        assert visible_labels(form) == [
+            "Connection Id",
+            "Connection Type",
+            "Description",
+            "Base URL",
+            "API token",
+            *labels,
+        ]
+        for spec in CONN_FIELDS.values():
+            assert spec["description"] in form.text
+        base, token = form.find_element("id", "host"), form.find_element("id", "password")
+        assert base.get_attribute("placeholder") == DEFAULT_BASE_URL
+        assert token.get_attribute("placeholder") == "API key from Callbell's dashboard"
+        base.send_keys(sandbox.url)
+        token.send_keys(sandbox.token)
+        for name, value in {**TYPED, "from": "telegram", "delivery": "at_least_once"}.items():
+            field = form.find_element("id", f"extra__callbell__{name}")
+            field.clear()  # "from" and "delivery" start with their defaults
+            field.send_keys(value)
+        screenshot(browser, "connection-form-airflow-2")
+        form.find_element("css selector", "button[type=submit]").click()
+        wait(browser, lambda d: d.current_url.endswith("/home"))  # saved, then sent home
+
+        # The REST API, fetched by the browser: the web server's one sync worker would sit waiting on
+        # a connection the browser opened ahead of time and never used, while a second client waits.
+        conn = browser.execute_async_script(
+            "fetch(arguments[0]).then((answer) => answer.json()).then(arguments[1])",
+            f"{base_url}/api/v1/connections/{CONN_ID}",
+        )
+    assert (conn["conn_type"], conn["host"]) == ("callbell", sandbox.url)
+    assert "password" not in conn  # the API never shows the token
+    extra = json.loads(conn["extra"])
+    # Airflow 2 keeps a decimal field's text, and drops the fields left empty.
+    assert extra == {**SAVED, "timeout": "12"}
     check_the_hook_uses({**conn, "extra": extra}, sandbox.token, sandbox, monkeypatch)

@@ -158,11 +158,16 @@ def api_server(airflow: Airflow) -> Iterator[str]:
 
 @contextmanager
 def webserver(airflow: Airflow) -> Iterator[str]:
-    """Airflow 2's Flask-AppBuilder web server where anonymous visitors are admins; yields its URL."""
+    """Airflow 2's Flask-AppBuilder web server where anonymous visitors are admins, in its pages and
+    its REST API; yields its base URL."""
     config = airflow.home / "webserver_config_public_admin.py"
     config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
     args = ["webserver", "--hostname", "127.0.0.1", "--workers", "1"]
-    with serve(airflow, args, "/health", {"AIRFLOW__WEBSERVER__CONFIG_FILE": str(config)}) as base_url:
+    env = {
+        "AIRFLOW__WEBSERVER__CONFIG_FILE": str(config),
+        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.default",  # the REST API too
+    }
+    with serve(airflow, args, "/health", env) as base_url:
         yield base_url
 
 
