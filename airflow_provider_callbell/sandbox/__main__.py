@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as sandbox:
         print(f"AIRFLOW_CONN_CALLBELL_DEFAULT='{sandbox.connection_json}'", flush=True)
         print(f"Callbell sandbox listening on {sandbox.url}", flush=True)
+        print(f"Web inbox: {sandbox.url.removesuffix('/v1')}/", flush=True)
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
             pass
     return 0

@@ -66,12 +66,14 @@ def test_a_send_through_the_hook_appears_without_reload(browser: WebDriver, sand
     browser.execute_script("window.notReloaded = true")
 
     sent = CallbellHook().send_message(
-        PHONE, content={"text": "Disk *almost* _full_"}, metadata={"dag": "etl"}
+        PHONE, content={"text": "Disk *almost* _full_ on ~db1~ ```/var```"}, metadata={"dag": "etl"}
     )
 
     bubble = wait_for(browser, f'.bubble[data-uuid="{sent["uuid"]}"]')
     assert bubble.find_element("css selector", "strong").text == "almost"
     assert bubble.find_element("css selector", "em").text == "full"
+    assert bubble.find_element("css selector", "s").text == "db1"
+    assert bubble.find_element("css selector", "code").text == "/var"
     assert "dag=etl" in bubble.text
     conversation = wait_for(browser, f'.conversation[data-contact="{PHONE}"]')
     assert conversation.find_element("css selector", ".count").text == "1"

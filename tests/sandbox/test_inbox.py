@@ -214,7 +214,10 @@ class TestKnobs:
         changed = requests.post(url, json={"latency": 0.5, "error_rate": 1, "rate_limit": 5}, timeout=5)
         assert changed.json()["error_rate"] == 1.0
         assert requests.post(f"{sandbox.url}/messages/send", timeout=5).status_code == 503  # it applies
+        assert requests.post(url, json={"rate_limit": 7}, timeout=5).json()["rate_limit"] == 7
         assert requests.post(url, json={"rate_limit": 0}, timeout=5).json()["rate_limit"] is None
+        requests.post(url, json={"rate_limit": 7}, timeout=5)
+        assert requests.post(url, json={"rate_limit": None}, timeout=5).json()["rate_limit"] is None
 
     @pytest.mark.parametrize(
         ("body", "field"),
