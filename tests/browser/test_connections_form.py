@@ -113,7 +113,8 @@ def test_callbell_connection_form_on_airflow_3(
         screenshot(browser, "connection-form-airflow-3")
 
         # Extra fields: every one, in order, with its label and its description.
-        dialog.find_element("xpath", ".//button[normalize-space(.)='Extra Fields']").click()
+        extras = dialog.find_element("xpath", ".//button[normalize-space(.)='Extra Fields']")
+        extras.click()
         labels = [spec["label"] for spec in CONN_FIELDS.values()]
         wait(browser, lambda d: visible_labels(dialog)[-len(labels) :] == labels)
         for spec in CONN_FIELDS.values():
@@ -123,6 +124,7 @@ def test_callbell_connection_form_on_airflow_3(
         for name, value in TYPED.items():
             dialog.find_element("name", f"element_{name}").send_keys(value)
         choose(dialog.find_element("css selector", "#element_delivery input[role=combobox]"), "at_least_once")
+        browser.execute_script("arguments[0].scrollIntoView()", extras)
         screenshot(browser, "connection-form-airflow-3-extras")
         dialog.find_element("xpath", ".//button[normalize-space(.)='Save']").click()
         wait(browser, lambda d: not d.find_elements("css selector", "[role=dialog]"))
@@ -180,6 +182,7 @@ def test_callbell_connection_form_on_airflow_2(
             field = form.find_element("id", f"extra__callbell__{name}")
             field.clear()  # "from" and "delivery" start with their defaults
             field.send_keys(value)
+        browser.execute_script("window.scrollTo(0, 0)")
         screenshot(browser, "connection-form-airflow-2")
         form.find_element("css selector", "button[type=submit]").click()
         wait(browser, lambda d: d.current_url.endswith("/home"))  # saved, then sent home
