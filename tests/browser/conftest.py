@@ -60,11 +60,15 @@ def browser() -> Iterator[WebDriver]:
     service = Service(
         executable_path=_which("CHROMEDRIVER", "chromedriver"), popen_kw={"start_new_session": True}
     )
+    # A CI job that is cancelled gets SIGTERM, which would end pytest without any finalizer: turn it
+    # into the KeyboardInterrupt of a Ctrl-C, so the browser and the Airflow servers are stopped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     driver = webdriver.Chrome(service=service, options=options)
     try:
         driver.set_page_load_timeout(60)
         yield driver
     finally:
+        signal.signal(signal.SIGTERM, previous)
         process = service.process
         try:
             driver.quit()
@@ -72,6 +76,10 @@ def browser() -> Iterator[WebDriver]:
             if process is not None:  # whatever quit() left behind: chromedriver's group, Chromium in it
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def screenshot(driver: WebDriver, name: str) -> None:
