@@ -18,7 +18,8 @@ BIN := $(VENV)/bin
 LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
-.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench docs dist lock clean
+.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench docs dist lock clean \
+	test-browser browser-pytest $(addprefix browser-,$(AIRFLOW_LINES)) screenshots
 
 venv: $(STAMP)
 
@@ -52,6 +53,26 @@ $(addprefix test-,$(AIRFLOW_LINES)): test-%:
 LINE_JOBS ?= 2
 test: lint typecheck
 	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(addprefix test-,$(AIRFLOW_LINES))
+
+# The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web
+# inbox, and the Connections form of a running Airflow on each line. A headless Chromium from the
+# distribution's packages drives them (scripts/install_chromium.sh installs it with apt when missing);
+# both lines run side by side, as in `make test`.
+BROWSER_TESTS_3.3 := tests/browser
+BROWSER_TESTS_2.11 := tests/browser/test_connections_form.py
+test-browser:
+	scripts/install_chromium.sh
+	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(addprefix browser-,$(AIRFLOW_LINES))
+
+browser-pytest: venv
+	$(BIN)/pytest --browser $(BROWSER_TESTS_$(AIRFLOW_LINE))
+
+$(addprefix browser-,$(AIRFLOW_LINES)): browser-%:
+	$(MAKE) --no-print-directory browser-pytest AIRFLOW_LINE=$*
+
+# Regenerate the pictures in docs/images/ (the inbox, the Connections form) by running the browser tests.
+screenshots:
+	CALLBELL_SCREENSHOTS=$(CURDIR)/docs/images $(MAKE) --no-print-directory test-browser
 
 demo: venv
 	$(BIN)/python scripts/demo.py

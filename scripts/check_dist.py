@@ -105,6 +105,9 @@ def check_contents(wheel: Path, sdist: Path, version: str) -> None:
     ]
     require(not outside, f"the wheel holds files outside the package: {outside}")
     require("airflow_provider_callbell/py.typed" in names, "the wheel lacks py.typed")
+    require(
+        "airflow_provider_callbell/sandbox/inbox.html" in names, "the wheel lacks the sandbox's inbox page"
+    )
 
     with tarfile.open(sdist) as tf:
         members = {Path(m.name).relative_to(f"airflow_provider_callbell-{version}").as_posix() for m in tf}
@@ -165,6 +168,16 @@ def lowest_allowed(wheel: Path, version: str) -> dict[str, str]:
     return bounds
 
 
+# Run in the fresh venv: the sandbox from the installed wheel answers GET / with its page, a package
+# resource that a wheel built without it would lack.
+INBOX_CHECK = """
+import urllib.request
+from airflow_provider_callbell.sandbox import CallbellSandbox
+with CallbellSandbox() as sandbox:
+    print(urllib.request.urlopen(f"http://{sandbox.host}:{sandbox.port}/", timeout=10).read().decode())
+"""
+
+
 def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -> None:
     venv = work / f"venv-airflow-{airflow_version}"
     lowest = lowest_allowed(wheel, version)
@@ -201,6 +214,11 @@ def check_install(wheel: Path, airflow_version: str, version: str, work: Path) -
         f"airflow providers list shows {found.get(DIST_NAME)!r}, want {version!r}",
     )
     step(f"airflow {airflow_version}: `airflow providers list` shows {DIST_NAME} {found[DIST_NAME]}")
+    page = run([venv / "bin" / "python", "-c", INBOX_CHECK], env=env)
+    require(
+        "<title>Callbell sandbox inbox</title>" in page, f"the installed sandbox serves no inbox:\n{page}"
+    )
+    step(f"airflow {airflow_version}: the installed sandbox serves its web inbox")
 
     out = run([venv / "bin" / "python", "-c", SMOKE], env=env)
     smoke = json.loads(out.strip().splitlines()[-1])

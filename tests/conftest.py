@@ -19,6 +19,22 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 pytest_plugins = ["airflow_provider_callbell.sandbox.pytest_plugin"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--browser", action="store_true", help="run the tests marked browser (make test-browser)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the browser tests out of a plain run: they need Chromium, which `make test-browser` brings."""
+    if config.getoption("--browser"):
+        return
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    if browser:
+        config.hook.pytest_deselected(items=browser)
+        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+
+
 TOKEN = "test-token-4f1c9e"
 BASE_URL = "https://api.callbell.eu/v1"
 SEND_URL = f"{BASE_URL}/messages/send"

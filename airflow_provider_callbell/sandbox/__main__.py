@@ -86,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"export AIRFLOW_CONN_CALLBELL_DEFAULT={shlex.quote(sandbox.connection_json)}", flush=True)
         print(f"Callbell sandbox listening on {sandbox.url}", flush=True)
+        print(f"Web inbox: {sandbox.url.removesuffix('/v1')}/", flush=True)
         while not stop.wait(0.5):  # a timed wait lets the signal handler run promptly
             pass
     finally:

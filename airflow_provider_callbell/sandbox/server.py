@@ -272,6 +272,14 @@ class _Message:
         return record
 
 
+def status_at(message: _Message, when: float, status_interval: float) -> tuple[str, JSON]:
+    """The status and its payload at time ``when``: one step per interval, or failed after the first."""
+    step = 3 if status_interval <= 0 else max(0, int((when - message.received_at) / status_interval))
+    if message.fail_reason is not None and step >= 1:
+        return "failed", {"reason": message.fail_reason}
+    return STATUS_STEPS[min(step, 3)], {}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Received:
     """A customer's answer; Callbell lists these without a uuid."""
@@ -314,7 +322,7 @@ class _Contact:
 @dataclasses.dataclass(frozen=True)
 class _Answer:
     status: int
-    body: JSON | None = None
+    body: JSON | bytes | None = None  # bytes are sent as they are, with the Content-Type in headers
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -521,6 +529,10 @@ class CallbellSandbox:
     def _respond(self, method: str, target: str, authorization: str | None, raw: bytes) -> _Answer | None:
         """Answer one HTTP request; ``None`` means drop the connection without any answer."""
         parts = urlsplit(target)
+        if parts.path == "/" or parts.path.startswith(("/_sandbox/inbox/", "/_sandbox/knobs")):
+            from airflow_provider_callbell.sandbox import inbox  # imports this module: not at the top
+
+            return inbox.route(self, method, parts.path, parse_qs(parts.query), raw)
         if parts.path.startswith("/_sandbox/"):
             return self._inspect(method, parts.path, raw)
         arrived = time.time()
@@ -809,13 +821,7 @@ class CallbellSandbox:
             message = self._messages.get(message_uuid)
         if message is None or message.deleted:
             return _Answer(404, {"error": "Message not found"})
-        elapsed = time.time() - message.received_at
-        step = 3 if knobs.status_interval <= 0 else int(elapsed / knobs.status_interval)
-        payload: JSON = {}
-        if message.fail_reason is not None and step >= 1:
-            status, payload = "failed", {"reason": message.fail_reason}
-        else:
-            status = STATUS_STEPS[min(step, 3)]
+        status, payload = status_at(message, time.time(), knobs.status_interval)
         return _Answer(
             200, {"message": {"uuid": message.uuid, "status": status, "messageStatusPayload": payload}}
         )
@@ -922,12 +928,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(answer)
 
     def _write(self, answer: _Answer) -> None:
-        payload = b"" if answer.body is None else json.dumps(answer.body).encode()
+        body = answer.body
+        payload = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
         if answer.status != 204:  # a 204 must carry neither a body nor a Content-Length
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in answer.headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

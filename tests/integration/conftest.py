@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -78,6 +86,92 @@ class Airflow:
         return DagRunResult(
             proc.returncode, proc.stdout + proc.stderr, found["run_id"], found["state"], found["xcoms"]
         )
+
+
+STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path: Path = airflow.home / f"{args[0]}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "airflow"), *args, "--port", str(port)],
+            env={**airflow.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own: workers die with it
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"airflow {args[0]} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(base_url + health_path, timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"airflow {args[0]} not up in {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def api_server(airflow: Airflow, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Airflow 3's API server (REST API and UI) where everyone is an admin; yields its base URL.
+
+    ``env`` adds settings, e.g. ``AIRFLOW__CORE__TEST_CONNECTION`` for the Test button.
+    """
+    args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
+    # The simple auth manager makes everyone an admin here; clients still fetch and send a token, as
+    # they do against a real deployment.
+    admins = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+    with serve(airflow, args, "/api/v2/monitor/health", {**admins, **(env or {})}) as base_url:
+        yield base_url
+
+
+@contextmanager
+def webserver(airflow: Airflow) -> Iterator[str]:
+    """Airflow 2's Flask-AppBuilder web server where anonymous visitors are admins, in its pages and
+    its REST API; yields its base URL."""
+    config = airflow.home / "webserver_config_public_admin.py"
+    config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
+    args = ["webserver", "--hostname", "127.0.0.1", "--workers", "1"]
+    env = {
+        "AIRFLOW__WEBSERVER__CONFIG_FILE": str(config),
+        "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.default",  # the REST API too
+    }
+    with serve(airflow, args, "/health", env) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")

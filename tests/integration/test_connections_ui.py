@@ -8,96 +8,26 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import time
-from contextlib import contextmanager
 from html import unescape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
-from tests.integration.conftest import BIN
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.integration.conftest import api_server, webserver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
-    from airflow_provider_callbell.sandbox import CallbellSandbox
     from tests.integration.conftest import Airflow
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
-    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path: Path = airflow.home / f"{args[0]}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "airflow"), *args, "--port", str(port)],
-            env={**airflow.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own: workers die with it
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"airflow {args[0]} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(base_url + health_path, timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"airflow {args[0]} not up in {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.25)
-        yield base_url
-    finally:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server and hook_meta are Airflow 3")
 def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> None:
-    args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
-    # The simple auth manager makes everyone an admin here; a token is still fetched and sent, as a
-    # client of a real deployment does.
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
-    with _serve(airflow, args, "/api/v2/monitor/health", env) as base_url:
+    with api_server(airflow) as base_url:
         token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
         answer = requests.get(
             f"{base_url}/ui/connections/hook_meta", headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -111,11 +41,11 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
         "description": None,
         "url_schema": {"hidden": True, "title": None, "placeholder": None},
         "host": {"hidden": False, "title": "Base URL", "placeholder": "https://api.callbell.eu/v1"},
-        "port": {"hidden": False, "title": "Port (optional)", "placeholder": "443"},
+        "port": {"hidden": True, "title": None, "placeholder": None},
         "login": {"hidden": True, "title": None, "placeholder": None},
         "password": {
             "hidden": False,
-            "title": "API token (required)",
+            "title": "API token",
             "placeholder": "API key from Callbell's dashboard",
         },
     }
@@ -132,13 +62,9 @@ def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> N
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask-AppBuilder web server is Airflow 2.x")
-def test_webserver_connection_form_offers_callbell(airflow: Airflow, tmp_path: Path) -> None:
+def test_webserver_connection_form_offers_callbell(airflow: Airflow) -> None:
     # Anonymous visitors get the Admin role, so the form page needs no login in this throwaway home.
-    config = tmp_path / "webserver_config.py"
-    config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
-    args = ["webserver", "--hostname", "127.0.0.1", "--workers", "1"]
-    env = {"AIRFLOW__WEBSERVER__CONFIG_FILE": str(config)}
-    with _serve(airflow, args, "/health", env) as base_url:
+    with webserver(airflow) as base_url:
         page = requests.get(f"{base_url}/connection/add", timeout=60)
     assert page.status_code == 200, page.text[-2000:]
     html = page.text
@@ -148,11 +74,10 @@ def test_webserver_connection_form_offers_callbell(airflow: Airflow, tmp_path: P
         unescape(re.search(r'<script id="field_behaviours" type="text/json">(.*?)</script>', html, re.S)[1])
     )
     assert behaviours["callbell"] == {
-        "hidden_fields": ["login", "schema", "extra"],
-        "relabeling": {"password": "API token (required)", "host": "Base URL", "port": "Port (optional)"},
+        "hidden_fields": ["login", "schema", "port", "extra"],
+        "relabeling": {"password": "API token", "host": "Base URL"},
         "placeholders": {
             "host": "https://api.callbell.eu/v1",
-            "port": "443",
             "password": "API key from Callbell's dashboard",
         },
     }
@@ -167,82 +92,3 @@ def test_webserver_connection_form_offers_callbell(airflow: Airflow, tmp_path: P
         # Flask-AppBuilder's Bootstrap widget, as on the official providers' fields.
         assert f'<input class="form-control" id="{field_id}" name="{field_id}"' in html
         assert spec["description"] in unescape(html)
-
-
-def _ui_test_body(stored: dict[str, Any]) -> dict[str, Any]:
-    """The request body the 3.3.2 UI's Test button (connections list) builds from a listed connection.
-
-    Copied from the UI bundle (``airflow/ui/dist/assets/index-*.js``): ``port: Number(n.port)``, which
-    is ``0`` for a connection without a port; the password as listed (masked).
-    """
-    return {
-        "connection_id": stored["connection_id"],
-        "conn_type": stored["conn_type"],
-        "description": stored["description"] or "",
-        "extra": stored["extra"] or "{}",
-        "host": stored["host"] or "",
-        "login": stored["login"] or "",
-        "password": stored["password"] or "",
-        "port": stored["port"] or 0,
-        "schema": stored["schema"] or "",
-    }
-
-
-@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server's Test button is Airflow 3")
-def test_api_server_test_button_with_and_without_a_port(airflow: Airflow, sandbox: CallbellSandbox) -> None:
-    args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
-    env = {
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    }
-    with _serve(airflow, args, "/api/v2/monitor/health", env) as base_url:
-        token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
-        api = requests.Session()
-        api.headers["Authorization"] = f"Bearer {token}"
-        answers = {}
-        for conn_id, port in (("callbell_ui_port", sandbox.port), ("callbell_ui_no_port", None)):
-            created = api.post(
-                f"{base_url}/api/v2/connections",
-                json={
-                    "connection_id": conn_id,
-                    "conn_type": "callbell",
-                    "host": sandbox.url,
-                    "port": port,
-                    "password": sandbox.token,
-                },
-                timeout=30,
-            )
-            assert created.status_code == 201, created.text
-            stored = api.get(f"{base_url}/api/v2/connections/{conn_id}", timeout=30).json()
-            assert stored["password"] != sandbox.token  # listed masked, as the UI gets it
-            answers[conn_id] = api.post(
-                f"{base_url}/api/v2/connections/test", json=_ui_test_body(stored), timeout=60
-            )
-        # The documented alternative through the REST API: a body with the token itself.
-        answers["rest_api"] = api.post(
-            f"{base_url}/api/v2/connections/test",
-            json={
-                "connection_id": "callbell_ui_no_port",
-                "conn_type": "callbell",
-                "host": sandbox.url,
-                "password": sandbox.token,
-            },
-            timeout=60,
-        )
-
-    # With the port filled in (the form shows it for this reason), the Test button works on 3.3.2.
-    with_port = answers["callbell_ui_port"]
-    assert with_port.status_code == 200, with_port.text
-    assert with_port.json() == {"status": True, "message": "Connected to Callbell as sandbox@example.com"}
-    rest_api = answers["rest_api"]
-    assert rest_api.status_code == 200, rest_api.text
-    assert rest_api.json()["status"] is True
-    assert [r["path"] for r in sandbox.requests] == ["/v1/auth/me", "/v1/auth/me"]
-    # Without a port, Airflow 3.3.2 refuses the UI's port 0 before the provider is asked
-    # (apache/airflow#73298 fixes it in the API; later versions answer 200).
-    without_port = answers["callbell_ui_no_port"]
-    if AIRFLOW_VERSION == "3.3.2":
-        assert without_port.status_code == 400
-        assert "differs from the stored connection" in without_port.text
-    else:
-        assert without_port.status_code == 200, without_port.text

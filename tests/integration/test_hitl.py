@@ -21,8 +21,7 @@ import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.integration.conftest import BIN, LOGICAL_DATE, ROOT, Airflow
-from tests.integration.test_connections_ui import _serve
+from tests.integration.conftest import BIN, LOGICAL_DATE, ROOT, Airflow, api_server
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,12 +34,7 @@ TASK_ID = "approve_publication"
 
 
 def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(airflow: Airflow) -> None:
-    server_args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
-    env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
-    with (
-        CallbellSandbox(status_interval=0) as sandbox,
-        _serve(airflow, server_args, "/api/v2/monitor/health", env) as base_url,
-    ):
+    with CallbellSandbox(status_interval=0) as sandbox, api_server(airflow) as base_url:
         dag_test = subprocess.Popen(
             [str(BIN / "airflow"), "dags", "test", DAG_ID, LOGICAL_DATE],
             env={

@@ -598,6 +598,9 @@ class TestCli:
             connection = json.loads(shlex.split(env_line)[1].split("=", 1)[1])
             assert connection["password"] == "cli-token"
             assert lines.get(timeout=5).strip() == f"Callbell sandbox listening on {connection['host']}"
+            inbox = lines.get(timeout=5).strip().removeprefix("Web inbox: ")
+            assert inbox == connection["host"].removesuffix("v1")
+            assert "<title>Callbell sandbox inbox</title>" in requests.get(inbox, timeout=5).text
             response = requests.post(
                 f"{connection['host']}/messages/send",
                 json=TEXT,
