@@ -59,8 +59,8 @@ class TestDocumentedExamples:
     def test_template_message(self):
         payload = build_send_payload(
             "+31612345678",
-            "text",
-            {"text": "John"},
+            type="text",
+            content={"text": "John"},
             template_uuid="d980fb66fd5043d3ace1aa06ba044342",
             optin_contact=True,
         )
@@ -76,8 +76,8 @@ class TestDocumentedExamples:
     def test_media_template_with_values(self):
         payload = build_send_payload(
             "+31612345678",
-            "document",
-            {"url": "https://example.com/invoice.pdf", "text": "John"},
+            type="document",
+            content={"url": "https://example.com/invoice.pdf", "text": "John"},
             template_uuid="d980fb66fd5043d3ace1aa06ba044342",
             optin_contact=True,
             template_values=["John", "#123"],
@@ -87,7 +87,12 @@ class TestDocumentedExamples:
 
     def test_template_values_without_content_text(self):
         payload = build_send_payload(
-            "+31612345678", "text", {}, template_uuid="abc", optin_contact=True, template_values=["a", "b"]
+            "+31612345678",
+            type="text",
+            content={},
+            template_uuid="abc",
+            optin_contact=True,
+            template_values=["a", "b"],
         )
         assert payload["content"] == {}
 
@@ -96,8 +101,8 @@ class TestOptionalFields:
     def test_every_optional_field_is_passed_through(self):
         payload = build_send_payload(
             "+31612345678",
-            "text",
-            {"text": "Hi"},
+            type="text",
+            content={"text": "Hi"},
             from_="whatsapp",
             bsuid="US.13491208655302741918",
             channel_uuid="b3f0c7f6a1e14d2e9b9f0c8a7d6e5f4c",
@@ -135,7 +140,7 @@ class TestOptionalFields:
         [
             pytest.param("+31 6 1234 5678", "+31612345678", id="spaces"),
             pytest.param("+1 (415) 555-0100", "+14155550100", id="parentheses-and-dash"),
-            pytest.param("31612345678", "31612345678", id="no-plus"),
+            pytest.param("+31.6.1234.5678", "+31612345678", id="dots"),
         ],
     )
     def test_whatsapp_number_separators_are_dropped(self, to, sent):
@@ -149,7 +154,10 @@ class TestOptionalFields:
 
     def test_content_and_metadata_as_json_strings(self):
         payload = build_send_payload(
-            "+31612345678", "image", f'{{"url": "{URL}", "text": "cap"}}', metadata='{"run": "42"}'
+            "+31612345678",
+            type="image",
+            content=f'{{"url": "{URL}", "text": "cap"}}',
+            metadata='{"run": "42"}',
         )
         assert payload["content"] == {"url": URL, "text": "cap"}
         assert payload["metadata"] == {"run": "42"}
@@ -175,14 +183,17 @@ class TestValidationRules:
             pytest.param({"type": "sticker"}, "type", "one of 'text'", id="unknown-type"),
             pytest.param({"from_": "sms"}, "from", "one of 'whatsapp'", id="unknown-channel"),
             pytest.param({"to": None}, "to or bsuid", "required", id="no-recipient"),
-            pytest.param({"to": ""}, "to", "non-empty string", id="empty-to-other-channel"),
+            pytest.param({"to": ""}, "to", "phone number", id="empty-to-whatsapp"),
+            pytest.param(
+                {"to": "", "from_": "telegram"}, "to", "non-empty string", id="empty-to-other-channel"
+            ),
             pytest.param({"to": "hello"}, "to", "phone number", id="whatsapp-to-not-a-number"),
             pytest.param({"to": "+1234"}, "to", "6 to 15 digits", id="whatsapp-to-too-short"),
             pytest.param({"to": "+1234567890123456"}, "to", "6 to 15 digits", id="whatsapp-to-too-long"),
-            pytest.param({"to": 31612345678}, "to", "non-empty string", id="to-not-a-string"),
+            pytest.param({"to": 31612345678}, "to", "a string", id="to-not-a-string"),
             pytest.param({"bsuid": ""}, "bsuid", "non-empty string", id="empty-bsuid"),
             pytest.param({"content": None}, "content", "an object", id="no-content"),
-            pytest.param({"content": "not json"}, "content", "a JSON dict", id="content-not-json"),
+            pytest.param({"content": "not json"}, "content", "a JSON object", id="content-not-json"),
             pytest.param({"content": "[1, 2]"}, "content", "an object", id="content-json-array"),
             pytest.param({"content": ["text"]}, "content", "an object", id="content-list"),
             pytest.param({"content": {}}, "content.text", "non-empty string", id="text-without-text"),
@@ -195,7 +206,7 @@ class TestValidationRules:
                 id="text-with-url",
             ),
             pytest.param(
-                {"content": {"text": "a", "foo": 1}}, "content.foo", "allowed keys", id="unknown-content-key"
+                {"content": {"text": "a", "foo": 1}}, "content", "unknown key 'foo'", id="unknown-content-key"
             ),
             pytest.param(
                 {"type": "image", "content": {"text": "x"}}, "content.url", "http(s)", id="image-no-url"
@@ -285,12 +296,12 @@ class TestValidationRules:
 
     def test_error_is_catchable_as_value_error_and_airflow_error(self):
         with pytest.raises(ValueError, match="type"):
-            build_send_payload("+31612345678", "sticker", {"text": "x"})
+            build_send_payload("+31612345678", type="sticker", content={"text": "x"})
         assert issubclass(CallbellValidationError, CallbellError)
 
     def test_error_shows_the_bad_value(self):
         with pytest.raises(CallbellValidationError, match=r"got 'not a url'"):
-            build_send_payload("+31612345678", "image", {"url": "not a url"})
+            build_send_payload("+31612345678", type="image", content={"url": "not a url"})
 
     def test_boundaries_are_accepted(self):
         metadata = {f"{i:0>50}": "v" * 500 for i in range(10)}

@@ -39,14 +39,15 @@ from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, BaseHoo
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping
     from datetime import timedelta
 
     import httpx
     from requests.structures import CaseInsensitiveDict
+    from typing_extensions import Unpack
 
     from airflow_provider_callbell.bulk import BulkProgress
-    from airflow_provider_callbell.validation import SendMessagePayload
+    from airflow_provider_callbell.validation import MessageFields, MessageOptions, SendMessagePayload
     from airflow_provider_callbell.version_compat import Connection
 
 DEFAULT_CHANNEL = "whatsapp"
@@ -341,11 +342,11 @@ class CallbellHook(BaseHook):
                 return items
             page += 1
 
-    def _build_payload(self, **fields: Any) -> SendMessagePayload:
+    def _build_payload(self, **fields: Unpack[MessageFields]) -> SendMessagePayload:
         """Validate one message into its JSON body, with the connection's channel defaults."""
         conn = self._conn_params
         if fields.get("from_") is None:
-            fields["from_"] = conn.from_
+            fields["from_"] = conn.from_  # type: ignore[typeddict-item]  # checked by build_send_payload
         if fields.get("channel_uuid") is None:
             fields["channel_uuid"] = conn.channel_uuid
         return build_send_payload(**fields)
@@ -378,48 +379,20 @@ class CallbellHook(BaseHook):
 
     # -- The API ----------------------------------------------------------------------------------
 
-    def send_message(
-        self,
-        to: str | None = None,
-        type: str = "text",
-        content: Mapping[str, Any] | str | None = None,
-        *,
-        from_: str | None = None,
-        bsuid: str | None = None,
-        channel_uuid: str | None = None,
-        template_uuid: str | None = None,
-        optin_contact: bool | None = None,
-        template_values: Sequence[str] | str | None = None,
-        assigned_user: str | None = None,
-        team_uuid: str | None = None,
-        fields: str | Sequence[str] | None = None,
-        bot_status: str | None = None,
-        metadata: Mapping[str, str] | str | None = None,
-    ) -> dict[str, Any]:
+    def send_message(self, to: str | None = None, **options: Unpack[MessageOptions]) -> dict[str, Any]:
         """Validate one message, enqueue it with ``POST /messages/send`` and return Callbell's ``message``.
 
-        ``from_`` and ``channel_uuid`` default to the connection's extras. The result holds ``uuid``
-        and ``status`` (``enqueued``), plus ``contact``/``conversation`` when ``fields`` asks for them.
+        Takes the fields of :class:`~airflow_provider_callbell.validation.MessageFields`: ``to``
+        (also by position), ``type``, ``content``, ``from_``, ``bsuid``, ``channel_uuid``,
+        ``template_uuid``, ``optin_contact``, ``template_values``, ``assigned_user``, ``team_uuid``,
+        ``fields``, ``bot_status`` and ``metadata``. ``from_`` and ``channel_uuid`` default to the
+        connection's extras. The result holds ``uuid`` and ``status`` (``enqueued``), plus
+        ``contact``/``conversation`` when ``fields`` asks for them.
 
         :raises CallbellValidationError: before any request, naming the field at fault.
         :raises CallbellAPIError: (or a subclass) when Callbell refuses the message.
         """
-        payload = self._build_payload(
-            to=to,
-            type=type,
-            content=content,
-            from_=from_,
-            bsuid=bsuid,
-            channel_uuid=channel_uuid,
-            template_uuid=template_uuid,
-            optin_contact=optin_contact,
-            template_values=template_values,
-            assigned_user=assigned_user,
-            team_uuid=team_uuid,
-            fields=fields,
-            bot_status=bot_status,
-            metadata=metadata,
-        )
+        payload = self._build_payload(to=to, **options)
         message = self._post_message(payload)
         self.log.info(
             "Callbell enqueued %s message %s to %s via %s",

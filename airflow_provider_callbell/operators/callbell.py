@@ -8,6 +8,12 @@ from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from airflow_provider_callbell.validation import (
+    MESSAGE_FIELDS,
+    check_literal_fields,
+    check_max_rps,
+    is_templated,
+)
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
@@ -17,24 +23,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
     from airflow_provider_callbell.version_compat import Context
-
-#: Every field of a message, in ``CallbellHook.send_message``'s terms; all of them are templated.
-MESSAGE_FIELDS: tuple[str, ...] = (
-    "to",
-    "type",
-    "content",
-    "from_",
-    "bsuid",
-    "channel_uuid",
-    "template_uuid",
-    "optin_contact",
-    "template_values",
-    "assigned_user",
-    "team_uuid",
-    "fields",
-    "bot_status",
-    "metadata",
-)
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
 XCOM_MESSAGE_KEY = "callbell_message"
@@ -64,7 +52,9 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
     """
     Send a WhatsApp, Telegram, Instagram or Facebook message through Callbell.
 
-    The message is checked before anything is sent; the task returns the enqueued message's uuid
+    Every field given as a literal (no Jinja, no XComArg) is checked when the DAG file is parsed, so a
+    wrong one is a DAG import error naming the task and the field; templated fields are checked after
+    rendering, before anything is sent. The task returns the enqueued message's uuid
     (XCom ``return_value``) and pushes Callbell's whole message object under the key
     ``callbell_message``.
 
@@ -141,6 +131,8 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         self.bot_status = bot_status
         self.metadata = metadata
         self.callbell_conn_id = callbell_conn_id
+        # A wrong literal is a DAG import error naming the task, not a failure at run time.
+        check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
         message = self.hook.send_message(**{name: getattr(self, name) for name in MESSAGE_FIELDS})
@@ -154,6 +146,7 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     Send many Callbell messages from one task, concurrently at up to the account's rate limit.
 
     Give either ``messages`` (complete messages), or ``recipients`` and one ``message`` sent to each.
+    The literal fields of ``message`` and ``max_rps`` are checked when the DAG file is parsed.
     ``message`` is rendered with Jinja once per recipient, with the task's context plus ``recipient``:
     a string recipient is its ``to``, a dict recipient gives ``to`` (or ``bsuid``) and any values the
     template uses. Every message is rendered and validated before the first one is sent; then all are
@@ -225,8 +218,14 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
                 "message and recipients go together: message is what each recipient is sent, "
                 "with {{ recipient.<key> }} for their own values"
             )
-        if message is not None and not isinstance(message, str):
-            _message_template(message)
+        if message is not None and not (isinstance(message, str) and is_templated(message)):
+            fields = {
+                "from_" if key == "from" else key: value for key, value in _message_template(message).items()
+            }
+            # Each recipient gives its own to/bsuid; the literal fields of the message are checked now.
+            check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)
+        if max_rps is not None:
+            check_max_rps(max_rps)
         self.messages = messages
         self.recipients = recipients
         self.message = message
