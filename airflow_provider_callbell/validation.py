@@ -610,16 +610,13 @@ def _check_message(message: Mapping[str, Any], unknown: Collection[str] = ()) ->
     def given(name: str) -> bool:
         return name in unknown or message.get(name) is not None
 
-    channel = (
-        None
-        if "from_" in unknown
-        else _checked("from", known("from_") or DEFAULT_CHANNEL, _Context(None, None, False))
-    )
-    message_type = (
-        None
-        if "type" in unknown
-        else _checked("type", known("type") or DEFAULT_TYPE, _Context(None, None, False))
-    )
+    def known_or(name: str, default: str) -> Any:
+        value = known(name)
+        return default if value is None else value
+
+    nothing = _Context(None, None, False)
+    channel = None if "from_" in unknown else _checked("from", known_or("from_", DEFAULT_CHANNEL), nothing)
+    message_type = None if "type" in unknown else _checked("type", known_or("type", DEFAULT_TYPE), nothing)
     if not given("to") and not given("bsuid"):
         raise CallbellValidationError("to or bsuid is required: the recipient of the message")
     if not given("content"):

@@ -1,11 +1,23 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
-from airflow_provider_callbell.validation import build_send_payload, validate_uuid
+from airflow_provider_callbell.validation import (
+    MESSAGE_FIELDS,
+    build_send_payload,
+    message_fields,
+    shown,
+    validate_uuid,
+)
+from tests.adversarial import ADVERSARIAL, MEGABYTE, Hostile, deep_list
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 URL = "https://example.com/my_image.jpeg"
 
@@ -317,3 +329,187 @@ class TestUuid:
     def test_refuses_anything_else(self, bad):
         with pytest.raises(CallbellValidationError, match="uuid must be a Callbell message uuid"):
             validate_uuid("uuid", bad)
+
+
+def assert_valid_body(body: Mapping[str, Any]) -> None:
+    """A body Callbell can take: strict JSON (no NaN), UTF-8, exact built-in types, no nulls."""
+    text = json.dumps(body, allow_nan=False, ensure_ascii=False)
+    text.encode("utf-8")  # no lone surrogates
+    assert json.loads(text) == body  # exact built-in types: nothing serialises differently
+    assert None not in body.values()
+
+
+class TestAnyValue:
+    """Issue 12: any Python value in any field gives CallbellValidationError naming the field, fast."""
+
+    @pytest.mark.parametrize("field", MESSAGE_FIELDS)
+    @pytest.mark.parametrize("value", [pytest.param(value, id=name) for name, value in ADVERSARIAL])
+    def test_a_typed_error_naming_the_field_or_a_valid_body(self, field, value):
+        message: dict[str, Any] = {"to": "+31612345678", "content": {"text": "Hi"}, field: value}
+        if field in ("template_uuid", "template_values"):
+            message.update(template_uuid=message.get("template_uuid", "t"), optin_contact=True)
+        started = time.perf_counter()
+        try:
+            body = build_send_payload(**message)
+        except CallbellValidationError as err:
+            text = str(err)
+            assert text.startswith("from" if field == "from_" else field), text
+            assert len(text) < 600, text  # the value is cut to about 80 characters
+        else:
+            assert_valid_body(body)
+        assert time.perf_counter() - started < 1.0  # generous: `make bench`-style figures are ~1 ms
+
+    @pytest.mark.parametrize(
+        "field", ["to", "content", "metadata", "assigned_user", "template_values", "fields"]
+    )
+    @pytest.mark.parametrize(
+        "value",
+        [
+            pytest.param("x" * MEGABYTE, id="megabyte-string"),
+            pytest.param("a" + "." * MEGABYTE + "@b.c", id="megabyte-of-dots"),
+            pytest.param(json.dumps({"text": "x" * MEGABYTE}), id="megabyte-json"),
+        ],
+    )
+    def test_a_megabyte_is_refused_in_linear_time(self, field, value):
+        message: dict[str, Any] = {"to": "+31612345678", "content": {"text": "Hi"}, field: value}
+        if field == "template_values":
+            message.update(template_uuid="t", optin_contact=True)
+        started = time.perf_counter()
+        with pytest.raises(CallbellValidationError, match=rf"^{field}") as excinfo:
+            build_send_payload(**message)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.25, f"{elapsed * 1000:.0f} ms"  # goal 50 ms; generous for a shared machine
+        assert len(str(excinfo.value)) < 400
+
+    def test_the_assigned_user_check_is_linear(self):
+        """32,000 dots took 2.9 s with the old regex; a value of the longest length now takes microseconds."""
+        worst = "a" * 251 + "@bc"  # 254 characters, no dot in the domain
+        started = time.perf_counter()
+        for _ in range(1000):
+            with pytest.raises(CallbellValidationError, match=r"^assigned_user"):
+                build_send_payload("+31612345678", content={"text": "x"}, assigned_user=worst)
+        assert time.perf_counter() - started < 1.0
+
+    def test_values_are_cut_in_messages(self):
+        with pytest.raises(CallbellValidationError) as excinfo:
+            build_send_payload("+31612345678", content="y" * 5000)
+        assert "y" * 81 not in str(excinfo.value)
+        assert len(shown("z" * 5000)) < 90
+        assert len(shown(deep_list())) < 100
+        assert shown(Hostile()).startswith("<Hostile ")
+
+
+class TestErrorsShowTheFix:
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            pytest.param({"content": "Hello"}, "use {'text': 'Hello'}", id="content-plain-text"),
+            pytest.param(
+                {"content": {"txt": "Hi"}}, "unknown key 'txt'; did you mean 'text'?", id="content-txt"
+            ),
+            pytest.param(
+                {"content": {"Text": "Hi"}},
+                "unknown key 'Text'; did you mean 'text'?",
+                id="content-capitalised",
+            ),
+            pytest.param(
+                {"type": "image", "content": {"uri": "https://example.com/a.png"}},
+                "did you mean 'url'?",
+                id="content-uri",
+            ),
+            pytest.param(
+                {"content": {"url": URL}},
+                "set type to 'image', 'document', 'audio' or 'video'",
+                id="url-in-text",
+            ),
+            pytest.param(
+                {"type": "image", "content": {"text": "look"}},
+                "the file to send goes in content.url",
+                id="image-without-url",
+            ),
+            pytest.param({"type": "imgae", "content": {"url": URL}}, "did you mean 'image'?", id="type-typo"),
+            pytest.param({"type": "Text"}, "did you mean 'text'?", id="type-capitalised"),
+            pytest.param({"from_": "whatsap"}, "did you mean 'whatsapp'?", id="channel-typo"),
+            pytest.param({"from_": "WhatsApp"}, "did you mean 'whatsapp'?", id="channel-capitalised"),
+            pytest.param({"bot_status": "bot_stop"}, "did you mean 'bot_start'?", id="bot-status-typo"),
+            pytest.param({"fields": "contacts"}, "did you mean 'contact'?", id="fields-plural"),
+            pytest.param(
+                {"to": 31612345678},
+                "write a phone number as a string with '+', e.g. '+31612345678'",
+                id="to-int",
+            ),
+            pytest.param(
+                {"template_uuid": "t", "optin_contact": True, "template_values": "John"},
+                "use ['John']",
+                id="template-values-plain-text",
+            ),
+            pytest.param({"metadata": {"order": 42}}, "metadata values are strings", id="metadata-int"),
+        ],
+    )
+    def test_hint(self, kwargs, message):
+        args = {"to": "+31612345678", "content": {"text": "Hi"}, **kwargs}
+        with pytest.raises(CallbellValidationError) as excinfo:
+            build_send_payload(**args)
+        assert message in str(excinfo.value)
+
+    def test_unknown_message_field_gets_a_suggestion(self):
+        with pytest.raises(
+            CallbellValidationError, match=r"'contnet' is not a message field.*did you mean 'content'\?"
+        ):
+            message_fields({"to": "+31612345678", "contnet": {"text": "x"}})
+        with pytest.raises(CallbellValidationError, match=r"'from_channel' is not a message field"):
+            build_send_payload("+31612345678", content={"text": "x"}, from_channel="whatsapp")  # type: ignore[call-arg]
+
+
+class TestInternationalNumbers:
+    """WhatsApp takes E.164 only: '+', country code, number; ASCII digits. Other channels take any id."""
+
+    @pytest.mark.parametrize(
+        ("to", "hint"),
+        [
+            pytest.param("0031612345678", "did you mean '+31612345678'?", id="00-prefix"),
+            pytest.param("00 31 6 1234 5678", "did you mean '+31612345678'?", id="00-prefix-spaced"),
+            pytest.param(
+                "0612345678",
+                "national number: put the country code in place of the leading 0, e.g. '+31 612345678'",
+                id="national",
+            ),
+            pytest.param("06-1234 5678", "'0612345678' is a national number", id="national-separators"),
+            pytest.param("31612345678", "did you mean '+31612345678'?", id="no-plus"),
+            pytest.param(
+                "+٣١٦١٢٣٤٥٦٧٨", "write the digits as 0-9: did you mean '+31612345678'?", id="arabic-indic"
+            ),
+            pytest.param("+۳۱۶۱۲۳۴۵۶۷۸", "did you mean '+31612345678'?", id="extended-arabic-indic"),
+            pytest.param("+0031612345678", None, id="plus-then-00"),
+            pytest.param("+31 6 12", None, id="too-short"),
+            pytest.param("+31+612345678", None, id="inner-plus"),
+        ],
+    )
+    def test_refused_with_the_fix(self, to, hint):
+        with pytest.raises(CallbellValidationError) as excinfo:
+            build_send_payload(to, content={"text": "Hi"})
+        message = str(excinfo.value)
+        assert message.startswith("to must be a phone number in international format for channel 'whatsapp'")
+        if hint:
+            assert hint in message
+
+    @pytest.mark.parametrize(
+        ("to", "sent"),
+        [
+            pytest.param("+31612345678", "+31612345678", id="plain"),
+            pytest.param("+31 (0)6", None, id="trunk-zero-in-parentheses-refused"),
+            pytest.param("+1 415.555.0100", "+14155550100", id="dots"),
+            pytest.param("\u00a0+44 20 7946 0958 ", "+442079460958", id="no-break-space"),
+        ],
+    )
+    def test_separators_are_dropped(self, to, sent):
+        if sent is None:
+            with pytest.raises(CallbellValidationError):
+                build_send_payload(to, content={"text": "Hi"})
+        else:
+            assert build_send_payload(to, content={"text": "Hi"})["to"] == sent
+
+    @pytest.mark.parametrize("channel", ["telegram", "instagram", "facebook"])
+    @pytest.mark.parametrize("to", ["0612345678", "12345", "-1001234567890", "tg_4242"])
+    def test_other_channels_unchanged(self, channel, to):
+        assert build_send_payload(to, content={"text": "Hi"}, from_=channel)["to"] == to
