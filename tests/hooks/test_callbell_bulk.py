@@ -183,7 +183,9 @@ class TestSendMessages:
 
     @pytest.mark.parametrize("max_rps", [float("inf"), 1e-300, float("nan"), 20_000])
     def test_an_absurd_max_rps_is_refused_before_any_request(self, server, max_rps):
-        with pytest.raises(CallbellValidationError, match=r"^max_rps must be a number of requests per second"):
+        with pytest.raises(
+            CallbellValidationError, match=r"^max_rps must be a number of requests per second"
+        ):
             CallbellHook().send_messages([message(0), message(1)], max_rps=max_rps)
         assert server.arrivals == []
 
