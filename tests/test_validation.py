@@ -236,6 +236,12 @@ class TestValidationRules:
                 id="document-ftp-url",
             ),
             pytest.param(
+                {"type": "image", "content": {"url": "http://[::1"}},
+                "content.url",
+                "an http(s) URL for type 'image'",
+                id="url-unclosed-ipv6",
+            ),
+            pytest.param(
                 {"type": "video", "content": {"url": "https://"}},
                 "content.url",
                 "http(s)",
