@@ -201,6 +201,12 @@ class _Absent:
 _ABSENT = _Absent()
 
 
+class _Said(NamedTuple):
+    """A description of a value, shown as is (``12 pairs``) instead of as a ``repr``."""
+
+    text: str
+
+
 def _fail(
     field: str, expected: str, got: Any = _ABSENT, *, hint: str | None = None
 ) -> CallbellValidationError:
@@ -209,12 +215,6 @@ def _fail(
     if not isinstance(got, _Absent):
         message += f", got {got.text if isinstance(got, _Said) else shown(got)}"
     return CallbellValidationError(f"{message}; {hint}" if hint else message)
-
-
-class _Said(NamedTuple):
-    """A description of a value, shown as is (``12 pairs``) instead of as a ``repr``."""
-
-    text: str
 
 
 def _did_you_mean(word: str, choices: Collection[str]) -> str | None:
