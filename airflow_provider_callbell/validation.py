@@ -241,10 +241,12 @@ def _is_list(value: Any) -> bool:
     return issubclass(type(value), (list, tuple))
 
 
-def _string(field: str, value: Any, max_chars: int, expected: str = "a non-empty string") -> str:
-    """A string of 1 to ``max_chars`` characters that encodes to UTF-8 (no lone surrogates)."""
+def _string(
+    field: str, value: Any, max_chars: int, expected: str = "a non-empty string", *, blank: bool = False
+) -> str:
+    """A string of 1 (0 if ``blank``) to ``max_chars`` characters that encodes to UTF-8 (no lone surrogates)."""
     text = _as_str(value)
-    if text is None or not text.strip():
+    if text is None or not (blank or text.strip()):
         raise _fail(field, expected, value)
     if len(text) > max_chars:
         raise _fail(field, f"{expected} of at most {max_chars} characters", _Said(f"{len(text)} characters"))
@@ -469,9 +471,8 @@ def _template_values(value: Any, context: _Context) -> list[str]:
                 values,
                 hint=f"template_values[{index}] is {shown(item)}",
             )
-        if text:  # an empty value is allowed: a placeholder may be blank
-            _string(f"template_values[{index}]", text, TEXT_MAX_CHARS, expected="a string")
-        result.append(text)
+        # A placeholder may be blank.
+        result.append(_string(f"template_values[{index}]", text, TEXT_MAX_CHARS, "a string", blank=True))
     return result
 
 
@@ -523,9 +524,7 @@ def _metadata(value: Any, context: _Context) -> dict[str, str]:
             if issubclass(type(item), (int, float)) and not issubclass(type(item), bool):
                 hint = f"metadata values are strings: write {shown(item)} in quotes"
             raise _fail(field, f"a string of at most {METADATA_MAX_VALUE_CHARS} characters", item, hint=hint)
-        if text:
-            _string(field, text, METADATA_MAX_VALUE_CHARS, expected="a string")
-        result[name] = text
+        result[name] = _string(field, text, METADATA_MAX_VALUE_CHARS, "a string", blank=True)
     return result
 
 

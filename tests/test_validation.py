@@ -321,6 +321,17 @@ class TestValidationRules:
         with pytest.raises(CallbellValidationError, match=r"got 'not a url'"):
             build_send_payload("+31612345678", type="image", content={"url": "not a url"})
 
+    def test_blank_template_values_and_metadata_values_are_accepted(self):
+        payload = build_send_payload(
+            "+31612345678",
+            content={},
+            template_uuid="t",
+            optin_contact=True,
+            template_values=["", " "],
+            metadata={"note": "", "pad": " "},
+        )
+        assert (payload["template_values"], payload["metadata"]) == (["", " "], {"note": "", "pad": " "})
+
     def test_boundaries_are_accepted(self):
         metadata = {f"{i:0>50}": "v" * 500 for i in range(10)}
         assert build_send_payload("+123456", content={"text": "x"}, metadata=metadata)["metadata"] == metadata
