@@ -182,8 +182,9 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     :param message: the message fields for each recipient (no ``to``/``bsuid``), as a dict or a JSON
         object; string values are Jinja templates rendered per recipient with ``recipient`` in the
         context. (templated per recipient)
-    :param max_rps: the most requests per second this task starts; default 285 (95% of Callbell's 300).
-        Tasks that send at the same time share the account's limit: divide it between them.
+    :param max_rps: the most requests per second this task starts, from 0.1 to 10,000; default 285 (95%
+        of Callbell's 300). Tasks that send at the same time share the account's limit: divide it
+        between them.
     :param max_workers: concurrent requests, 1 to 64; by default sized for ``max_rps``.
     :param callbell_conn_id: the Airflow connection holding the API token.
     """
