@@ -155,6 +155,21 @@ class TestBulkOperator:
                 message={"type": "imgae", "content": {"url": "x"}},
             )
 
+    def test_a_json_message_is_checked_field_by_field(self):
+        with pytest.raises(
+            CallbellValidationError, match=r"^task 'bulk': message: content has an unknown key 'txt'"
+        ):
+            CallbellSendMessagesOperator(
+                task_id="bulk",
+                recipients=["+31612345678"],
+                message='{"content": {"txt": "Hi {{ recipient.name }}"}}',
+            )
+        # message is not a template field: a string that is not JSON now never will be.
+        with pytest.raises(CallbellValidationError, match=r"^message must be an object or a JSON object"):
+            CallbellSendMessagesOperator(
+                task_id="bulk", recipients=["+31612345678"], message="{{ var.json.m }}"
+            )
+
     def test_per_recipient_templates_wait(self):
         operator = CallbellSendMessagesOperator(
             task_id="bulk",
@@ -166,7 +181,8 @@ class TestBulkOperator:
     @pytest.mark.parametrize("rate", [0, 0.01, -1, float("inf"), float("nan"), 1e-300, 20_000, True, "300"])
     def test_max_rps_is_finite_and_sensible(self, rate):
         with pytest.raises(
-            CallbellValidationError, match=r"^max_rps must be a number of requests per second from 0\.1"
+            CallbellValidationError,
+            match=r"^task 'bulk': max_rps must be a number of requests per second from 0\.1",
         ):
             CallbellSendMessagesOperator(task_id="bulk", messages=[], max_rps=rate)
 

@@ -57,8 +57,8 @@ class CallbellNotifier(BaseNotifier):
 
     Takes the message fields of ``CallbellSendMessageOperator``, every one templated and rendered with
     the callback's context; those given as literals are checked when the DAG file is parsed, so that a
-    wrong phone number is a DAG import error rather than an alert found broken when it is needed. Without ``content`` it sends a summary of what happened, cut to 4096
-    characters::
+    wrong phone number is a DAG import error rather than an alert found broken when it is needed.
+    Without ``content`` it sends a summary of what happened, cut to 4096 characters::
 
         ❌ DAG etl: task load failed in run scheduled__2026-01-01T00:00:00+00:00 (try 3 of 3)
         ValueError: 12 rows without a customer id

@@ -8,11 +8,12 @@ from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.validation import (
     MESSAGE_FIELDS,
     check_literal_fields,
     check_max_rps,
-    is_templated,
+    raised_for,
 )
 from airflow_provider_callbell.version_compat import BaseOperator
 
@@ -208,8 +209,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from airflow_provider_callbell.exceptions import CallbellValidationError
-
         if (messages is None) == (recipients is None):
             raise CallbellValidationError(
                 "give either messages (complete messages) or recipients (with one message for each)"
@@ -219,20 +218,27 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
                 "message and recipients go together: message is what each recipient is sent, "
                 "with {{ recipient.<key> }} for their own values"
             )
-        if message is not None and not (isinstance(message, str) and is_templated(message)):
-            fields = {
-                "from_" if key == "from" else key: value for key, value in _message_template(message).items()
-            }
-            # Each recipient gives its own to/bsuid; the literal fields of the message are checked now.
-            check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)
+        if message is not None:
+            self._check_message_literals(message)
         if max_rps is not None:
-            check_max_rps(max_rps)
+            with raised_for(f"task {self.task_id!r}"):
+                check_max_rps(max_rps)
         self.messages = messages
         self.recipients = recipients
         self.message = message
         self.max_rps = max_rps
         self.max_workers = max_workers
         self.callbell_conn_id = callbell_conn_id
+
+    def _check_message_literals(self, message: Mapping[str, Any] | str) -> None:
+        """Check the literal fields of ``message`` now; each recipient gives its own ``to``/``bsuid``.
+
+        ``message`` is not a template field (Airflow never renders it, only its string values are
+        rendered per recipient), so a JSON string that does not parse now never will.
+        """
+        template = _message_template(message)
+        fields = {"from_" if key == "from" else key: value for key, value in template.items()}
+        check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)
 
     def execute(self, context: Context) -> list[str | None] | None:
         from airflow_provider_callbell.bulk import describe_failures
@@ -294,8 +300,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             return
         from jinja2 import TemplateError
 
-        from airflow_provider_callbell.exceptions import CallbellValidationError
-
         try:
             # The DAG's environment, as Airflow renders template fields with: its macros, filters and
             # StrictUndefined, so that a misspelt recipient key fails instead of sending a blank.
@@ -319,8 +323,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
 
 def _json_list(name: str, value: Any) -> Iterable[Any]:
     """A list as given (or any iterable, such as a resolved XComArg), or parsed from a JSON list."""
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -335,8 +337,6 @@ def _json_list(name: str, value: Any) -> Iterable[Any]:
 
 def _message_template(message: Any) -> dict[str, Any]:
     """Check the per-recipient message: a dict of message fields, the recipient's identity excepted."""
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     if isinstance(message, str):
         try:
             message = json.loads(message)
@@ -365,8 +365,6 @@ def _recipient(index: int, value: Any) -> dict[str, Any]:
         return {"to": value}
     if isinstance(value, dict) and any(value.get(key) is not None for key in RECIPIENT_KEYS):
         return value
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     raise CallbellValidationError(
         f"recipients[{index}] must be a phone number or platform id, or an object with 'to' or 'bsuid', "
         f"got {value!r}"
