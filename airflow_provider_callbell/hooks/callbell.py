@@ -382,10 +382,8 @@ class CallbellHook(BaseHook):
     def send_message(self, to: str | None = None, **options: Unpack[MessageOptions]) -> dict[str, Any]:
         """Validate one message, enqueue it with ``POST /messages/send`` and return Callbell's ``message``.
 
-        Takes the fields of :class:`~airflow_provider_callbell.validation.MessageFields`: ``to``
-        (also by position), ``type``, ``content``, ``from_``, ``bsuid``, ``channel_uuid``,
-        ``template_uuid``, ``optin_contact``, ``template_values``, ``assigned_user``, ``team_uuid``,
-        ``fields``, ``bot_status`` and ``metadata``. ``from_`` and ``channel_uuid`` default to the
+        Takes the fields of :class:`~airflow_provider_callbell.validation.MessageFields`, ``to`` also
+        by position, the others by keyword. ``from_`` and ``channel_uuid`` default to the
         connection's extras. The result holds ``uuid`` and ``status`` (``enqueued``), plus
         ``contact``/``conversation`` when ``fields`` asks for them.
 
