@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.validation import check_max_rps
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -61,16 +61,13 @@ class RateGate:
         One bulk send at a time: a second ``limited`` while one is active is refused rather than
         silently doubling the rate the account sees.
         """
-        if isinstance(max_rps, bool) or not isinstance(max_rps, (int, float)) or not max_rps > 0:
-            raise CallbellValidationError(
-                f"max_rps must be a number of requests per second > 0, got {max_rps!r}"
-            )
+        interval = 1.0 / check_max_rps(max_rps)  # finite and sensible, before any request
         with self._lock:
             if self._interval:
                 raise RuntimeError(
                     "a bulk send is already running on this hook; use one hook per concurrent bulk send"
                 )
-            self._interval = 1.0 / max_rps
+            self._interval = interval
         try:
             yield
         finally:

@@ -67,6 +67,7 @@ else:
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseSensorOperator, Connection, PokeReturnValue
+    from airflow.sdk.definitions._internal.mixins import ResolveMixin as ResolveMixin
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 #: Loaded on first access, see the module docstring: (module on 3.x, module on 2.x).
@@ -76,6 +77,8 @@ _LAZY = {
     "Connection": ("airflow.sdk", "airflow.models.connection"),
     "BaseTrigger": ("airflow.triggers.base", "airflow.triggers.base"),
     "TriggerEvent": ("airflow.triggers.base", "airflow.triggers.base"),
+    # What Airflow resolves when it renders template fields: XComArg, mapped arguments, LiteralValue.
+    "ResolveMixin": ("airflow.sdk.definitions._internal.mixins", "airflow.utils.mixins"),
 }
 
 

@@ -76,11 +76,24 @@ class TestRateGate:
 
     @pytest.mark.parametrize(
         "max_rps",
-        [pytest.param(0, id="zero"), pytest.param(-5, id="negative"), pytest.param("10", id="string")],
+        [
+            pytest.param(0, id="zero"),
+            pytest.param(-5, id="negative"),
+            pytest.param("10", id="string"),
+            pytest.param(True, id="bool"),
+            pytest.param(float("inf"), id="infinite"),
+            pytest.param(float("nan"), id="nan"),
+            pytest.param(1e-300, id="tiny"),
+            pytest.param(0.09, id="below-0.1"),
+            pytest.param(10_001, id="above-10000"),
+            pytest.param(10**400, id="huge-int"),
+        ],
     )
-    def test_max_rps_must_be_positive(self, waits, max_rps):
+    def test_max_rps_must_be_finite_and_sensible(self, waits, max_rps):
         with (
-            pytest.raises(CallbellValidationError, match="max_rps must be a number"),
+            pytest.raises(
+                CallbellValidationError, match=r"max_rps must be a number of requests per second from 0\.1"
+            ),
             gate(waits).limited(max_rps),
         ):
             pass

@@ -66,14 +66,15 @@ from airflow_provider_callbell.version_compat import (
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
     from datetime import timedelta
 
     import httpx
     from requests.structures import CaseInsensitiveDict
+    from typing_extensions import Unpack
 
     from airflow_provider_callbell.bulk import BulkProgress
-    from airflow_provider_callbell.validation import SendMessagePayload
+    from airflow_provider_callbell.validation import MessageFields, MessageOptions, SendMessagePayload
     from airflow_provider_callbell.version_compat import Connection
 
 DEFAULT_CHANNEL = "whatsapp"
@@ -521,11 +522,11 @@ class CallbellHook(BaseHook):
             f"more than {MAX_PAGES} pages of {key!r}; no Callbell account has that many", endpoint=endpoint
         )
 
-    def _build_payload(self, **fields: Any) -> SendMessagePayload:
+    def _build_payload(self, **fields: Unpack[MessageFields]) -> SendMessagePayload:
         """Validate one message into its JSON body, with the connection's channel defaults."""
         conn = self._conn_params
         if fields.get("from_") is None:
-            fields["from_"] = conn.from_
+            fields["from_"] = conn.from_  # type: ignore[typeddict-item]  # checked by build_send_payload
         if fields.get("channel_uuid") is None:
             fields["channel_uuid"] = conn.channel_uuid
         return build_send_payload(**fields)
@@ -566,48 +567,18 @@ class CallbellHook(BaseHook):
 
     # -- The API ----------------------------------------------------------------------------------
 
-    def send_message(
-        self,
-        to: str | None = None,
-        type: str = "text",
-        content: Mapping[str, Any] | str | None = None,
-        *,
-        from_: str | None = None,
-        bsuid: str | None = None,
-        channel_uuid: str | None = None,
-        template_uuid: str | None = None,
-        optin_contact: bool | None = None,
-        template_values: Sequence[str] | str | None = None,
-        assigned_user: str | None = None,
-        team_uuid: str | None = None,
-        fields: str | Sequence[str] | None = None,
-        bot_status: str | None = None,
-        metadata: Mapping[str, str] | str | None = None,
-    ) -> dict[str, Any]:
+    def send_message(self, to: str | None = None, **options: Unpack[MessageOptions]) -> dict[str, Any]:
         """Validate one message, enqueue it with ``POST /messages/send`` and return Callbell's ``message``.
 
-        ``from_`` and ``channel_uuid`` default to the connection's extras. The result holds ``uuid``
-        and ``status`` (``enqueued``), plus ``contact``/``conversation`` when ``fields`` asks for them.
+        Takes the fields of :class:`~airflow_provider_callbell.validation.MessageFields`, ``to`` also
+        by position, the others by keyword. ``from_`` and ``channel_uuid`` default to the
+        connection's extras. The result holds ``uuid`` and ``status`` (``enqueued``), plus
+        ``contact``/``conversation`` when ``fields`` asks for them.
 
         :raises CallbellValidationError: before any request, naming the field at fault.
         :raises CallbellAPIError: (or a subclass) when Callbell refuses the message.
         """
-        payload = self._build_payload(
-            to=to,
-            type=type,
-            content=content,
-            from_=from_,
-            bsuid=bsuid,
-            channel_uuid=channel_uuid,
-            template_uuid=template_uuid,
-            optin_contact=optin_contact,
-            template_values=template_values,
-            assigned_user=assigned_user,
-            team_uuid=team_uuid,
-            fields=fields,
-            bot_status=bot_status,
-            metadata=metadata,
-        )
+        payload = self._build_payload(to=to, **options)
         message = self._post_message(payload)
         self.log.info(
             "Callbell enqueued %s message %s to %s via %s",

@@ -16,8 +16,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
-from airflow_provider_callbell.validation import TEXT_MAX_CHARS
+from airflow_provider_callbell.validation import MESSAGE_FIELDS, TEXT_MAX_CHARS, check_literal_fields
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_2_PLUS, BaseNotifier, Variable
 
 if TYPE_CHECKING:
@@ -57,8 +56,9 @@ class CallbellNotifier(BaseNotifier):
     Send a Callbell message from an Airflow callback: "the pipeline is done", or "it broke, and why".
 
     Takes the message fields of ``CallbellSendMessageOperator``, every one templated and rendered with
-    the callback's context. Without ``content`` it sends a summary of what happened, cut to 4096
-    characters::
+    the callback's context; those given as literals are checked when the DAG file is parsed, so that a
+    wrong phone number is a DAG import error rather than an alert found broken when it is needed.
+    Without ``content`` it sends a summary of what happened, cut to 4096 characters::
 
         ❌ DAG etl: task load failed in run scheduled__2026-01-01T00:00:00+00:00 (try 3 of 3)
         ValueError: 12 rows without a customer id
@@ -168,6 +168,13 @@ class CallbellNotifier(BaseNotifier):
             dedupe_window.total_seconds() if isinstance(dedupe_window, timedelta) else dedupe_window
         )
         self.dedupe_key = dedupe_key
+        # A wrong literal is a DAG import error, not an alert found broken when it is needed. Without
+        # content the message is the summary, made when the callback fires.
+        check_literal_fields(
+            "CallbellNotifier",
+            {name: getattr(self, name) for name in MESSAGE_FIELDS},
+            unknown=() if content is not None else ("content",),
+        )
 
     @cached_property
     def hook(self) -> CallbellHook:

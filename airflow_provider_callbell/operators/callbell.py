@@ -8,6 +8,13 @@ from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.validation import (
+    MESSAGE_FIELDS,
+    check_literal_fields,
+    check_max_rps,
+    raised_for,
+)
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
@@ -17,24 +24,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
     from airflow_provider_callbell.version_compat import Context
-
-#: Every field of a message, in ``CallbellHook.send_message``'s terms; all of them are templated.
-MESSAGE_FIELDS: tuple[str, ...] = (
-    "to",
-    "type",
-    "content",
-    "from_",
-    "bsuid",
-    "channel_uuid",
-    "template_uuid",
-    "optin_contact",
-    "template_values",
-    "assigned_user",
-    "team_uuid",
-    "fields",
-    "bot_status",
-    "metadata",
-)
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
 XCOM_MESSAGE_KEY = "callbell_message"
@@ -64,7 +53,9 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
     """
     Send a WhatsApp, Telegram, Instagram or Facebook message through Callbell.
 
-    The message is checked before anything is sent; the task returns the enqueued message's uuid
+    Every field given as a literal (no Jinja, no XComArg) is checked when the DAG file is parsed, so a
+    wrong one is a DAG import error naming the task and the field; templated fields are checked after
+    rendering, before anything is sent. The task returns the enqueued message's uuid
     (XCom ``return_value``) and pushes Callbell's whole message object under the key
     ``callbell_message``.
 
@@ -141,6 +132,8 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         self.bot_status = bot_status
         self.metadata = metadata
         self.callbell_conn_id = callbell_conn_id
+        # A wrong literal is a DAG import error naming the task, not a failure at run time.
+        check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
         message = self.hook.send_message(**{name: getattr(self, name) for name in MESSAGE_FIELDS})
@@ -154,6 +147,7 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     Send many Callbell messages from one task, concurrently at up to the account's rate limit.
 
     Give either ``messages`` (complete messages), or ``recipients`` and one ``message`` sent to each.
+    The literal fields of ``message`` and ``max_rps`` are checked when the DAG file is parsed.
     ``message`` is rendered with Jinja once per recipient, with the task's context plus ``recipient``:
     a string recipient is its ``to``, a dict recipient gives ``to`` (or ``bsuid``) and any values the
     template uses. Every message is rendered and validated before the first one is sent; then all are
@@ -191,8 +185,9 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
     :param message: the message fields for each recipient (no ``to``/``bsuid``), as a dict or a JSON
         object; string values are Jinja templates rendered per recipient with ``recipient`` in the
         context. (templated per recipient)
-    :param max_rps: the most requests per second this task starts; default 285 (95% of Callbell's 300).
-        Tasks that send at the same time share the account's limit: divide it between them.
+    :param max_rps: the most requests per second this task starts, from 0.1 to 10,000; default 285 (95%
+        of Callbell's 300). Tasks that send at the same time share the account's limit: divide it
+        between them.
     :param max_workers: concurrent requests, 1 to 64; by default sized for ``max_rps``.
     :param callbell_conn_id: the Airflow connection holding the API token.
     """
@@ -216,8 +211,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from airflow_provider_callbell.exceptions import CallbellValidationError
-
         if (messages is None) == (recipients is None):
             raise CallbellValidationError(
                 "give either messages (complete messages) or recipients (with one message for each)"
@@ -227,14 +220,27 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
                 "message and recipients go together: message is what each recipient is sent, "
                 "with {{ recipient.<key> }} for their own values"
             )
-        if message is not None and not isinstance(message, str):
-            _message_template(message)
+        if message is not None:
+            self._check_message_literals(message)
+        if max_rps is not None:
+            with raised_for(f"task {self.task_id!r}"):
+                check_max_rps(max_rps)
         self.messages = messages
         self.recipients = recipients
         self.message = message
         self.max_rps = max_rps
         self.max_workers = max_workers
         self.callbell_conn_id = callbell_conn_id
+
+    def _check_message_literals(self, message: Mapping[str, Any] | str) -> None:
+        """Check the literal fields of ``message`` now; each recipient gives its own ``to``/``bsuid``.
+
+        ``message`` is not a template field (Airflow never renders it, only its string values are
+        rendered per recipient), so a JSON string that does not parse now never will.
+        """
+        template = _message_template(message)
+        fields = {"from_" if key == "from" else key: value for key, value in template.items()}
+        check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)
 
     def execute(self, context: Context) -> list[str | None] | None:
         from airflow_provider_callbell.bulk import describe_failures, is_delivery_unknown
@@ -306,8 +312,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
             return
         from jinja2 import TemplateError
 
-        from airflow_provider_callbell.exceptions import CallbellValidationError
-
         try:
             # The DAG's environment, as Airflow renders template fields with: its macros, filters and
             # StrictUndefined, so that a misspelt recipient key fails instead of sending a blank.
@@ -331,8 +335,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
 
 def _json_list(name: str, value: Any) -> Iterable[Any]:
     """A list as given (or any iterable, such as a resolved XComArg), or parsed from a JSON list."""
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -347,8 +349,6 @@ def _json_list(name: str, value: Any) -> Iterable[Any]:
 
 def _message_template(message: Any) -> dict[str, Any]:
     """Check the per-recipient message: a dict of message fields, the recipient's identity excepted."""
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     if isinstance(message, str):
         try:
             message = json.loads(message)
@@ -377,8 +377,6 @@ def _recipient(index: int, value: Any) -> dict[str, Any]:
         return {"to": value}
     if isinstance(value, dict) and any(value.get(key) is not None for key in RECIPIENT_KEYS):
         return value
-    from airflow_provider_callbell.exceptions import CallbellValidationError
-
     raise CallbellValidationError(
         f"recipients[{index}] must be a phone number or platform id, or an object with 'to' or 'bsuid', "
         f"got {value!r}"

@@ -21,7 +21,7 @@ from airflow_provider_callbell.replies import (
     check_replies,
     log_check,
 )
-from airflow_provider_callbell.validation import validate_phone, validate_uuid
+from airflow_provider_callbell.validation import is_templated, raised_for, validate_phone, validate_uuid
 from airflow_provider_callbell.version_compat import (
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -96,6 +96,9 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
         self.callbell_conn_id = callbell_conn_id
         self.deferrable = deferrable
+        if not is_templated(message_uuid):  # a wrong literal is a DAG import error naming the task
+            with raised_for(f"task {self.task_id!r}"):
+                validate_uuid("message_uuid", message_uuid)
 
     @cached_property
     def hook(self) -> CallbellHook:

@@ -254,7 +254,7 @@ class TestSendMessage:
         ],
     )
     def test_every_message_type_is_sent_as_given(self, send_ok, type_, content):
-        CallbellHook().send_message("+31612345678", type_, content)
+        CallbellHook().send_message("+31612345678", type=type_, content=content)
         body = send_ok.last_request.json()
         assert (body["type"], body["content"]) == (type_, content)
 
@@ -274,7 +274,7 @@ class TestSendMessage:
 
     def test_invalid_message_sends_nothing(self, callbell_conn, requests_mock):
         with pytest.raises(CallbellValidationError, match=r"content\.url"):
-            CallbellHook().send_message("+31612345678", "image", {"url": "not a url"})
+            CallbellHook().send_message("+31612345678", type="image", content={"url": "not a url"})
         assert requests_mock.call_count == 0
 
     def test_invalid_from_extra_is_named(self, monkeypatch, requests_mock):

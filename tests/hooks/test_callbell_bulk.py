@@ -201,6 +201,14 @@ class TestSendMessages:
         ]
         assert sorted(to for _, to, status in later if status == 200) == [phone(i) for i in range(4)]
 
+    @pytest.mark.parametrize("max_rps", [float("inf"), 1e-300, float("nan"), 20_000])
+    def test_an_absurd_max_rps_is_refused_before_any_request(self, server, max_rps):
+        with pytest.raises(
+            CallbellValidationError, match=r"^max_rps must be a number of requests per second"
+        ):
+            CallbellHook().send_messages([message(0), message(1)], max_rps=max_rps)
+        assert server.arrivals == []
+
     def test_from_alias_and_connection_defaults(self, monkeypatch, server):
         set_connection(monkeypatch, host=server.url, extra={"max_retries": 0, "channel_uuid": "chan-1"})
         CallbellHook().send_messages([{"to": "tg_42", "from": "telegram", "content": {"text": "hi"}}])

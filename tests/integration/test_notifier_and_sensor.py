@@ -50,8 +50,9 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandb
     # no retry callback sent anything, though the task had retries left.
     assert bad_input.splitlines()[:2] == [
         f"❌ DAG callbell_send_wait_fail: task bad_number failed in run {run} (try 1 of 3)",
-        "CallbellValidationError: to must be a phone number for channel 'whatsapp' (6 to 15 digits, "
-        "optional leading '+', e.g. '+31612345678'), got '+31612345678-not-a-number'",
+        "CallbellValidationError: to must be a phone number in international format for channel "
+        "'whatsapp': '+', the country code and the number, 6 to 15 digits 0-9 (e.g. '+31612345678'), "
+        "got '+31612345678-not-a-number'",
     ]
     # `dags test` runs DAG-level callbacks too, in-process (on 3.3 with a serialized DAG), on both lines.
     # Airflow 3 names the task that failed last; Airflow 2.x the run's last task instance in database

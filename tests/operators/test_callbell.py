@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import get_type_hints
 from unittest import mock
 
 import pytest
@@ -12,6 +13,7 @@ from airflow_provider_callbell.operators.callbell import (
     XCOM_MESSAGE_KEY,
     CallbellSendMessageOperator,
 )
+from airflow_provider_callbell.validation import MessageFields, MessageOptions
 from tests.compat import modules_added_by
 from tests.conftest import SEND_URL, UUID, set_connection
 
@@ -24,10 +26,13 @@ def run(operator: CallbellSendMessageOperator) -> tuple[str, mock.Mock]:
 class TestCallbellSendMessageOperator:
     def test_every_message_field_is_templated(self):
         assert tuple(CallbellSendMessageOperator.template_fields) == MESSAGE_FIELDS
-        hook_params = set(inspect.signature(CallbellHook.send_message).parameters) - {"self"}
-        assert set(MESSAGE_FIELDS) == hook_params
+        # The hook takes the one description of a message: ``to`` by position, the rest as keywords.
+        hook_params = inspect.signature(CallbellHook.send_message).parameters
+        assert list(hook_params) == ["self", "to", "options"]
+        assert ("to", *MessageOptions.__annotations__) == MESSAGE_FIELDS
+        assert set(MESSAGE_FIELDS) == set(get_type_hints(MessageFields))
         operator_params = set(inspect.signature(CallbellSendMessageOperator.__init__).parameters)
-        assert hook_params <= operator_params
+        assert set(MESSAGE_FIELDS) <= operator_params
         assert CallbellSendMessageOperator.template_fields_renderers["content"] == "json"
         assert CallbellSendMessageOperator.template_fields_renderers["metadata"] == "json"
 
@@ -64,7 +69,10 @@ class TestCallbellSendMessageOperator:
         assert adapter.last_request.json()["content"] == {"text": "hi"}
 
     def test_invalid_message_fails_before_sending(self, callbell_conn, requests_mock):
-        operator = CallbellSendMessageOperator(task_id="send", to="not a phone", content={"text": "hi"})
+        operator = CallbellSendMessageOperator(
+            task_id="send", to="{{ var.value.phone }}", content={"text": "hi"}
+        )
+        operator.to = "not a phone"  # as rendered
         with pytest.raises(CallbellValidationError, match=r"^to must be a phone number"):
             run(operator)
         assert requests_mock.call_count == 0

@@ -78,7 +78,7 @@ class TestArguments:
     def test_deferrable_default_follows_airflow_config(self):
         code = (
             "from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSensor as S; "
-            "print(S(task_id='w', message_uuid='x').deferrable)"
+            "print(S(task_id='w', message_uuid='adf3d1216d4c4dcd908199d6700f2381').deferrable)"
         )
         env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"}
         out = subprocess.run(
@@ -94,7 +94,10 @@ class TestArguments:
 
     @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
     def test_bad_uuid_fails_before_any_request(self, callbell_conn, requests_mock, deferrable):
-        task = CallbellMessageStatusSensor(task_id="wait", message_uuid="None", deferrable=deferrable)
+        task = CallbellMessageStatusSensor(
+            task_id="wait", message_uuid="{{ ti.xcom_pull('send') }}", deferrable=deferrable
+        )
+        task.message_uuid = "None"  # as Airflow renders it when the XCom is missing
         with pytest.raises(CallbellValidationError, match=r"^message_uuid must be a Callbell message uuid"):
             task.execute({})  # type: ignore[arg-type]
         assert requests_mock.call_count == 0
