@@ -7,6 +7,8 @@ passed to these classes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_callbell.version_compat import AirflowException, AirflowFailException
 
 #: How much of a response body an error keeps: enough to read Callbell's reason, never a whole page.
@@ -169,3 +171,50 @@ class CallbellBulkSendError(CallbellError):
         self.failed = failed
         self.total = total
         super().__init__(message)
+
+
+def error_event(err: CallbellError) -> dict[str, Any]:
+    """A trigger's ``{"event": "error", ...}`` for ``err``: plain JSON that names its class.
+
+    A trigger runs in the triggerer and hands the task only JSON; :func:`error_from_event` turns it
+    back into the same type there, so that a configuration error still fails the task without retries.
+    """
+    if isinstance(err, CallbellAPIError):
+        reason, status, endpoint, body = err.reason, err.status_code, err.endpoint, err.body
+    else:
+        reason, status, endpoint, body = str(err), None, "", ""
+    return {
+        "event": "error",
+        "error_class": type(err).__name__,
+        "reason": reason,
+        "status_code": status,
+        "endpoint": endpoint,
+        "body": body,
+    }
+
+
+def error_from_event(event: dict[str, Any]) -> CallbellError:
+    """The error an :func:`error_event` stands for, rebuilt in the task that resumes."""
+    kind = _EVENT_ERRORS.get(event.get("error_class", ""))
+    if kind is None or issubclass(kind, CallbellAPIError):  # no class: an event from an older trigger
+        api_kind = kind or api_error_class(event["status_code"])
+        return api_kind(
+            event["reason"], status_code=event["status_code"], endpoint=event["endpoint"], body=event["body"]
+        )
+    return kind(event["reason"])
+
+
+#: The errors a trigger reports, by name (a whitelist: an event never names a class to import).
+_EVENT_ERRORS: dict[str, type[CallbellError]] = {
+    cls.__name__: cls
+    for cls in (
+        CallbellError,
+        CallbellValidationError,
+        CallbellConnectionConfigError,
+        CallbellAPIError,
+        CallbellAuthError,
+        CallbellRateLimitError,
+        CallbellServerError,
+        CallbellInvalidResponseError,
+    )
+}

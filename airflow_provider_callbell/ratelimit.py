@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from airflow_provider_callbell.exceptions import CallbellError
 from airflow_provider_callbell.validation import check_max_rps
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class RateGate:
         interval = 1.0 / check_max_rps(max_rps)  # finite and sensible, before any request
         with self._lock:
             if self._interval:
-                raise RuntimeError(
+                raise CallbellError(
                     "a bulk send is already running on this hook; use one hook per concurrent bulk send"
                 )
             self._interval = interval

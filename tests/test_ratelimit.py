@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
 from airflow_provider_callbell.ratelimit import RateGate
 from tests.test_retry import Waits
 
@@ -100,7 +100,7 @@ class TestRateGate:
 
     def test_one_bulk_send_at_a_time(self, waits):
         g = gate(waits)
-        with g.limited(10), pytest.raises(RuntimeError, match="already running"), g.limited(10):
+        with g.limited(10), pytest.raises(CallbellError, match="already running"), g.limited(10):
             pass
         with g.limited(20):  # released after the first
             assert g.max_rps == 20

@@ -52,6 +52,7 @@ from airflow_provider_callbell.transport import (
     redact,
 )
 from airflow_provider_callbell.validation import (
+    DEFAULT_CHANNEL,
     build_send_payload,
     message_fields,
     validate_phone,
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
     from airflow_provider_callbell.validation import MessageFields, MessageOptions, SendMessagePayload
     from airflow_provider_callbell.version_compat import Connection
 
-DEFAULT_CHANNEL = "whatsapp"
 #: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
 #: Their sum is the deadline of each attempt, from connecting to the last byte of the answer.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
@@ -239,11 +239,19 @@ class CallbellHook(BaseHook):
         password with its secrets masker when it reads the connection.
         """
         conn_id = self.callbell_conn_id
-        token = conn.password
+        # A token pasted from a file often ends in a line break; it is never part of the token.
+        token = (conn.password or "").strip()
         if not token:
             raise CallbellConnectionConfigError(
                 f'Connection {conn_id!r} has no API token: set its password ("API token" in the '
                 f"Connections UI) to the API key made in Callbell's dashboard, or {_how_to_define(conn_id)}"
+            )
+        if not (token.isascii() and token.isprintable()) or " " in token:
+            # Checked here, because HTTP would refuse the header with an error quoting the token.
+            raise CallbellConnectionConfigError(
+                f"Connection {conn_id!r}: the API token holds a space, a line break or a non-ASCII "
+                "character, which no Callbell API key has; paste the key from Callbell's dashboard "
+                'into its password ("API token" in the Connections UI) again'
             )
         # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
         # treat a field left empty in the form (stored as "" or null) as unset.
@@ -290,7 +298,7 @@ class CallbellHook(BaseHook):
         session.headers.update(_headers(self._conn_params.token))
         session.trust_env = False
         session.proxies = requests.utils.get_environ_proxies(base_url)
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.verify = _ca_bundle() or True
         adapter = DeadlineAdapter(
             pool_maxsize=MAX_WORKERS,
             max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning, gate=self._gate),
@@ -706,7 +714,7 @@ class CallbellHook(BaseHook):
         try:
             data = self._request("GET", path, params=params)
         except CallbellAPIError as err:
-            if err.status_code == 404:
+            if self._no_such_contact(err):
                 return None
             raise
         return self._contact(data, f"GET {path}")
@@ -720,10 +728,18 @@ class CallbellHook(BaseHook):
         try:
             data = await self._arequest("GET", path, params=params)
         except CallbellAPIError as err:
-            if err.status_code == 404:
+            if self._no_such_contact(err):
                 return None
             raise
         return self._contact(data, f"GET {path}")
+
+    def _no_such_contact(self, err: CallbellAPIError) -> bool:
+        """Whether a contact look-up's error means "no contact": a ``404`` from Callbell's ``/v1`` root.
+
+        A ``404`` from a base URL without ``/v1`` is a configuration mistake, which must fail rather
+        than look like a person who has not written yet.
+        """
+        return err.status_code == 404 and urlsplit(self._conn_params.base_url).path.endswith("/v1")
 
     def _contact_by_phone_request(
         self, phone: str, channel_uuid: str | None
@@ -744,17 +760,12 @@ class CallbellHook(BaseHook):
     def _messages_page(self, cut: _MessagesCut, data: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
         """One page of a conversation, checked: what to yield, and whether it is the last to read.
 
-        Past :data:`MAX_PAGES` pages the listing is refused, as :meth:`_get_all_pages` does, so that a
+        The callers read at most :data:`MAX_PAGES` pages, as :meth:`_get_all_pages` does, so that a
         server whose pages never end cannot keep a caller reading forever.
         """
         batch = data.get("messages") if isinstance(data, dict) else None
         if not isinstance(batch, list) or not all(isinstance(message, dict) for message in batch):
             raise self._invalid("expected a JSON object with a list 'messages'", cut.endpoint, data)
-        if page > MAX_PAGES:
-            raise CallbellInvalidResponseError(
-                f"more than {MAX_PAGES} pages of 'messages'; no conversation has that many",
-                endpoint=cut.endpoint,
-            )
         meta = data.get("meta")
         return cut.page(batch, meta.get("pages") if isinstance(meta, dict) else None, page)
 
@@ -789,15 +800,13 @@ class CallbellHook(BaseHook):
         path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
 
         def pages() -> Iterator[dict[str, Any]]:
-            page = 1
-            while True:
-                messages, last = self._messages_page(
-                    cut, self._request("GET", path, params={"page": page}), page
-                )
+            for page in range(1, MAX_PAGES + 1):
+                data = self._request("GET", path, params={"page": page})
+                messages, last = self._messages_page(cut, data, page)
                 yield from messages
                 if last:
                     return
-                page += 1
+            raise _endless(cut.endpoint)
 
         return pages()
 
@@ -813,15 +822,14 @@ class CallbellHook(BaseHook):
         path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
 
         async def pages() -> AsyncIterator[dict[str, Any]]:
-            page = 1
-            while True:
+            for page in range(1, MAX_PAGES + 1):
                 data = await self._arequest("GET", path, params={"page": page})
                 messages, last = self._messages_page(cut, data, page)
                 for message in messages:
                     yield message
                 if last:
                     return
-                page += 1
+            raise _endless(cut.endpoint)
 
         return pages()
 
@@ -939,6 +947,12 @@ def _contact_messages_request(
         raise CallbellValidationError(f"max_pages must be a whole number >= 1, got {max_pages!r}")
     floor = None if since is None else since.astimezone(timezone.utc).replace(microsecond=0)
     return path, _MessagesCut(f"GET {path}", stop_at_uuid, floor, max_pages)
+
+
+def _endless(endpoint: str) -> CallbellInvalidResponseError:
+    return CallbellInvalidResponseError(
+        f"more than {MAX_PAGES} pages of 'messages'; no conversation has that many", endpoint=endpoint
+    )
 
 
 def _created_before(message: Mapping[str, Any], since: datetime) -> bool:
@@ -1087,17 +1101,34 @@ _SSL_CONTEXT: list[ssl.SSLContext] = []
 _SSL_CONTEXT_LOCK = threading.Lock()
 
 
+def _ca_bundle() -> str | None:
+    """The CA bundle the environment names for ``requests`` (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``).
+
+    Both transports trust it, so that a deferred sensor in the triggerer reaches a host behind a
+    company CA as a send from a worker does (httpx alone would read only ``SSL_CERT_FILE``).
+    """
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 def _default_ssl_context() -> ssl.SSLContext:
     with _SSL_CONTEXT_LOCK:  # 500 triggers starting at once build it once
         if not _SSL_CONTEXT:
+            import ssl
+
             import httpx
 
-            _SSL_CONTEXT.append(httpx.create_ssl_context())
+            bundle = _ca_bundle()
+            if bundle is None:
+                _SSL_CONTEXT.append(httpx.create_ssl_context())
+            elif os.path.isdir(bundle):
+                _SSL_CONTEXT.append(ssl.create_default_context(capath=bundle))
+            else:
+                _SSL_CONTEXT.append(ssl.create_default_context(cafile=bundle))
     return _SSL_CONTEXT[0]
 
 
 async def _ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS context, built once per process in a worker thread, off the event loop."""
+    """The TLS context of the async path, built once per process in a worker thread, off the event loop."""
     return _SSL_CONTEXT[0] if _SSL_CONTEXT else await asyncio.to_thread(_default_ssl_context)
 
 

@@ -8,7 +8,7 @@ from collections import ChainMap
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.exceptions import CallbellBulkSendError, CallbellValidationError
 from airflow_provider_callbell.validation import (
     MESSAGE_FIELDS,
     check_literal_fields,
@@ -244,7 +244,6 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
 
     def execute(self, context: Context) -> list[str | None] | None:
         from airflow_provider_callbell.bulk import describe_failures, is_delivery_unknown
-        from airflow_provider_callbell.exceptions import CallbellBulkSendError
         from airflow_provider_callbell.progress import SENT_EARLIER, VariableProgress
 
         ti = context["ti"]

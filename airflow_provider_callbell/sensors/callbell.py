@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, api_error_class
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, error_from_event
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
@@ -153,9 +153,7 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
                 f"Callbell message {self.message_uuid} reached none of {', '.join(self.target_statuses)} "
                 f"within {self.timeout} s (last status: {event['status']})"
             )
-        raise api_error_class(event["status_code"])(
-            event["reason"], status_code=event["status_code"], endpoint=event["endpoint"], body=event["body"]
-        )
+        raise error_from_event(event)
 
 
 class CallbellReplySensor(BaseSensorOperator):
@@ -227,7 +225,13 @@ class CallbellReplySensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        ReplyRule.build(choices, pattern)  # a wrong choices or pattern fails when the DAG is parsed
+        # A wrong literal is a DAG import error naming the task; templated values are checked rendered.
+        with raised_for(f"task {self.task_id!r}"):
+            ReplyRule.build(choices, pattern)
+            if not is_templated(to):
+                validate_phone("to", to)
+            if after_message_uuid is not None and not is_templated(after_message_uuid):
+                validate_uuid("after_message_uuid", after_message_uuid)
         self.to = to
         self.after_message_uuid = after_message_uuid
         self.choices = list(choices) if choices is not None else None
@@ -348,6 +352,4 @@ class CallbellReplySensor(BaseSensorOperator):
             self._defer(contact_uuid=event["contact_uuid"], end_time=event["end_time"])  # raises TaskDeferred
         if event["event"] == "timeout":
             raise AirflowSensorTimeout(f"No accepted answer from {self.to} within {self.timeout} s")
-        raise api_error_class(event["status_code"])(
-            event["reason"], status_code=event["status_code"], endpoint=event["endpoint"], body=event["body"]
-        )
+        raise error_from_event(event)

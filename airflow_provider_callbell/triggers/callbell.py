@@ -8,7 +8,12 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellMessageFailedError
+from airflow_provider_callbell.exceptions import (
+    CallbellAPIError,
+    CallbellError,
+    CallbellMessageFailedError,
+    error_event,
+)
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
@@ -117,7 +122,7 @@ class CallbellMessageStatusTrigger(BaseTrigger):
                 message = await hook.aget_message_status(self.message_uuid)
             except CallbellError as err:
                 if not (isinstance(err, CallbellAPIError) and err.is_transient):
-                    yield _event(_error_event(err))
+                    yield _event(error_event(err))
                     return
                 self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
             else:
@@ -153,19 +158,6 @@ class CallbellMessageStatusTrigger(BaseTrigger):
             return message_outcome(message, self.target_statuses, self.failure_statuses) is not None
         except CallbellMessageFailedError:
             return True  # the sensor raises it, with Callbell's reason, when it resumes
-
-
-def _error_event(err: CallbellError) -> dict[str, Any]:
-    """The error event for any provider error; only a :class:`CallbellAPIError` has an answer to show."""
-    if isinstance(err, CallbellAPIError):
-        return {
-            "event": "error",
-            "reason": err.reason,
-            "status_code": err.status_code,
-            "endpoint": err.endpoint,
-            "body": err.body,
-        }
-    return {"event": "error", "reason": str(err), "status_code": None, "endpoint": "", "body": ""}
 
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
@@ -270,7 +262,7 @@ class CallbellReplyTrigger(BaseTrigger):
                     last = check
             except CallbellError as err:
                 if not (isinstance(err, CallbellAPIError) and err.is_transient):
-                    yield _event(_error_event(err))
+                    yield _event(error_event(err))
                     return
                 self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
             else:

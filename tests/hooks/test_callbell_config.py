@@ -11,7 +11,7 @@ from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BAS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.version_compat import AirflowFailException
-from tests.conftest import TOKEN, UUID, set_connection
+from tests.conftest import BASE_URL, TOKEN, UUID, set_connection
 
 HOW_TO_ADD = "`airflow connections add {0} --conn-type callbell --conn-password <API token>`"
 
@@ -54,6 +54,31 @@ class TestConfigErrorsFailFast:
             CallbellHook().list_templates()
         assert "'callbell_default' has no API token: set its password (\"API token\"" in str(excinfo.value)
         assert HOW_TO_ADD.format("callbell_default") in str(excinfo.value)
+        assert requests_mock.call_count == 0
+
+    def test_a_token_pasted_with_a_line_break_is_used_without_it(self, monkeypatch, requests_mock):
+        set_connection(monkeypatch, password=f" {TOKEN}\n")
+        sent = requests_mock.get(f"{BASE_URL}/templates", json={"templates": []})
+        CallbellHook().list_templates()
+        assert sent.last_request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            pytest.param("abcd 1234efgh", id="space"),
+            pytest.param("abcd\n1234efgh", id="line-break"),
+            pytest.param("abcd\u20191234efgh", id="curly-quote"),
+        ],
+    )
+    def test_a_token_http_cannot_carry_is_a_config_error_that_does_not_show_it(
+        self, monkeypatch, requests_mock, token
+    ):
+        set_connection(monkeypatch, password=token)
+        with pytest.raises(
+            CallbellConnectionConfigError, match="holds a space, a line break or a non-ASCII"
+        ) as excinfo:
+            CallbellHook().list_templates()
+        assert "1234" not in str(excinfo.value)
         assert requests_mock.call_count == 0
 
     @pytest.mark.parametrize(

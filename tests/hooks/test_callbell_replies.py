@@ -11,9 +11,11 @@ import pytest
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellAuthError,
+    CallbellInvalidResponseError,
     CallbellRateLimitError,
     CallbellValidationError,
 )
+from airflow_provider_callbell.hooks import callbell as hook_module
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
 from tests.conftest import BASE_URL, TOKEN, UUID, set_connection
@@ -54,6 +56,15 @@ class TestGetContact:
             f"{BASE_URL}/contacts/phone/%2B31612345678", status_code=404, json={"error": "nope"}
         )
         assert CallbellHook().get_contact_by_phone("+31612345678") is None
+
+    def test_a_404_from_a_base_url_without_v1_is_an_error_not_an_unknown_number(
+        self, monkeypatch, requests_mock
+    ):
+        set_connection(monkeypatch, host="https://api.callbell.eu")
+        requests_mock.get("https://api.callbell.eu/contacts/phone/%2B31612345678", status_code=404)
+        with pytest.raises(CallbellAPIError, match="does not end with /v1") as caught:
+            CallbellHook().get_contact_by_phone("+31612345678")
+        assert caught.value.status_code == 404
 
     def test_other_errors_are_typed(self, callbell_conn, requests_mock):
         requests_mock.get(f"{BASE_URL}/contacts/phone/%2B31612345678", status_code=401, text="bad token")
@@ -149,6 +160,16 @@ class TestListContactMessages:
             len(list(CallbellHook().list_contact_messages(CONTACT_UUID, stop_at_uuid=UUID, max_pages=3))) == 3
         )
         assert route.call_count == 3
+
+    def test_pages_that_never_end_stop_at_the_cap(self, callbell_conn, requests_mock, monkeypatch):
+        monkeypatch.setattr(hook_module, "MAX_PAGES", 5)
+        route = requests_mock.get(
+            MESSAGES_URL,
+            json={"messages": [msg("received", "2026-11-30T08:00:00Z")], "meta": {"pages": 10**9}},
+        )
+        with pytest.raises(CallbellInvalidResponseError, match="more than 5 pages"):
+            list(CallbellHook().list_contact_messages(CONTACT_UUID))
+        assert route.call_count == 5
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),

@@ -22,6 +22,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -687,3 +688,22 @@ class TestProxies:
         hook.get_message_status(UUID)
         assert proxy.requests == []
         assert len(server.requests) == 2
+
+
+class TestCABundle:
+    """``REQUESTS_CA_BUNDLE`` is trusted by both transports: sends from workers, polls in the triggerer."""
+
+    def test_both_paths_trust_the_bundle_requests_would(self, monkeypatch, tmp_path, callbell_conn):
+        import certifi
+
+        from airflow_provider_callbell.hooks import callbell as hook_module
+
+        pem = Path(certifi.where()).read_text()
+        one_ca = pem[: pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+        bundle = tmp_path / "company-ca.pem"
+        bundle.write_text(one_ca[one_ca.index("-----BEGIN CERTIFICATE-----") :] + "\n")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        monkeypatch.setattr(hook_module, "_SSL_CONTEXT", [])  # built once per process: build it anew
+
+        assert CallbellHook().session.verify == str(bundle)
+        assert len(hook_module._default_ssl_context().get_ca_certs()) == 1

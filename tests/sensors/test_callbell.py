@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -14,13 +15,14 @@ import pytest
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellAuthError,
+    CallbellConnectionConfigError,
     CallbellMessageFailedError,
     CallbellValidationError,
 )
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSensor
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
-from airflow_provider_callbell.version_compat import AirflowSensorTimeout
+from airflow_provider_callbell.version_compat import AirflowFailException, AirflowSensorTimeout
 from tests.compat import TaskDeferred, import_string
 from tests.conftest import BASE_URL, UUID
 
@@ -192,6 +194,21 @@ class TestDeferrable:
         with pytest.raises(CallbellAuthError) as deferred_error:
             sensor().execute_complete({}, event)  # type: ignore[arg-type]
         assert str(deferred_error.value) == str(poke_error.value)
+
+    def test_a_config_error_in_the_triggerer_fails_the_task_without_retries(self, monkeypatch):
+        """The connection the triggerer reads may differ from the workers': its error keeps its type."""
+        monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps({"conn_type": "callbell"}))
+        trigger = CallbellMessageStatusTrigger(message_uuid=UUID, end_time=time.time() + 5)
+
+        async def first_event() -> dict[str, Any]:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("the trigger ended without an event")
+
+        event = asyncio.run(first_event())
+        with pytest.raises(CallbellConnectionConfigError, match="has no API token") as excinfo:
+            sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        assert isinstance(excinfo.value, AirflowFailException)
 
     def test_timeout_event(self):
         with pytest.raises(

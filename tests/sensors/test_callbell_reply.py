@@ -25,7 +25,8 @@ REPROMPT = "Please reply YES or NO"
 def reply_sensor(**kwargs: Any) -> CallbellReplySensor:
     kwargs.setdefault("poke_interval", 0.05)
     kwargs.setdefault("timeout", 5)
-    return CallbellReplySensor(task_id="answer", to=PHONE, **kwargs)
+    kwargs.setdefault("to", PHONE)
+    return CallbellReplySensor(task_id="answer", **kwargs)
 
 
 def context(start: datetime | None = None) -> Any:
@@ -73,11 +74,17 @@ class TestArguments:
             pytest.param({"choices": ["yes"], "pattern": "y"}, "not both", id="both"),
             pytest.param({"choices": "yes"}, "choices must be", id="choices-string"),
             pytest.param({"pattern": "("}, "pattern is not a valid", id="bad-pattern"),
+            pytest.param({"to": "0612345678"}, "to must be a phone number", id="literal-to"),
+            pytest.param({"after_message_uuid": "None"}, "after_message_uuid must be", id="literal-after"),
         ],
     )
-    def test_bad_rule_fails_when_the_dag_is_parsed(self, kwargs: dict[str, Any], match: str) -> None:
-        with pytest.raises(CallbellValidationError, match=match):
+    def test_bad_literals_fail_when_the_dag_is_parsed(self, kwargs: dict[str, Any], match: str) -> None:
+        with pytest.raises(CallbellValidationError, match=match) as caught:
             reply_sensor(**kwargs)
+        assert str(caught.value).startswith("task ")  # names the task, as a DAG import error
+
+    def test_templated_values_wait_for_rendering(self) -> None:
+        reply_sensor(to="{{ params.on_call }}", after_message_uuid="{{ ti.xcom_pull('ask') }}")
 
     @pytest.mark.parametrize("deferrable", [False, True])
     @pytest.mark.parametrize(
@@ -91,7 +98,9 @@ class TestArguments:
     def test_bad_rendered_values_fail_before_any_request(
         self, callbell_conn: None, requests_mock: Any, deferrable: bool, kwargs: dict[str, Any], match: str
     ) -> None:
-        task = CallbellReplySensor(task_id="answer", **{"to": PHONE, **kwargs}, deferrable=deferrable)
+        task = CallbellReplySensor(task_id="answer", to=PHONE, deferrable=deferrable)
+        for name, rendered in kwargs.items():  # as Airflow sets template fields once rendered
+            setattr(task, name, rendered)
         with pytest.raises(CallbellValidationError, match=match):
             task.execute(context())
         assert requests_mock.request_history == []

@@ -102,6 +102,7 @@ class TestAgainstSandbox:
         (event,) = events(rebuilt(message_uuid=UUID))
         assert event == {
             "event": "error",
+            "error_class": "CallbellAPIError",
             "reason": "Callbell refused the request",
             "status_code": 404,
             "endpoint": f"GET /messages/status/{UUID}",
@@ -191,6 +192,7 @@ class TestAnyProviderError:
         assert event["event"] == "error"
         assert "has no API token" in event["reason"]
         assert event["status_code"] is None
+        assert event["error_class"] == "CallbellConnectionConfigError"
 
     def test_an_unusable_answer_is_an_error_event(self, callbell_conn, async_answers):
         answers, seen = async_answers
