@@ -86,11 +86,14 @@ class TestApproval:
             result.xcom("hold_back")
         assert "[DAG TEST] running trigger in line" not in result.output
 
-    def test_deferrable_no_holds_back(self, airflow) -> None:
-        with CallbellSandbox(status_interval=0, auto_reply="NO.", auto_reply_delay=2) as sandbox:
-            result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
+    def test_deferrable_wrong_answer_reprompted_from_the_worker_then_no_holds_back(self, airflow) -> None:
+        with CallbellSandbox(status_interval=0) as sandbox:
+            question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
+            with answering(sandbox, [(question, "hmm"), (REPROMPT, "NO.")]):
+                result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
         assert result.returncode == 0, result.output[-3000:]
         assert "[DAG TEST] running trigger in line" in result.output
+        assert texts(sandbox) == [question, REPROMPT]
         reply = result.xcom("wait_for_answer")
         assert (reply["text"], reply["choice"]) == ("NO.", "no")
         assert followed(result, "decide") == ["hold_back"]
@@ -98,18 +101,10 @@ class TestApproval:
         with pytest.raises(AssertionError, match="no XCom"):
             result.xcom("publish")
 
-    def test_deferrable_wrong_answer_reprompted_from_the_worker(self, airflow) -> None:
-        with CallbellSandbox(status_interval=0) as sandbox:
-            question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
-            with answering(sandbox, [(question, "hmm"), (REPROMPT, "yes")]):
-                result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
-        assert result.returncode == 0, result.output[-3000:]
-        assert texts(sandbox) == [question, REPROMPT]
-        assert followed(result, "decide") == ["publish"]
-
 
 class TestEscalation:
-    @pytest.mark.parametrize("env", [pytest.param({}, id="poke"), pytest.param(DEFERRABLE, id="deferrable")])
+    # Each path once, each in the other mode: a dags test costs ~20 s, and both modes share the sensor code.
+    @pytest.mark.parametrize("env", [pytest.param(DEFERRABLE, id="deferrable")])
     def test_acknowledged(self, airflow, env: dict[str, str]) -> None:
         with CallbellSandbox(status_interval=0, auto_reply="ack, on it", auto_reply_delay=2) as sandbox:
             result = airflow.dags_test("example_callbell_escalation", sandbox, **env)
@@ -123,7 +118,7 @@ class TestEscalation:
         assert followed(result, "escalate_or_not") == ["acknowledged"]
         assert result.xcom("acknowledged") == f"31612345678 acknowledged at {reply['createdAt']}"
 
-    @pytest.mark.parametrize("env", [pytest.param({}, id="poke"), pytest.param(DEFERRABLE, id="deferrable")])
+    @pytest.mark.parametrize("env", [pytest.param({}, id="poke")])
     def test_not_acknowledged_pages_the_secondary(self, airflow, env: dict[str, str]) -> None:
         with CallbellSandbox(status_interval=0) as sandbox:
             result = airflow.dags_test(
