@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
-.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench docs dist lock clean \
+.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) test-3.3-integration test-3.3-unit lint typecheck unit demo bench docs dist lock clean \
 	test-browser browser-pytest $(addprefix browser-,$(AIRFLOW_LINES)) screenshots
 
 venv: $(STAMP)
@@ -40,19 +40,27 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not integration"
 
-# The whole suite (unit, sandbox, end-to-end `airflow dags test`, Connections UI) on one Airflow line.
+# The whole suite (unit, sandbox, end-to-end `airflow dags test`, Connections UI) on one Airflow line;
+# PYTEST_ARGS narrows it (e.g. PYTEST_ARGS='-m integration').
 pytest: venv
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(addprefix test-,$(AIRFLOW_LINES)): test-%:
 	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$*
 
-# The lines run side by side, one per core on a 2-core machine (their tests are independent: own
-# venvs, throwaway AIRFLOW_HOMEs, free ports); --output-sync prints each line's log in one piece when
-# it ends. LINE_JOBS=1 runs them one after the other.
+# The 3.3 line's halves, so that `make test` can balance the two cores.
+test-3.3-integration:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=3.3 PYTEST_ARGS='-m integration'
+test-3.3-unit:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=3.3 PYTEST_ARGS='-m "not integration"'
+
+# The lines run side by side, one job per core on a 2-core machine (their tests are independent: own
+# venvs, throwaway AIRFLOW_HOMEs, free ports); --output-sync prints each job's log in one piece when it
+# ends. The 3.3 line's end-to-end tests take longest, so they are a job of their own beside the 2.11
+# line, and the 3.3 unit tests take the core that frees first. LINE_JOBS=1 runs them one after another.
 LINE_JOBS ?= 2
 test: lint typecheck
-	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(addprefix test-,$(AIRFLOW_LINES))
+	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target test-3.3-integration test-2.11 test-3.3-unit
 
 # The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web
 # inbox, and the Connections form of a running Airflow on each line. A headless Chromium from the
