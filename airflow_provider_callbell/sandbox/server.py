@@ -563,11 +563,8 @@ class CallbellSandbox:
 
     def _inbound(self, raw: bytes) -> _Answer:
         """``POST /_sandbox/inbound`` ``{"from", "text", "channel"}``: a customer answers."""
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = _json_object(raw)
+        if body is None:
             return _Answer(400, {"error": "the request body must be a JSON object"})
         try:
             message = self.receive(
@@ -648,11 +645,8 @@ class CallbellSandbox:
         return _Answer(404, {"error": "Not Found"})
 
     def _send_message(self, raw: bytes, knobs: _Knobs) -> _Answer:
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
+        body = _json_object(raw)
+        if body is None:
             return _Answer(400, {"error": "the request body must be a JSON object"})
         try:
             validate_send(body)
@@ -859,6 +853,15 @@ class CallbellSandbox:
         pages = max(1, math.ceil(len(items) / size))
         start = (page - 1) * size
         return _Answer(200, {key: items[start : start + size], "meta": {"page": page, "pages": pages}})
+
+
+def _json_object(raw: bytes) -> JSON | None:
+    """A request body that is a JSON object, else ``None``."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def _count_down(

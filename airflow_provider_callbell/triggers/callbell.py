@@ -37,7 +37,7 @@ START_SPREAD = 1.0
 POLL_JITTER = 0.1
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
 
@@ -105,14 +105,8 @@ class CallbellMessageStatusTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        hook = CallbellHook(self.callbell_conn_id)
-        try:
-            async for event in self._poll(hook):
-                yield event
-        finally:
-            await hook.aclose()
+        async for event in _with_one_client(self.callbell_conn_id, self._poll):
+            yield event
 
     async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
         last_status: str | None = None
@@ -158,6 +152,20 @@ class CallbellMessageStatusTrigger(BaseTrigger):
             return message_outcome(message, self.target_statuses, self.failure_statuses) is not None
         except CallbellMessageFailedError:
             return True  # the sensor raises it, with Callbell's reason, when it resumes
+
+
+async def _with_one_client(
+    conn_id: str, poll: Callable[[CallbellHook], AsyncIterator[TriggerEvent]]
+) -> AsyncIterator[TriggerEvent]:
+    """Run ``poll`` with one hook, whose one async client is closed when the run ends (cancelled too)."""
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+    hook = CallbellHook(conn_id)
+    try:
+        async for event in poll(hook):
+            yield event
+    finally:
+        await hook.aclose()
 
 
 def _event(payload: dict[str, Any]) -> TriggerEvent:
@@ -243,14 +251,8 @@ class CallbellReplyTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        hook = CallbellHook(self.callbell_conn_id)
-        try:
-            async for event in self._poll(hook):
-                yield event
-        finally:
-            await hook.aclose()
+        async for event in _with_one_client(self.callbell_conn_id, self._poll):
+            yield event
 
     async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
         last: ReplyCheck | None = None
