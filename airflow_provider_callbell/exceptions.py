@@ -2,7 +2,24 @@
 
 Callers branch on the type and on attributes (``status_code``, ``endpoint``, ``body``, ``is_transient``,
 ``status``), never on the message text. No message ever contains the API token: the token is never
-passed to these classes.
+passed to these classes. The tree::
+
+    AirflowException
+    └── CallbellError
+        ├── CallbellValidationError         bad input, nothing sent        (AirflowFailException, ValueError)
+        ├── CallbellConnectionConfigError   missing or unsafe connection   (AirflowFailException, ValueError)
+        ├── CallbellAPIError                a request went wrong: .status_code, .endpoint, .body
+        │   ├── CallbellAuthError           401, 403
+        │   ├── CallbellRateLimitError      429, .retry_after
+        │   ├── CallbellServerError         5xx
+        │   ├── CallbellInvalidResponseError  an answer that cannot be used
+        │   └── CallbellNoAnswerError       no HTTP answer (status_code None)
+        │       └── CallbellTimeoutError    no complete answer within the timeouts
+        ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
+        └── CallbellBulkSendError           some messages of a bulk send failed
+
+``is_transient`` is true for :class:`CallbellNoAnswerError` (and so :class:`CallbellTimeoutError`),
+:class:`CallbellRateLimitError` and :class:`CallbellServerError`: asking again later may succeed.
 """
 
 from __future__ import annotations
@@ -97,6 +114,27 @@ def _maybe_acted_on(status_code: int | None) -> bool:
     if status_code is None:
         return True  # unknown how far the request got: assume the worst for at-most-once delivery
     return 200 <= status_code < 300 or (status_code >= 500 and status_code not in (502, 503, 504))
+
+
+class CallbellNoAnswerError(CallbellAPIError):
+    """No HTTP answer arrived: the connection failed, broke, or the attempt ran out of time.
+
+    ``status_code`` is ``None``, and the error is transient: asking again later may succeed.
+    ``maybe_acted_on`` is ``False`` only when the request is known not to have reached Callbell (no
+    connection could be made); otherwise a send may have gone out.
+    """
+
+    @property
+    def is_transient(self) -> bool:
+        return True
+
+
+class CallbellTimeoutError(CallbellNoAnswerError):
+    """No complete answer within the connect timeout plus the read timeout of the attempt.
+
+    The deadline covers the whole attempt, from connecting to the last byte of the answer, however
+    slowly a server trickles it. A send may have gone out (``maybe_acted_on``).
+    """
 
 
 class CallbellAuthError(CallbellAPIError):
@@ -216,5 +254,7 @@ _EVENT_ERRORS: dict[str, type[CallbellError]] = {
         CallbellRateLimitError,
         CallbellServerError,
         CallbellInvalidResponseError,
+        CallbellNoAnswerError,
+        CallbellTimeoutError,
     )
 }

@@ -247,7 +247,7 @@ class TestPolicyFromConnection:
                 "delivery": "at_least_once",
             },
         )
-        policy = CallbellHook()._conn_params.retry
+        policy = CallbellHook()._settings.retry
         assert (policy.max_retries, policy.max_seconds, policy.backoff, policy.delivery) == (
             5,
             9.0,
@@ -256,12 +256,12 @@ class TestPolicyFromConnection:
         )
 
     def test_defaults(self, callbell_conn):
-        assert CallbellHook()._conn_params.retry == RetryPolicy()
+        assert CallbellHook()._settings.retry == RetryPolicy()
         assert RetryPolicy().delivery == "at_most_once"
 
     def test_hook_argument_wins(self, monkeypatch):
         set_connection(monkeypatch, extra={"max_retries": 5})
-        assert CallbellHook(retry_policy=RetryPolicy(max_retries=1))._conn_params.retry.max_retries == 1
+        assert CallbellHook(retry_policy=RetryPolicy(max_retries=1))._settings.retry.max_retries == 1
 
     @pytest.mark.parametrize(
         ("extra", "match"),

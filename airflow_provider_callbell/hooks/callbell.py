@@ -1,20 +1,19 @@
-"""The Callbell hook: one authenticated HTTP session per hook, one method per API call."""
+"""The Callbell hook: the connection's settings, an HTTP session and an async client, one method per API call.
+
+The hook reads like Airflow's ``SlackHook``: the Connections UI, the settings read from the
+connection (:mod:`~airflow_provider_callbell.connection`), the lifetimes of the sync session and the
+async client, then the API. How a request travels and how an answer is read is the transport's
+(:mod:`~airflow_provider_callbell.transport`); how a listing is paged is the pager's
+(:mod:`~airflow_provider_callbell.paging`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import os
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit, urlunsplit
-
-import requests
-from urllib3.exceptions import NewConnectionError
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow_provider_callbell.bulk import (
     DEFAULT_MAX_RPS,
@@ -25,89 +24,48 @@ from airflow_provider_callbell.bulk import (
     send_spooled,
     spool_messages,
 )
+from airflow_provider_callbell.connection import (
+    CONN_TYPE,
+    CallbellSettings,
+    connection_form_widgets,
+    missing_connection,
+    ui_field_behaviour,
+)
+from airflow_provider_callbell.connection import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from airflow_provider_callbell.exceptions import (
-    BODY_EXCERPT_CHARS,
     CallbellAPIError,
-    CallbellConnectionConfigError,
     CallbellError,
     CallbellInvalidResponseError,
-    CallbellRateLimitError,
     CallbellValidationError,
-    api_error_class,
 )
-from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.message_status import MESSAGE_STATUSES
+from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
+from airflow_provider_callbell.paging import MessagesCut, Pager
 from airflow_provider_callbell.ratelimit import RateGate
-from airflow_provider_callbell.replies import parse_created_at
-from airflow_provider_callbell.retry import RetryPolicy, parse_retry_after
-from airflow_provider_callbell.transport import (
-    ACCEPT_ENCODING,
-    MAX_BODY_BYTES,
-    WATCHDOG,
-    BodyTooLargeError,
-    BoundedDecoder,
-    DeadlineAdapter,
-    UnsupportedEncodingError,
-    iter_capped,
-    redact,
-)
+from airflow_provider_callbell.transport import aio, protocol, sync
+from airflow_provider_callbell.transport.caps import redact
+from airflow_provider_callbell.validation import DEFAULT_CHANNEL as DEFAULT_CHANNEL
 from airflow_provider_callbell.validation import (
-    DEFAULT_CHANNEL,
     build_send_payload,
     message_fields,
     validate_phone,
     validate_uuid,
 )
-from airflow_provider_callbell.version_compat import (
-    AIRFLOW_V_3_0_PLUS,
-    AirflowNotFoundException,
-    BaseHook,
-    aget_connection,
-)
+from airflow_provider_callbell.version_compat import AirflowNotFoundException, BaseHook, aget_connection
 
 if TYPE_CHECKING:
-    import ssl
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-    from datetime import timedelta
+    import threading
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+    from datetime import datetime
 
     import httpx
-    from requests.structures import CaseInsensitiveDict
+    import requests
     from typing_extensions import Unpack
 
     from airflow_provider_callbell.bulk import BulkProgress
+    from airflow_provider_callbell.retry import RetryPolicy
     from airflow_provider_callbell.validation import MessageFields, MessageOptions, SendMessagePayload
     from airflow_provider_callbell.version_compat import Connection
-
-#: (connect, read) seconds: connecting should be quick; Callbell may take a while to answer a send.
-#: Their sum is the deadline of each attempt, from connecting to the last byte of the answer.
-DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 30.0)
-#: The most pages a listing reads; Callbell's accounts have a handful.
-MAX_PAGES = 1000
-
-
-@dataclass(frozen=True)
-class _ConnParams:
-    """The connection, read once per hook and merged with the hook's own arguments."""
-
-    base_url: str
-    token: str = field(repr=False)  # never in a log line or a traceback
-    from_: str
-    channel_uuid: str | None
-    timeout: tuple[float, float]
-    retry: RetryPolicy
-
-
-class _Response(Protocol):
-    """What the sync (``requests``) and async (``httpx``) responses share, as far as the hook reads."""
-
-    @property
-    def status_code(self) -> int: ...
-    @property
-    def encoding(self) -> str | None: ...
-    @property
-    def headers(self) -> CaseInsensitiveDict[str] | httpx.Headers: ...
-    @property
-    def elapsed(self) -> timedelta: ...
 
 
 class CallbellHook(BaseHook):
@@ -122,8 +80,9 @@ class CallbellHook(BaseHook):
     broken connection raises :class:`~airflow_provider_callbell.exceptions.CallbellConnectionConfigError`
     on first use, which fails the task without retries and says how to fix the connection.
 
-    Nothing happens in ``__init__``: the connection is read and the HTTP session built on first use,
-    once per hook, so creating a hook in a DAG file costs nothing.
+    Nothing happens in ``__init__``: the connection is read on first use and kept, and so are the
+    HTTP session of the sync methods and the client of the async ones (one per event loop), so
+    creating a hook in a DAG file costs nothing.
 
     .. code-block:: python
 
@@ -146,7 +105,7 @@ class CallbellHook(BaseHook):
 
     conn_name_attr = "callbell_conn_id"
     default_conn_name = "callbell_default"
-    conn_type = "callbell"
+    conn_type = CONN_TYPE
     hook_name = "Callbell"
 
     def __init__(
@@ -167,151 +126,80 @@ class CallbellHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide the fields Callbell does not use and call the password what it is: the API token."""
-        return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-        }
+        return ui_field_behaviour()
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Offer the extras as form fields, for Airflow before 3.2 (3.2+ reads ``conn-fields``).
+        """Offer the extras as form fields, for Airflow before 3.2 (3.2+ reads ``conn-fields``)."""
+        return connection_form_widgets()
 
-        Each field follows its ``conn-fields`` schema type. Airflow accepts only ``StringField``,
-        ``IntegerField``, ``PasswordField`` and ``BooleanField`` here and drops the whole connection
-        type for any other class, so a ``number`` (seconds, which may be fractional) is a text field
-        that must hold a decimal number. Airflow 2.x renders the form with Flask-AppBuilder, so there
-        the fields get its Bootstrap widget and translatable labels, as the official providers' do.
-        """
-        from wtforms import IntegerField, StringField
-
-        # any_of, not its alias AnyOf: Airflow 3.0/3.1's API server reads the choices through a mock of it.
-        from wtforms.validators import NumberRange, Optional, Regexp, any_of
-
-        label: Callable[[str], Any] = str
-        widget: dict[str, Any] = {}
-        if not AIRFLOW_V_3_0_PLUS:
-            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-            from flask_babel import lazy_gettext
-
-            label = lazy_gettext
-            widget = {"widget": BS3TextFieldWidget()}
-
-        def form_field(spec: Mapping[str, Any]) -> Any:
-            kind = spec["schema"]["type"][0]
-            args = (label(spec["label"]),)
-            kwargs = {"description": spec["description"], "default": spec["schema"].get("default"), **widget}
-            if kind == "integer":
-                return IntegerField(*args, validators=[Optional(), NumberRange(min=0)], **kwargs)
-            if kind == "number":
-                decimal = Regexp(r"^\s*\d+(\.\d+)?\s*$", message="Enter a number such as 10 or 2.5")
-                return StringField(*args, validators=[Optional(), decimal], **kwargs)
-            choices = [value for value in spec["schema"].get("enum", []) if value is not None]
-            return StringField(*args, validators=[Optional(), any_of(choices)] if choices else [], **kwargs)
-
-        return {name: form_field(spec) for name, spec in CONN_FIELDS.items()}
-
-    # -- Connection and session, made on first use ------------------------------------------------
+    # -- Settings, session and client, made on first use ------------------------------------------
 
     @cached_property
-    def _conn_params(self) -> _ConnParams:
+    def _settings(self) -> CallbellSettings:
+        """The connection merged with the hook's arguments, read once (see :class:`CallbellSettings`)."""
         try:
             conn = self.get_connection(self.callbell_conn_id)
         except AirflowNotFoundException:
-            raise _missing_connection(self.callbell_conn_id) from None
-        return self._merge_conn_params(conn, conn.extra_dejson)
+            raise missing_connection(self.callbell_conn_id) from None
+        return self._settings_of(conn, conn.extra_dejson)
 
-    async def _aconn_params(self) -> _ConnParams:
-        """``_conn_params`` for async code: same merge, same cache, no blocking call on the event loop."""
-        if "_conn_params" not in self.__dict__:
+    async def _asettings(self) -> CallbellSettings:
+        """``_settings`` for async code: same merge, same cache, no blocking call on the event loop."""
+        if "_settings" not in self.__dict__:
             try:
                 conn, extras = await aget_connection(self, self.callbell_conn_id)
             except AirflowNotFoundException:
-                raise _missing_connection(self.callbell_conn_id) from None
-            self.__dict__["_conn_params"] = self._merge_conn_params(conn, extras)
-        return self._conn_params
+                raise missing_connection(self.callbell_conn_id) from None
+            self.__dict__["_settings"] = self._settings_of(conn, extras)
+        return self._settings
 
-    def _merge_conn_params(self, conn: Connection, extras: Mapping[str, Any]) -> _ConnParams:
-        """The hook's arguments first, then the connection's extras, then the defaults.
-
-        Every problem found here is a :class:`CallbellConnectionConfigError` that names the
-        connection and says how to fix it; it fails the task without retries. Airflow registers the
-        password with its secrets masker when it reads the connection.
-        """
-        conn_id = self.callbell_conn_id
-        # A token pasted from a file often ends in a line break; it is never part of the token.
-        token = (conn.password or "").strip()
-        if not token:
-            raise CallbellConnectionConfigError(
-                f'Connection {conn_id!r} has no API token: set its password ("API token" in the '
-                f"Connections UI) to the API key made in Callbell's dashboard, or {_how_to_define(conn_id)}"
-            )
-        if not (token.isascii() and token.isprintable()) or " " in token:
-            # Checked here, because HTTP would refuse the header with an error quoting the token.
-            raise CallbellConnectionConfigError(
-                f"Connection {conn_id!r}: the API token holds a space, a line break or a non-ASCII "
-                "character, which no Callbell API key has; paste the key from Callbell's dashboard "
-                'into its password ("API token" in the Connections UI) again'
-            )
-        # The Airflow 2 UI stored extras as "extra__callbell__<name>"; accept both spellings, and
-        # treat a field left empty in the form (stored as "" or null) as unset.
-        prefix = f"extra__{self.conn_type}__"
-        extra = {k.removeprefix(prefix): v for k, v in extras.items() if v not in ("", None)}
-        try:
-            timeout = _timeouts(None, extra)
-            retry = RetryPolicy.from_extras(extra) if self.retry_policy is None else self.retry_policy
-        except CallbellConnectionConfigError as err:
-            raise CallbellConnectionConfigError(
-                f'Connection {conn_id!r}: {err}; fix it in the Connections UI or in the "extra" JSON '
-                f"of the connection (e.g. in {_env_var(conn_id)})"
-            ) from None
-        return _ConnParams(
-            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
-            token=token,
-            from_=extra.get("from") or DEFAULT_CHANNEL,
-            channel_uuid=extra.get("channel_uuid"),
-            timeout=timeout if self.timeout is None else _timeouts(self.timeout, {}),
-            retry=retry,
+    def _settings_of(self, conn: Connection, extras: Mapping[str, Any]) -> CallbellSettings:
+        return CallbellSettings.from_connection(
+            self.callbell_conn_id, conn, extras, timeout=self.timeout, retry_policy=self.retry_policy
         )
 
     @cached_property
     def _gate(self) -> RateGate:
         """When each request may start: spacing during a bulk send, and the shared pause after a 429."""
-        retry = self._conn_params.retry
+        retry = self._settings.retry
         return RateGate(clock=retry.clock, sleep=retry.sleep)
 
     @cached_property
     def session(self) -> requests.Session:
-        """The one ``requests.Session`` of this hook: pooled connections, auth and retries.
+        """The ``requests.Session`` of this hook's sync methods: pooled connections, auth and retries.
 
-        Its pool keeps up to :data:`~airflow_provider_callbell.bulk.MAX_WORKERS` connections, so
-        that every worker of a bulk send reuses one instead of opening a new one per message. Its
-        adapter gives every attempt a deadline (``transport.DeadlineAdapter``).
-
-        The environment's proxy settings (``HTTPS_PROXY``, ``NO_PROXY``, ...) and CA bundle
-        (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) are read once, here, for the base URL, which
-        is fixed per hook; ``requests`` would otherwise read them on every call. A ``.netrc`` is
-        never read: it could replace the token's header.
+        Made on first use and kept; every sync call, and every worker of a bulk send, shares it (see
+        :func:`~airflow_provider_callbell.transport.sync.new_session`).
         """
-        base_url = self._conn_params.base_url
-        session = requests.Session()
-        session.headers.update(_headers(self._conn_params.token))
-        session.trust_env = False
-        session.proxies = requests.utils.get_environ_proxies(base_url)
-        session.verify = _ca_bundle() or True
-        adapter = DeadlineAdapter(
-            pool_maxsize=MAX_WORKERS,
-            max_retries=self._conn_params.retry.to_urllib3(log=self.log.warning, gate=self._gate),
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
+        return sync.new_session(self._settings, log=self.log, gate=self._gate)
 
     def get_conn(self) -> requests.Session:
         """Return the HTTP session (Airflow's conventional accessor)."""
         return self.session
 
-    # -- The one place that does HTTP -------------------------------------------------------------
+    async def _aclient(self, settings: CallbellSettings) -> httpx.AsyncClient:
+        """The ``httpx.AsyncClient`` of this hook's async methods, made on first use on this event loop.
+
+        A client belongs to the loop it was made on, so another loop (a second ``asyncio.run``) gets
+        a new one.
+        """
+        loop = asyncio.get_running_loop()
+        made = self.__dict__.get("_async_client")
+        if made is not None and made[0] is loop:
+            client: httpx.AsyncClient = made[1]
+            return client
+        client = await aio.new_client(settings)
+        self.__dict__["_async_client"] = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        """Close the async client that every ``a…`` method of this hook shares; triggers call it when they end."""
+        made = self.__dict__.pop("_async_client", None)
+        if made is not None:
+            await made[1].aclose()
+
+    # -- Requests ---------------------------------------------------------------------------------
 
     def _request(
         self,
@@ -321,167 +209,36 @@ class CallbellHook(BaseHook):
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Call Callbell and return the decoded JSON body (``None`` for an empty answer).
-
-        Every error becomes a :class:`CallbellAPIError` subclass carrying the status code, the
-        endpoint and a short, redacted body excerpt, never the token or the request headers.
-        Each attempt ends within the connect timeout plus the read timeout (see
-        ``transport.Watchdog``).
-        """
-        endpoint = f"{method} {path}"
-        conn = self._conn_params
+        """Call Callbell and return the decoded JSON body, after this request's turn at the rate gate."""
+        settings = self._settings
         session = self.session
         self._gate.acquire()
-        error: CallbellAPIError | None = None
-        with WATCHDOG.watch(sum(conn.timeout)) as deadlines:
-            try:
-                response = session.request(
-                    method,
-                    conn.base_url + path,
-                    json=json,
-                    params=params,
-                    timeout=conn.timeout,
-                    allow_redirects=False,  # a redirect must not carry the token elsewhere
-                    stream=True,  # so that an oversized answer is refused, not read into memory
-                )
-                try:
-                    body = _read_capped(response)
-                finally:
-                    response.close()
-            except requests.exceptions.ContentDecodingError:
-                error = CallbellInvalidResponseError(
-                    "corrupt compressed answer", status_code=response.status_code, endpoint=endpoint
-                )
-            except requests.RequestException as err:
-                error = self._no_answer(endpoint, err, maybe_acted_on=_may_have_reached_callbell(err))
-            except BodyTooLargeError as err:
-                error = self._too_large(endpoint, err.status_code, err)
-        # Raised here, outside the except blocks, so that no exception keeps the request (and its
-        # headers) in its __context__.
-        if deadlines.expired:
-            raise self._out_of_time(endpoint)
-        if error is not None:
-            raise error
-        return self._decode(endpoint, response, body)
+        return sync.send(session, settings, method, path, json=json, params=params, log=self.log)
 
     async def _arequest(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        """``_request`` for async code (triggers), over ``httpx``: same URL, headers, timeout, deadline,
-        body cap, decoding and errors.
-
-        It does not retry: a trigger polls again at its own pace, and decides what to retry with
-        :attr:`CallbellAPIError.is_transient`. The whole attempt runs under ``asyncio.wait_for``
-        with the connect timeout plus the read timeout. The hook keeps one client (see
-        :meth:`aclose`) for every call made on the same event loop.
-        """
-        import httpx
-
-        endpoint = f"{method} {path}"
-        conn = await self._aconn_params()
-        client = await self._aclient(conn)
-        error: CallbellAPIError | None = None
-        try:
-            response, body = await asyncio.wait_for(
-                _aread(client, method, conn.base_url + path, params), timeout=sum(conn.timeout)
-            )
-        except asyncio.TimeoutError:
-            error = self._out_of_time(endpoint)
-        except httpx.HTTPError as err:
-            error = self._no_answer(endpoint, err)
-        except BodyTooLargeError as err:
-            error = self._too_large(endpoint, err.status_code, err)
-        except UnsupportedEncodingError as err:
-            error = CallbellInvalidResponseError(str(err), endpoint=endpoint)
-        if error is not None:
-            raise error  # outside the except blocks: no __context__ holding the request
-        return self._decode(endpoint, response, body)
-
-    async def _aclient(self, conn: _ConnParams) -> httpx.AsyncClient:
-        """The hook's ``httpx.AsyncClient``, made on first use on this event loop.
-
-        A client belongs to the loop it was made on, so another loop (a second ``asyncio.run``) gets
-        a new one. Its TLS context is built once per process in a worker thread
-        (:func:`_ssl_context`): building one reads the CA bundle, which would stall the triggerer's
-        event loop for every deferred task.
-        """
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        made = self.__dict__.get("_async_client")
-        if made is not None and made[0] is loop:
-            client: httpx.AsyncClient = made[1]
-            return client
-        connect, read = conn.timeout
-        client = httpx.AsyncClient(
-            headers=_headers(conn.token),
-            timeout=httpx.Timeout(read, connect=connect),
-            follow_redirects=False,  # a redirect must not carry the token elsewhere
-            verify=await _ssl_context(),
-        )
-        self.__dict__["_async_client"] = (loop, client)
-        return client
-
-    async def aclose(self) -> None:
-        """Close the async client of :meth:`aget_message_status`; triggers call it when they end."""
-        made = self.__dict__.pop("_async_client", None)
-        if made is not None:
-            await made[1].aclose()
-
-    def _decode(self, endpoint: str, response: _Response, body: bytes) -> Any:
-        """Return the JSON body of an answer, or raise the typed error for it; both transports use it."""
-        status = response.status_code
-        self.log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)
-        text = self._redact(_text(body, response.encoding))
-        if not 200 <= status < 300:
-            error = api_error_class(status)(
-                _reason(status, self._conn_params.base_url), status_code=status, endpoint=endpoint, body=text
-            )
-            if isinstance(error, CallbellRateLimitError):
-                error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise error
-        if status == 204 or not body:
-            return None
-        try:
-            return json.loads(body)  # JSON is UTF-8 (RFC 8259), whatever charset the answer claims
-        except (ValueError, RecursionError):  # not JSON; nested too deep to parse
-            pass
-        raise CallbellInvalidResponseError(
-            "expected a JSON answer", status_code=status, endpoint=endpoint, body=text
-        )
+        """``_request`` for async code (triggers), over ``httpx``; it does not retry."""
+        settings = await self._asettings()
+        client = await self._aclient(settings)
+        return await aio.send(client, settings, method, path, params=params, log=self.log)
 
     def _redact(self, text: str) -> str:
         """``text`` from a server without the token or any ``Authorization`` value, before it is kept."""
-        return redact(text, self._conn_params.token)
+        return redact(text, self._settings.token)
 
     def _invalid(self, reason: str, endpoint: str, data: Any) -> CallbellInvalidResponseError:
         """The error for a decoded answer of the wrong shape, with a redacted excerpt of it."""
-        return CallbellInvalidResponseError(reason, endpoint=endpoint, body=self._redact(_excerpt(data)))
+        return protocol.invalid_error(self._settings.token, reason, endpoint, data)
 
-    def _no_answer(self, endpoint: str, err: Exception, *, maybe_acted_on: bool = True) -> CallbellAPIError:
-        """The error for a request that got no HTTP answer (``status_code`` None, so it is transient).
+    def _pages(self, path: str, pager: Pager) -> Iterator[dict[str, Any]]:
+        """Drive ``pager`` with sync requests: the items of each page, asked for as they are read."""
+        while (params := pager.next_params()) is not None:
+            yield from pager.read(self._request("GET", path, params=params))
 
-        ``maybe_acted_on`` is ``False`` only when the request is known not to have reached Callbell.
-        """
-        detail = self._redact(f"{type(err).__name__}: {err}")
-        return CallbellAPIError(
-            f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on
-        )
-
-    def _out_of_time(self, endpoint: str) -> CallbellAPIError:
-        """The error for an attempt stopped at its deadline; transient, like no answer at all."""
-        connect, read = self._conn_params.timeout
-        return CallbellAPIError(
-            f"no complete answer from Callbell within {connect + read:g} s (connect timeout {connect:g} s "
-            f"+ read timeout {read:g} s)",
-            endpoint=endpoint,
-        )
-
-    def _too_large(self, endpoint: str, status: int | None, err: BodyTooLargeError) -> CallbellAPIError:
-        return CallbellInvalidResponseError(
-            f"the answer is larger than {MAX_BODY_BYTES} bytes, which no Callbell endpoint sends",
-            status_code=status,
-            endpoint=endpoint,
-            body=self._redact(err.head.decode("utf-8", errors="replace")),
-        )
+    async def _apages(self, path: str, pager: Pager) -> AsyncIterator[dict[str, Any]]:
+        """Drive ``pager`` with async requests."""
+        while (params := pager.next_params()) is not None:
+            for item in pager.read(await self._arequest("GET", path, params=params)):
+                yield item
 
     def _get_object(self, data: Any, key: str, endpoint: str) -> dict[str, Any]:
         value = data.get(key) if isinstance(data, dict) else None
@@ -489,54 +246,15 @@ class CallbellHook(BaseHook):
             raise self._invalid(f"expected a JSON object with {key!r}", endpoint, data)
         return value
 
-    def _status_message(self, data: Any, path: str) -> dict[str, Any]:
-        """The ``message`` of a status answer, which must hold one of Callbell's statuses."""
-        endpoint = f"GET {path}"
-        message = self._get_object(data, "message", endpoint)
-        if message.get("status") not in MESSAGE_STATUSES:
-            raise self._invalid(
-                f"expected a message with a status ({', '.join(MESSAGE_STATUSES)})", endpoint, message
-            )
-        return message
-
-    def _get_all_pages(
-        self, path: str, key: str, params: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Follow ``meta.page``/``meta.pages`` until every page of ``key`` items is read.
-
-        Reading ends at the last page, at an empty page, or with
-        :class:`~airflow_provider_callbell.exceptions.CallbellInvalidResponseError` when a page
-        repeats the one before (a server that ignores ``page``) or after :data:`MAX_PAGES` pages.
-        """
-        endpoint = f"GET {path}"
-        items: list[dict[str, Any]] = []
-        previous: list[Any] | None = None
-        for page in range(1, MAX_PAGES + 1):
-            data = self._request("GET", path, params={**(params or {}), "page": page})
-            batch = data.get(key) if isinstance(data, dict) else None
-            if not isinstance(batch, list):
-                raise self._invalid(f"expected a JSON object with a list {key!r}", endpoint, data)
-            if batch and batch == previous:
-                raise self._invalid(
-                    f"page {page} repeats page {page - 1}; the listing never ends", endpoint, data
-                )
-            items.extend(batch)
-            meta = data.get("meta")
-            pages = meta.get("pages", page) if isinstance(meta, dict) else page
-            if not isinstance(pages, int) or page >= pages or not batch:
-                return items
-            previous = batch
-        raise CallbellInvalidResponseError(
-            f"more than {MAX_PAGES} pages of {key!r}; no Callbell account has that many", endpoint=endpoint
-        )
+    # -- Messages ---------------------------------------------------------------------------------
 
     def _build_payload(self, **fields: Unpack[MessageFields]) -> SendMessagePayload:
         """Validate one message into its JSON body, with the connection's channel defaults."""
-        conn = self._conn_params
+        settings = self._settings
         if fields.get("from_") is None:
-            fields["from_"] = conn.from_  # type: ignore[typeddict-item]  # checked by build_send_payload
+            fields["from_"] = settings.from_  # type: ignore[typeddict-item]  # checked by build_send_payload
         if fields.get("channel_uuid") is None:
-            fields["channel_uuid"] = conn.channel_uuid
+            fields["channel_uuid"] = settings.channel_uuid
         return build_send_payload(**fields)
 
     def _build_message(self, message: Mapping[str, Any]) -> SendMessagePayload:
@@ -572,8 +290,6 @@ class CallbellHook(BaseHook):
             "Callbell enqueued message %s to %s", message["uuid"], payload.get("to", payload.get("bsuid"))
         )
         return compact(message)
-
-    # -- The API ----------------------------------------------------------------------------------
 
     def send_message(self, to: str | None = None, **options: Unpack[MessageOptions]) -> dict[str, Any]:
         """Validate one message, enqueue it with ``POST /messages/send`` and return Callbell's ``message``.
@@ -669,8 +385,18 @@ class CallbellHook(BaseHook):
                 progress=progress,
                 log=self.log,
                 stop=stop,
-                resend_unknown=self._conn_params.retry.delivery == "at_least_once",
+                resend_unknown=self._settings.retry.delivery == "at_least_once",
             )
+
+    def _status_message(self, data: Any, path: str) -> dict[str, Any]:
+        """The ``message`` of a status answer, which must hold one of Callbell's statuses."""
+        endpoint = f"GET {path}"
+        message = self._get_object(data, "message", endpoint)
+        if message.get("status") not in MESSAGE_STATUSES:
+            raise self._invalid(
+                f"expected a message with a status ({', '.join(MESSAGE_STATUSES)})", endpoint, message
+            )
+        return message
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""
@@ -686,6 +412,14 @@ class CallbellHook(BaseHook):
         """Delete a message in Callbell (not on the customer's phone) with ``DELETE /messages/:uuid``."""
         self._request("DELETE", f"/messages/{quote(validate_uuid('uuid', uuid))}")
 
+    # -- Listings ---------------------------------------------------------------------------------
+
+    def _get_all_pages(
+        self, path: str, key: str, params: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of every page of a listing (see :class:`~airflow_provider_callbell.paging.Pager`)."""
+        return list(self._pages(path, Pager(f"GET {path}", key, invalid=self._invalid, params=params)))
+
     def list_templates(self) -> list[dict[str, Any]]:
         """Return every template of the account, all pages; only ``approved`` ones can be sent."""
         return self._get_all_pages("/templates", "templates")
@@ -699,7 +433,7 @@ class CallbellHook(BaseHook):
             params["active"] = "true" if active else "false"
         return self._get_all_pages("/channels", "channels", params)
 
-    # Reading replies: the contact of a phone number, then its conversation, newest first.
+    # -- Contacts and conversations: the contact of a phone number, then its messages, newest first --
 
     def get_contact_by_phone(self, phone: str, channel_uuid: str | None = None) -> dict[str, Any] | None:
         """Return the contact of ``phone`` (``GET /contacts/phone/:number``), or ``None`` if Callbell has none.
@@ -723,7 +457,7 @@ class CallbellHook(BaseHook):
         self, phone: str, channel_uuid: str | None = None
     ) -> dict[str, Any] | None:
         """:meth:`get_contact_by_phone` for async code (triggers); errors are raised, never retried."""
-        await self._aconn_params()
+        await self._asettings()
         path, params = self._contact_by_phone_request(phone, channel_uuid)
         try:
             data = await self._arequest("GET", path, params=params)
@@ -733,20 +467,20 @@ class CallbellHook(BaseHook):
             raise
         return self._contact(data, f"GET {path}")
 
+    def _contact_by_phone_request(
+        self, phone: str, channel_uuid: str | None
+    ) -> tuple[str, dict[str, str] | None]:
+        path = f"/contacts/phone/{quote(validate_phone('phone', phone), safe='')}"
+        channel = channel_uuid or self._settings.channel_uuid
+        return path, None if channel is None else {"channel_uuid": channel}
+
     def _no_such_contact(self, err: CallbellAPIError) -> bool:
         """Whether a contact look-up's error means "no contact": a ``404`` from Callbell's ``/v1`` root.
 
         A ``404`` from a base URL without ``/v1`` is a configuration mistake, which must fail rather
         than look like a person who has not written yet.
         """
-        return err.status_code == 404 and urlsplit(self._conn_params.base_url).path.endswith("/v1")
-
-    def _contact_by_phone_request(
-        self, phone: str, channel_uuid: str | None
-    ) -> tuple[str, dict[str, str] | None]:
-        path = f"/contacts/phone/{quote(validate_phone('phone', phone), safe='')}"
-        channel = channel_uuid or self._conn_params.channel_uuid
-        return path, None if channel is None else {"channel_uuid": channel}
+        return err.status_code == 404 and self._settings.at_api_root
 
     def _contact(self, data: Any, endpoint: str) -> dict[str, Any]:
         """The ``contact`` of an answer; ``GET /contacts/:uuid``'s documented example wraps it in a list."""
@@ -756,18 +490,6 @@ class CallbellHook(BaseHook):
         if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
             raise self._invalid("expected a JSON object with a 'contact' holding a uuid", endpoint, data)
         return value
-
-    def _messages_page(self, cut: _MessagesCut, data: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
-        """One page of a conversation, checked: what to yield, and whether it is the last to read.
-
-        The callers read at most :data:`MAX_PAGES` pages, as :meth:`_get_all_pages` does, so that a
-        server whose pages never end cannot keep a caller reading forever.
-        """
-        batch = data.get("messages") if isinstance(data, dict) else None
-        if not isinstance(batch, list) or not all(isinstance(message, dict) for message in batch):
-            raise self._invalid("expected a JSON object with a list 'messages'", cut.endpoint, data)
-        meta = data.get("meta")
-        return cut.page(batch, meta.get("pages") if isinstance(meta, dict) else None, page)
 
     def get_contact(self, uuid: str) -> dict[str, Any]:
         """Return the contact ``uuid`` (``GET /contacts/:uuid``)."""
@@ -797,18 +519,7 @@ class CallbellHook(BaseHook):
         :param max_pages: read at most this many pages.
         :raises CallbellValidationError: at the call, before any request, for a bad argument.
         """
-        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
-
-        def pages() -> Iterator[dict[str, Any]]:
-            for page in range(1, MAX_PAGES + 1):
-                data = self._request("GET", path, params={"page": page})
-                messages, last = self._messages_page(cut, data, page)
-                yield from messages
-                if last:
-                    return
-            raise _endless(cut.endpoint)
-
-        return pages()
+        return self._pages(*self._conversation(contact_uuid, stop_at_uuid, since, max_pages))
 
     def alist_contact_messages(
         self,
@@ -819,19 +530,15 @@ class CallbellHook(BaseHook):
         max_pages: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """:meth:`list_contact_messages` for async code (triggers): ``async for message in ...``."""
-        path, cut = _contact_messages_request(contact_uuid, stop_at_uuid, since, max_pages)
+        return self._apages(*self._conversation(contact_uuid, stop_at_uuid, since, max_pages))
 
-        async def pages() -> AsyncIterator[dict[str, Any]]:
-            for page in range(1, MAX_PAGES + 1):
-                data = await self._arequest("GET", path, params={"page": page})
-                messages, last = self._messages_page(cut, data, page)
-                for message in messages:
-                    yield message
-                if last:
-                    return
-            raise _endless(cut.endpoint)
-
-        return pages()
+    def _conversation(
+        self, contact_uuid: str, stop_at_uuid: str | None, since: datetime | None, max_pages: int | None
+    ) -> tuple[str, Pager]:
+        """The path and the pager of a conversation's read; the arguments are checked here, at the call."""
+        path = f"/contacts/{quote(validate_uuid('contact_uuid', contact_uuid, 'contact'))}/messages"
+        cut = MessagesCut.checked(stop_at_uuid, since, max_pages)
+        return path, Pager(f"GET {path}", "messages", invalid=self._invalid, cut=cut, what="conversation")
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the token with ``GET /auth/me``; the answer feeds the Connections UI's Test button."""
@@ -845,322 +552,5 @@ class CallbellHook(BaseHook):
         return True, self._redact(f"Connected to Callbell as {email}")
 
 
-def _headers(token: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        "Accept-Encoding": ACCEPT_ENCODING,
-    }
-
-
 def _status_path(uuid: str) -> str:
     return f"/messages/status/{quote(validate_uuid('uuid', uuid))}"
-
-
-def _may_have_reached_callbell(err: requests.RequestException) -> bool:
-    """Whether a request that got no answer may still have been carried out by Callbell.
-
-    Only a failure to connect (refused, unresolved, TLS handshake, connect timeout) proves that
-    nothing was sent; so does a spent retry budget, which ``RetryPolicy`` reaches only through answers
-    that mean "nothing was done" (``429``, ``502``-``504``) or connection failures. A read timeout or
-    a connection dropped after sending leaves the message's fate unknown.
-    """
-    if isinstance(
-        err, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.RetryError)
-    ):
-        return False
-    reason = getattr(err.args[0], "reason", None) if err.args else None
-    return not isinstance(err, requests.ConnectionError) or not isinstance(reason, NewConnectionError)
-
-
-def _env_var(conn_id: str) -> str:
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
-
-
-def _how_to_define(conn_id: str) -> str:
-    """The two ways to define a Callbell connection from a shell, for error messages."""
-    return (
-        f"define it with `airflow connections add {conn_id} --conn-type callbell --conn-password "
-        f"<API token>` or with the environment variable {_env_var(conn_id)}="
-        """'{"conn_type": "callbell", "password": "<API token>"}'"""
-    )
-
-
-def _missing_connection(conn_id: str) -> CallbellConnectionConfigError:
-    """The error for a connection id Airflow does not know, with the way to create it.
-
-    On Airflow 3 it also says why a connection stored in the database may look missing: code that
-    runs outside a task (a Python shell, a script) does not reach the database through the task SDK.
-    """
-    message = f"Connection {conn_id!r} is not defined: {_how_to_define(conn_id)}"
-    if AIRFLOW_V_3_0_PLUS:
-        message += (
-            " (outside a task, Airflow 3 reads connections from environment variables and secrets "
-            "backends only, not from its database)"
-        )
-    return CallbellConnectionConfigError(message)
-
-
-#: What the connection's ``schema`` may hold besides a path: the URL scheme, as in Airflow's HTTP hook.
-_SCHEMES = ("http", "https")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class _MessagesCut:
-    """Where a read of a conversation (newest first) stops: one rule for the sync and async paths."""
-
-    endpoint: str
-    stop_at_uuid: str | None
-    since: datetime | None  # whole seconds, like Callbell's createdAt
-    max_pages: int | None
-
-    def page(self, batch: list[dict[str, Any]], pages: Any, page: int) -> tuple[list[dict[str, Any]], bool]:
-        """The messages of one page to yield, and whether this is the last page to read.
-
-        ``pages`` is the answer's ``meta.pages`` (``None`` when it has none).
-        """
-        kept: list[dict[str, Any]] = []
-        for message in batch:
-            if self.since is not None and _created_before(message, self.since):
-                return kept, True
-            kept.append(message)
-            if self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid:
-                return kept, True
-        # Older docs show no meta (stop on an empty page); newer ones give meta.pages.
-        last = not batch or (isinstance(pages, int) and page >= pages)
-        return kept, last or (self.max_pages is not None and page >= self.max_pages)
-
-
-def _contact_messages_request(
-    contact_uuid: str, stop_at_uuid: str | None, since: datetime | None, max_pages: int | None
-) -> tuple[str, _MessagesCut]:
-    path = f"/contacts/{quote(validate_uuid('contact_uuid', contact_uuid, 'contact'))}/messages"
-    if stop_at_uuid is not None:
-        validate_uuid("stop_at_uuid", stop_at_uuid)
-    if since is not None and (not isinstance(since, datetime) or since.tzinfo is None):
-        raise CallbellValidationError(f"since must be a timezone-aware datetime, got {since!r}")
-    if max_pages is not None and (
-        isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1
-    ):
-        raise CallbellValidationError(f"max_pages must be a whole number >= 1, got {max_pages!r}")
-    floor = None if since is None else since.astimezone(timezone.utc).replace(microsecond=0)
-    return path, _MessagesCut(f"GET {path}", stop_at_uuid, floor, max_pages)
-
-
-def _endless(endpoint: str) -> CallbellInvalidResponseError:
-    return CallbellInvalidResponseError(
-        f"more than {MAX_PAGES} pages of 'messages'; no conversation has that many", endpoint=endpoint
-    )
-
-
-def _created_before(message: Mapping[str, Any], since: datetime) -> bool:
-    created = parse_created_at(message.get("createdAt"))
-    return created is not None and created < since
-
-
-def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
-    """Build the API root from the connection's host, port and schema, and check that it is safe.
-
-    The host may be a whole base URL (``https://api.callbell.eu/v1``) or a bare host name; the
-    connection's port and schema fill in what the host leaves out. ``schema`` is read the two ways
-    Airflow fills it: ``http``/``https`` is the URL scheme (as for Airflow's HTTP connections, and
-    ``--conn-schema http``); anything else is the path that Airflow's URI parsing puts there
-    (``callbell://:TOKEN@api.callbell.eu/v1`` gives schema ``v1``). A value given twice that
-    disagrees (two ports, two schemes, two paths) is refused rather than one silently winning.
-
-    Plain http is accepted only for loopback addresses, so a local sandbox works and a typo cannot
-    send the token in clear text; a loopback host without a scheme is refused with the ``http://``
-    form to use, as guessing https there fails later with a TLS error that explains nothing.
-    """
-    given = (host or "").strip() or DEFAULT_BASE_URL
-
-    def refuse(problem: str) -> CallbellConnectionConfigError:
-        return CallbellConnectionConfigError(
-            f'Connection {conn_id!r}: {problem}; set its host ("Base URL" in the Connections UI) to an '
-            f"http(s) URL such as {DEFAULT_BASE_URL!r}"
-        )
-
-    if "@" in given:  # user info: never print it, it may hold the token
-        raise refuse(
-            "the host holds user info ('user:password@'), which is never sent as Callbell's token "
-            "and must not be in a URL; put the API token in the connection's password"
-        )
-    try:
-        parts = urlsplit(given if "://" in given else f"//{given}")
-        hostname, host_port = parts.hostname, parts.port
-    except ValueError:
-        raise refuse(f"the host {given!r} is not a URL") from None
-    scheme, path = parts.scheme.lower(), parts.path.rstrip("/")
-    if parts.query or parts.fragment or not hostname or (scheme and scheme not in _SCHEMES):
-        raise refuse(f"the host {given!r} is not an http(s) base URL")
-    if schema and schema.lower() in _SCHEMES:
-        if scheme and scheme != schema.lower():
-            raise refuse(f"the host {given!r} says {scheme!r} but the schema field says {schema!r}")
-        scheme = schema.lower()
-    elif schema:
-        if path:
-            raise refuse(f"the host {given!r} has a path and the schema field adds {schema!r}")
-        path = "/" + schema.strip("/")
-    if port:
-        if host_port is not None and host_port != port:
-            raise refuse(f"the host {given!r} says port {host_port} but the port field says {port}")
-        host_port = port
-    loopback = _is_loopback(hostname)
-    if not scheme and loopback:
-        raise refuse(
-            f"the host {given!r} has no scheme; a local server such as the sandbox is plain http: "
-            f"use {urlunsplit(('http', _netloc(hostname, host_port), path, '', ''))!r}"
-        )
-    scheme = scheme or "https"
-    if scheme == "http" and not loopback:
-        raise refuse(
-            f"the host {given!r} uses plain http, which would send the API token unencrypted; use https "
-            "(plain http is accepted only for localhost / 127.0.0.1)"
-        )
-    if host_port == _DEFAULT_PORTS[scheme]:  # e.g. 443 typed in the form's port field: same URL
-        host_port = None
-    return urlunsplit((scheme, _netloc(hostname, host_port), path, "", ""))
-
-
-def _netloc(hostname: str, port: int | None) -> str:
-    netloc = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
-    return f"{netloc}:{port}" if port else netloc
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _seconds(name: str, value: Any) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds > 0:
-        raise CallbellConnectionConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-    return seconds
-
-
-def _timeouts(argument: float | tuple[float, float] | None, extra: Mapping[str, Any]) -> tuple[float, float]:
-    """(connect, read): the hook's argument, else the extras, else :data:`DEFAULT_TIMEOUT`."""
-    if isinstance(argument, (list, tuple)):
-        return _seconds("timeout[0]", argument[0]), _seconds("timeout[1]", argument[1])
-    if argument is not None:
-        seconds = _seconds("timeout", argument)
-        return seconds, seconds
-    connect, read = DEFAULT_TIMEOUT
-    if "timeout" in extra:
-        connect = read = _seconds("extra 'timeout'", extra["timeout"])
-    if "connect_timeout" in extra:
-        connect = _seconds("extra 'connect_timeout'", extra["connect_timeout"])
-    if "read_timeout" in extra:
-        read = _seconds("extra 'read_timeout'", extra["read_timeout"])
-    return connect, read
-
-
-def _read_capped(response: requests.Response) -> bytes:
-    """The whole (decoded) answer; ``BodyTooLargeError`` past ``MAX_BODY_BYTES``.
-
-    urllib3 inflates a compressed answer a bounded slice per read, so a gzip bomb stops at the cap.
-    """
-    try:
-        return iter_capped(response.iter_content(chunk_size=64 * 1024))
-    except BodyTooLargeError as err:
-        err.status_code = response.status_code
-        raise
-
-
-async def _aread(
-    client: httpx.AsyncClient, method: str, url: str, params: Mapping[str, Any] | None
-) -> tuple[httpx.Response, bytes]:
-    """One async attempt: the answer and its decoded body, streamed through ``BoundedDecoder``.
-
-    httpx would inflate each network chunk whole (a 64 kB chunk of a gzip bomb is 64 MB), so the
-    raw bytes are decoded here, a bounded slice at a time.
-    """
-    async with client.stream(method, url, params=params) as response:
-        decoder = BoundedDecoder(response.headers.get("Content-Encoding"))
-        try:
-            async for chunk in response.aiter_raw():
-                decoder.feed(chunk)
-            body = decoder.body()
-        except BodyTooLargeError as err:
-            err.status_code = response.status_code
-            raise
-    return response, body
-
-
-_SSL_CONTEXT: list[ssl.SSLContext] = []
-_SSL_CONTEXT_LOCK = threading.Lock()
-
-
-def _ca_bundle() -> str | None:
-    """The CA bundle the environment names for ``requests`` (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``).
-
-    Both transports trust it, so that a deferred sensor in the triggerer reaches a host behind a
-    company CA as a send from a worker does (httpx alone would read only ``SSL_CERT_FILE``).
-    """
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
-
-
-def _default_ssl_context() -> ssl.SSLContext:
-    with _SSL_CONTEXT_LOCK:  # 500 triggers starting at once build it once
-        if not _SSL_CONTEXT:
-            import ssl
-
-            import httpx
-
-            bundle = _ca_bundle()
-            if bundle is None:
-                _SSL_CONTEXT.append(httpx.create_ssl_context())
-            elif os.path.isdir(bundle):
-                _SSL_CONTEXT.append(ssl.create_default_context(capath=bundle))
-            else:
-                _SSL_CONTEXT.append(ssl.create_default_context(cafile=bundle))
-    return _SSL_CONTEXT[0]
-
-
-async def _ssl_context() -> ssl.SSLContext:
-    """The TLS context of the async path, built once per process in a worker thread, off the event loop."""
-    return _SSL_CONTEXT[0] if _SSL_CONTEXT else await asyncio.to_thread(_default_ssl_context)
-
-
-def _text(body: bytes, encoding: str | None) -> str:
-    """An answer as text for an error excerpt; an unknown charset (``charset=bogus``) reads as UTF-8."""
-    try:
-        return body.decode(encoding or "utf-8", errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
-
-
-def _excerpt(data: Any) -> str:
-    """A decoded answer as JSON text for an error excerpt."""
-    try:
-        text = json.dumps(data, default=str)
-    except (ValueError, RecursionError):  # nested as deep as the parser allowed: too deep to print
-        text = f"<{type(data).__name__} nested too deep to show>"
-    return text[:BODY_EXCERPT_CHARS]
-
-
-def _reason(status: int, base_url: str) -> str:
-    if status == 404 and not urlsplit(base_url).path.endswith("/v1"):
-        return (
-            f"Callbell refused the request: not found; the base URL {base_url!r} does not end with "
-            f"/v1, where Callbell's API lives (e.g. {DEFAULT_BASE_URL!r})"
-        )
-    if status in (401, 403):
-        return "Callbell refused the API token; check the password of the Callbell connection"
-    if status == 429:
-        return "rate limit exceeded (300 requests per second per account)"
-    if status >= 500:
-        return "Callbell failed to handle the request"
-    if 300 <= status < 400:
-        return "unexpected redirect; is the connection's base URL right?"
-    return "Callbell refused the request"

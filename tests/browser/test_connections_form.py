@@ -68,7 +68,7 @@ def check_the_hook_uses(
     fields = {name: conn[name] for name in ("conn_type", "host", "login", "schema", "port", "extra")}
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({**fields, "password": token}))
     hook = CallbellHook(callbell_conn_id=CONN_ID)
-    params = hook._conn_params
+    params = hook._settings
     assert (params.base_url, params.from_) == (sandbox.url, "telegram")
     assert params.timeout == (12.0, 12.0)
     assert (params.retry.max_retries, params.retry.delivery) == (2, "at_least_once")

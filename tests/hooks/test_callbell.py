@@ -225,11 +225,11 @@ class TestConnection:
         assert send_ok.call_count == 2
 
     def test_token_is_masked_for_airflow_logs_once_read(self, callbell_conn):
-        _ = CallbellHook()._conn_params
+        _ = CallbellHook()._settings
         assert redact(f"Authorization: Bearer {TOKEN}") == "Authorization: Bearer ***"
 
-    def test_conn_params_repr_hides_token(self, callbell_conn):
-        assert TOKEN not in repr(CallbellHook()._conn_params)
+    def test_settings_repr_hides_token(self, callbell_conn):
+        assert TOKEN not in repr(CallbellHook()._settings)
 
 
 class TestSendMessage:

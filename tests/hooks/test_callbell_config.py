@@ -102,16 +102,16 @@ class TestConfigErrorsFailFast:
     def test_unset_extras_stored_as_null_mean_defaults(self, monkeypatch):
         # Airflow 3's form stores every extra field left empty as null (2.x as ""): both mean unset.
         set_connection(monkeypatch, extra=dict.fromkeys(CONN_FIELDS))
-        params = CallbellHook()._conn_params
+        params = CallbellHook()._settings
         assert (params.from_, params.channel_uuid, params.timeout) == ("whatsapp", None, DEFAULT_TIMEOUT)
         assert params.retry == RetryPolicy()
         set_connection(monkeypatch, extra={f"extra__callbell__{name}": "" for name in CONN_FIELDS})
-        assert CallbellHook()._conn_params.retry == RetryPolicy()
+        assert CallbellHook()._settings.retry == RetryPolicy()
 
 
 def base_url(monkeypatch: pytest.MonkeyPatch, **fields: object) -> str:
     set_connection(monkeypatch, **fields)
-    return CallbellHook()._conn_params.base_url
+    return CallbellHook()._settings.base_url
 
 
 class TestBaseUrl:
@@ -166,7 +166,7 @@ class TestBaseUrl:
     )
     def test_connection_uris(self, monkeypatch, uri, url):
         monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", uri)
-        assert CallbellHook()._conn_params.base_url == url
+        assert CallbellHook()._settings.base_url == url
 
     @pytest.mark.parametrize(
         ("fields", "match"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_callbell import paging
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellAuthError,
@@ -15,7 +16,6 @@ from airflow_provider_callbell.exceptions import (
     CallbellRateLimitError,
     CallbellValidationError,
 )
-from airflow_provider_callbell.hooks import callbell as hook_module
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
 from tests.conftest import BASE_URL, TOKEN, UUID, set_connection
@@ -34,6 +34,11 @@ def msg(status: str, created: str, uuid: str | None = None, text: str = "x") -> 
 
 def other_uuid(n: int) -> str:
     return f"{n:032x}"
+
+
+def page_of_its_number(request: Any, _: Any) -> dict[str, Any]:
+    """An answer whose one message differs per page, as a server honouring ``page`` gives."""
+    return {"messages": [msg("received", "2026-11-30T08:00:00Z", text=f"page {request.qs['page'][0]}")]}
 
 
 class TestGetContact:
@@ -155,21 +160,30 @@ class TestListContactMessages:
         assert route.call_count == 1
 
     def test_max_pages(self, callbell_conn, requests_mock):
-        route = requests_mock.get(MESSAGES_URL, json={"messages": [msg("received", "2026-11-30T08:00:00Z")]})
+        route = requests_mock.get(MESSAGES_URL, json=page_of_its_number)
         assert (
             len(list(CallbellHook().list_contact_messages(CONTACT_UUID, stop_at_uuid=UUID, max_pages=3))) == 3
         )
         assert route.call_count == 3
 
     def test_pages_that_never_end_stop_at_the_cap(self, callbell_conn, requests_mock, monkeypatch):
-        monkeypatch.setattr(hook_module, "MAX_PAGES", 5)
+        monkeypatch.setattr(paging, "MAX_PAGES", 5)
         route = requests_mock.get(
-            MESSAGES_URL,
-            json={"messages": [msg("received", "2026-11-30T08:00:00Z")], "meta": {"pages": 10**9}},
+            MESSAGES_URL, json=lambda request, _: {**page_of_its_number(request, _), "meta": {"pages": 10**9}}
         )
         with pytest.raises(CallbellInvalidResponseError, match="more than 5 pages"):
             list(CallbellHook().list_contact_messages(CONTACT_UUID))
         assert route.call_count == 5
+
+    @pytest.mark.parametrize("meta", [{"pages": 10**9}, None])
+    def test_a_page_repeating_the_one_before_ends_the_read(self, callbell_conn, requests_mock, meta):
+        """A server that ignores ``page`` is caught at the second page, as for the listings."""
+        route = requests_mock.get(
+            MESSAGES_URL, json={"messages": [msg("received", "2026-11-30T08:00:00Z")], "meta": meta}
+        )
+        with pytest.raises(CallbellInvalidResponseError, match="page 2 repeats page 1"):
+            list(CallbellHook().list_contact_messages(CONTACT_UUID))
+        assert route.call_count == 2
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),

@@ -35,8 +35,10 @@ from airflow_provider_callbell.exceptions import (
     CallbellAuthError,
     CallbellError,
     CallbellInvalidResponseError,
+    CallbellNoAnswerError,
     CallbellRateLimitError,
     CallbellServerError,
+    CallbellTimeoutError,
 )
 from airflow_provider_callbell.hooks.callbell import MAX_PAGES, CallbellHook
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX
@@ -224,7 +226,7 @@ class TestDeadline:
         body = json.dumps({"message": {"uuid": UUID, "status": "sent", "pad": "x" * 200}}).encode()
         hostile(lambda ex: (ex.send(head(200, body)), ex.trickle(body)))
         err, elapsed = timed(call)
-        assert type(err) is CallbellAPIError, err
+        assert type(err) is CallbellTimeoutError, err
         assert err.status_code is None
         assert err.is_transient
         assert f"within {DEADLINE:g} s" in str(err)
@@ -234,7 +236,7 @@ class TestDeadline:
     def test_trickled_headers(self, hostile, call):
         hostile(lambda ex: ex.trickle(head(200, "{}") + b"{}"))
         err, elapsed = timed(call)
-        assert type(err) is CallbellAPIError, err
+        assert type(err) is CallbellTimeoutError, err
         assert err.status_code is None
         assert elapsed < DEADLINE + SLACK
 
@@ -242,7 +244,7 @@ class TestDeadline:
     def test_silent_server(self, hostile, call):
         hostile(lambda ex: ex.stop.wait(30))
         err, elapsed = timed(call)
-        assert type(err) is CallbellAPIError, err
+        assert type(err) is CallbellTimeoutError, err  # the read timeout
         assert err.status_code is None
         assert err.is_transient
         assert elapsed < DEADLINE + SLACK
@@ -251,7 +253,7 @@ class TestDeadline:
     def test_connection_reset(self, hostile, call):
         server = hostile(lambda ex: ex.reset())
         err, elapsed = timed(call)
-        assert type(err) is CallbellAPIError, err
+        assert type(err) is CallbellNoAnswerError, err
         assert "no answer from Callbell" in str(err)
         assert err.status_code is None
         assert elapsed < SLACK
@@ -264,7 +266,7 @@ class TestDeadline:
         """
         server = hostile(lambda ex: ex.trickle(head(200, "{}") + b"{}"), max_retries=1, retry_backoff=0.01)
         err, elapsed = timed(sync_status)
-        assert type(err) is CallbellAPIError
+        assert type(err) is CallbellTimeoutError
         assert len(server.requests) == 2
         assert 2 * DEADLINE - 0.2 <= elapsed < 2 * DEADLINE + SLACK
 
@@ -639,8 +641,8 @@ class TestBulkNeverAborts:
             "CallbellAuthError",
             "CallbellRateLimitError",
             "CallbellInvalidResponseError",
-            "CallbellAPIError",
-            "CallbellAPIError",
+            "CallbellTimeoutError",
+            "CallbellNoAnswerError",
         ]
 
 
@@ -654,7 +656,7 @@ class TestProxies:
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         err, _ = timed(sync_status)
-        assert type(err) is CallbellAPIError
+        assert type(err) is CallbellNoAnswerError
         assert [r.split(b"\r\n", 1)[0] for r in proxy.requests] == [b"CONNECT api.callbell.eu:443 HTTP/1.0"]
 
     def test_no_proxy_is_honoured(self, monkeypatch, hostile):
@@ -696,14 +698,14 @@ class TestCABundle:
     def test_both_paths_trust_the_bundle_requests_would(self, monkeypatch, tmp_path, callbell_conn):
         import certifi
 
-        from airflow_provider_callbell.hooks import callbell as hook_module
+        from airflow_provider_callbell.transport import tls
 
         pem = Path(certifi.where()).read_text()
         one_ca = pem[: pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
         bundle = tmp_path / "company-ca.pem"
         bundle.write_text(one_ca[one_ca.index("-----BEGIN CERTIFICATE-----") :] + "\n")
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-        monkeypatch.setattr(hook_module, "_SSL_CONTEXT", [])  # built once per process: build it anew
+        monkeypatch.setattr(tls, "_SSL_CONTEXT", [])  # built once per process: build it anew
 
         assert CallbellHook().session.verify == str(bundle)
-        assert len(hook_module._default_ssl_context().get_ca_certs()) == 1
+        assert len(tls.default_ssl_context().get_ca_certs()) == 1

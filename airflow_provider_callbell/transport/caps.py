@@ -1,0 +1,123 @@
+"""What the transport keeps of a server's answer: at most a megabyte, decoded safely, without secrets.
+
+- :class:`BoundedDecoder` undoes ``Content-Encoding`` (gzip, deflate) a bounded slice at a time and
+  stops past :data:`MAX_BODY_BYTES`, so that the size cap holds for the decoded answer (a gzip bomb)
+  too; :func:`join_capped` applies the same cap to chunks a library already decoded.
+- :func:`redact` is the one function that removes the token and any ``Authorization`` value from
+  text that came from a server, before the text reaches an exception, a log line, an XCom or an event.
+
+Standard library only: nothing here knows an HTTP library.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+#: The largest answer read, after decoding; Callbell's are a few hundred bytes, anything bigger is not
+#: Callbell's API.
+MAX_BODY_BYTES = 1 << 20
+#: What both transports ask for; :class:`BoundedDecoder` undoes exactly these.
+ACCEPT_ENCODING = "gzip, deflate"
+#: A credential is never this short; shorter "tokens" (test fixtures) are not searched for in text.
+_MIN_SECRET_CHARS = 4
+_SECRET_PATTERNS = (
+    # "Authorization: <value>" as a header line, a JSON member or a Python repr echoes it.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]+"),
+    # A credential after its scheme, wherever it stands (a URL, a log line the server quotes, ...).
+    re.compile(r"(?i)\b((?:bearer|basic|digest)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with each secret and every ``Authorization`` value replaced by ``***``.
+
+    Text that came from a server is untrusted: a proxy, a debugging endpoint or a misconfigured base
+    URL may echo the request's headers back. Every excerpt the transport keeps goes through here.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= _MIN_SECRET_CHARS:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+class BodyTooLargeError(Exception):
+    """The decoded answer passed :data:`MAX_BODY_BYTES`; ``head`` holds its first bytes."""
+
+    def __init__(self, head: bytes, status_code: int | None = None) -> None:
+        super().__init__(f"larger than {MAX_BODY_BYTES} bytes")
+        self.head = head
+        self.status_code = status_code  # the answer's, when the decoder was told
+
+
+class UnsupportedEncodingError(Exception):
+    """The answer's ``Content-Encoding`` is not one of :data:`ACCEPT_ENCODING`, or is corrupt."""
+
+
+class BoundedDecoder:
+    """Undo a ``Content-Encoding`` and collect at most :data:`MAX_BODY_BYTES` of the result.
+
+    ``zlib``'s ``max_length`` stops each step one byte past the cap, so a 1 kB chunk that would
+    inflate to 1 GB never does: memory stays within the cap plus one network chunk.
+
+    :param content_encoding: the answer's ``Content-Encoding`` header.
+    :param status_code: the answer's status, kept on :class:`BodyTooLargeError` for its error.
+    """
+
+    def __init__(self, content_encoding: str | None, status_code: int | None = None) -> None:
+        encoding = (content_encoding or "identity").strip().lower()
+        if encoding in ("identity", ""):
+            self._zlib = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
+        else:
+            raise UnsupportedEncodingError(
+                f"Content-Encoding {encoding[:40]!r} (asked for {ACCEPT_ENCODING})"
+            )
+        self._status_code = status_code
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Decode one chunk of the answer as received; raise once the decoded size passes the cap."""
+        if self._zlib is None:
+            self._add(data)
+            return
+        try:
+            while data:
+                self._add(self._zlib.decompress(data, MAX_BODY_BYTES - self._size + 1))
+                data = self._zlib.unconsumed_tail
+        except zlib.error as err:
+            raise UnsupportedEncodingError(f"corrupt compressed answer ({err})") from None
+
+    def _add(self, data: bytes) -> None:
+        self._size += len(data)
+        self._chunks.append(data)
+        if self._size > MAX_BODY_BYTES:
+            raise BodyTooLargeError(b"".join(self._chunks)[:1000], self._status_code)
+
+    def body(self) -> bytes:
+        """The whole decoded answer, once every chunk was fed."""
+        if self._zlib is not None:
+            self._add(self._zlib.flush())
+        return b"".join(self._chunks)
+
+
+def join_capped(chunks: Iterable[bytes], status_code: int | None = None) -> bytes:
+    """Join chunks a library already decoded, raising :class:`BodyTooLargeError` past the cap.
+
+    The chunks are consumed as they come, so a stream stops being read one chunk past the cap.
+    ``status_code`` is the answer's, for the error.
+    """
+    decoder = BoundedDecoder(None, status_code)
+    for chunk in chunks:
+        decoder.feed(chunk)
+    return decoder.body()
