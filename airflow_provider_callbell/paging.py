@@ -30,10 +30,9 @@ from airflow_provider_callbell.replies import parse_created_at
 from airflow_provider_callbell.validation import validate_uuid
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
-    #: Builds the error for an answer of the wrong shape, with a redacted excerpt: (reason, endpoint, data).
-    InvalidError = Callable[[str, str, Any], CallbellInvalidResponseError]
+    from airflow_provider_callbell.answers import InvalidError
 
 #: The most pages a listing reads; Callbell's accounts have a handful, and no conversation has this many.
 MAX_PAGES = 1000

@@ -61,7 +61,6 @@ UNDOCUMENTED_MODULES = {
     "airflow_provider_callbell.sandbox.server",
     "airflow_provider_callbell.sandbox.__main__",
     "airflow_provider_callbell.sandbox.inbox",  # the server's web page, reached over HTTP only
-    "airflow_provider_callbell.transport",  # the hook's private HTTP machinery (deadline, body cap, redaction)
 }
 #: What a DAG author constructs: every constructor parameter of these must be described (a ``:param:``
 #: in the docstring), not just listed in the signature. The sandbox's options are on the sandbox page.

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_provider_callbell import answers
 from airflow_provider_callbell.bulk import (
     DEFAULT_MAX_RPS,
     MAX_WORKERS,
@@ -38,7 +39,6 @@ from airflow_provider_callbell.exceptions import (
     CallbellInvalidResponseError,
     CallbellValidationError,
 )
-from airflow_provider_callbell.message_status import MESSAGE_STATUSES
 from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
 from airflow_provider_callbell.paging import MessagesCut, Pager
 from airflow_provider_callbell.ratelimit import RateGate
@@ -194,7 +194,7 @@ class CallbellHook(BaseHook):
         return client
 
     async def aclose(self) -> None:
-        """Close the async client that every ``a…`` method of this hook shares; triggers call it when they end."""
+        """Close the async client every ``a…`` method of this hook shares; triggers call it when they end."""
         made = self.__dict__.pop("_async_client", None)
         if made is not None:
             await made[1].aclose()
@@ -240,12 +240,6 @@ class CallbellHook(BaseHook):
             for item in pager.read(await self._arequest("GET", path, params=params)):
                 yield item
 
-    def _get_object(self, data: Any, key: str, endpoint: str) -> dict[str, Any]:
-        value = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(value, dict):
-            raise self._invalid(f"expected a JSON object with {key!r}", endpoint, data)
-        return value
-
     # -- Messages ---------------------------------------------------------------------------------
 
     def _build_payload(self, **fields: Unpack[MessageFields]) -> SendMessagePayload:
@@ -262,11 +256,8 @@ class CallbellHook(BaseHook):
 
     def _post_message(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send one validated body and return Callbell's message object, which must hold a uuid."""
-        endpoint = "POST /messages/send"
-        message = self._get_object(self._request("POST", "/messages/send", json=payload), "message", endpoint)
-        if not isinstance(message.get("uuid"), str):
-            raise self._invalid("the answer's message has no 'uuid'", endpoint, message)
-        return message
+        data = self._request("POST", "/messages/send", json=payload)
+        return answers.sent_message(data, "POST /messages/send", self._invalid)
 
     def _send_spooled(self, line: bytes) -> dict[str, Any]:
         """One bulk worker's send: a compact result for success or failure, never an exception."""
@@ -388,25 +379,15 @@ class CallbellHook(BaseHook):
                 resend_unknown=self._settings.retry.delivery == "at_least_once",
             )
 
-    def _status_message(self, data: Any, path: str) -> dict[str, Any]:
-        """The ``message`` of a status answer, which must hold one of Callbell's statuses."""
-        endpoint = f"GET {path}"
-        message = self._get_object(data, "message", endpoint)
-        if message.get("status") not in MESSAGE_STATUSES:
-            raise self._invalid(
-                f"expected a message with a status ({', '.join(MESSAGE_STATUSES)})", endpoint, message
-            )
-        return message
-
     def get_message_status(self, uuid: str) -> dict[str, Any]:
         """Return the ``message`` of ``GET /messages/status/:uuid`` (``status``, ``messageStatusPayload``)."""
         path = _status_path(uuid)
-        return self._status_message(self._request("GET", path), path)
+        return answers.status_message(self._request("GET", path), f"GET {path}", self._invalid)
 
     async def aget_message_status(self, uuid: str) -> dict[str, Any]:
         """:meth:`get_message_status` for async code (triggers); errors are raised, never retried."""
         path = _status_path(uuid)
-        return self._status_message(await self._arequest("GET", path), path)
+        return answers.status_message(await self._arequest("GET", path), f"GET {path}", self._invalid)
 
     def delete_message(self, uuid: str) -> None:
         """Delete a message in Callbell (not on the customer's phone) with ``DELETE /messages/:uuid``."""
@@ -451,7 +432,7 @@ class CallbellHook(BaseHook):
             if self._no_such_contact(err):
                 return None
             raise
-        return self._contact(data, f"GET {path}")
+        return answers.contact(data, f"GET {path}", self._invalid)
 
     async def aget_contact_by_phone(
         self, phone: str, channel_uuid: str | None = None
@@ -465,7 +446,7 @@ class CallbellHook(BaseHook):
             if self._no_such_contact(err):
                 return None
             raise
-        return self._contact(data, f"GET {path}")
+        return answers.contact(data, f"GET {path}", self._invalid)
 
     def _contact_by_phone_request(
         self, phone: str, channel_uuid: str | None
@@ -482,19 +463,10 @@ class CallbellHook(BaseHook):
         """
         return err.status_code == 404 and self._settings.at_api_root
 
-    def _contact(self, data: Any, endpoint: str) -> dict[str, Any]:
-        """The ``contact`` of an answer; ``GET /contacts/:uuid``'s documented example wraps it in a list."""
-        value = data.get("contact") if isinstance(data, dict) else None
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
-            raise self._invalid("expected a JSON object with a 'contact' holding a uuid", endpoint, data)
-        return value
-
     def get_contact(self, uuid: str) -> dict[str, Any]:
         """Return the contact ``uuid`` (``GET /contacts/:uuid``)."""
         path = f"/contacts/{quote(validate_uuid('uuid', uuid, 'contact'))}"
-        return self._contact(self._request("GET", path), f"GET {path}")
+        return answers.contact(self._request("GET", path), f"GET {path}", self._invalid)
 
     def list_contact_messages(
         self,

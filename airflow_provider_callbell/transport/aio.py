@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import httpx
 
     from airflow_provider_callbell.connection import CallbellSettings
-    from airflow_provider_callbell.transport.protocol import Log
+    from airflow_provider_callbell.transport.protocol import TransportLog
 
 
 async def new_client(settings: CallbellSettings) -> httpx.AsyncClient:
@@ -57,7 +57,7 @@ async def send(
     path: str,
     *,
     params: Mapping[str, Any] | None,
-    log: Log,
+    log: TransportLog,
 ) -> Any:
     """The sync :func:`~airflow_provider_callbell.transport.sync.send` for async code: same URL,
     headers, deadline, body cap, decoding and errors, without retries."""

@@ -21,6 +21,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from urllib3.connection import HTTPConnection
 
 
@@ -39,7 +41,7 @@ class _Attempt:
 class Deadlines:
     """The budget of the requests running on this thread, and whether their last attempt ran out.
 
-    Made by :meth:`Watchdog.watch` around one call of the hook's transport; the connection pool
+    Made by :meth:`Watchdog.watch` around one sync send; the connection pool
     arms a fresh deadline at the start of every attempt (a urllib3 retry is a new attempt).
     """
 
@@ -62,7 +64,7 @@ class Watchdog:
     socket is the one call that wakes a blocked ``recv`` (plain or TLS) at once, on every platform.
     A thread per attempt would cost ~100 µs per message; one thread serving a heap of deadlines costs
     a push per attempt. The shutdown surfaces in the caller as a broken connection (or, for an answer
-    without ``Content-Length``, as an early end), which the hook reports as no answer in time, after
+    without ``Content-Length``, as an early end), which the sync send reports as no answer in time, after
     asking :attr:`Deadlines.expired`.
 
     A connection still connecting (no socket yet) is checked again every 50 ms; the connect timeout
@@ -84,9 +86,17 @@ class Watchdog:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def watch(self, budget: float) -> _Watch:
+    @contextlib.contextmanager
+    def watch(self, budget: float) -> Iterator[Deadlines]:
         """``with WATCHDOG.watch(seconds) as deadlines:``: every attempt inside gets ``seconds``."""
-        return _Watch(self, budget)
+        deadlines = Deadlines(budget)
+        self._local.deadlines = deadlines
+        try:
+            yield deadlines
+        finally:
+            self._local.deadlines = None
+            if deadlines.attempt is not None:
+                deadlines.attempt.done = True
 
     def arm(self, conn: HTTPConnection) -> None:
         """Start an attempt on ``conn`` (the pool calls it); no-op outside :meth:`watch`."""
@@ -124,21 +134,6 @@ class Watchdog:
                     with contextlib.suppress(OSError):
                         socket.socket.shutdown(sock, socket.SHUT_RDWR)
                 self._cond.wait(self._heap[0][0] - now if self._heap else None)
-
-
-class _Watch:
-    def __init__(self, watchdog: Watchdog, budget: float) -> None:
-        self._watchdog = watchdog
-        self.deadlines = Deadlines(budget)
-
-    def __enter__(self) -> Deadlines:
-        self._watchdog._local.deadlines = self.deadlines
-        return self.deadlines
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._watchdog._local.deadlines = None
-        if self.deadlines.attempt is not None:
-            self.deadlines.attempt.done = True
 
 
 #: The process's one watchdog.

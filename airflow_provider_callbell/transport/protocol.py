@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_callbell.transport.caps import BodyTooLargeError
 
 
-class Log(Protocol):
+class TransportLog(Protocol):
     """The logger methods the transport uses (Airflow's and the standard library's loggers fit)."""
 
     def debug(self, msg: str, /, *args: Any) -> Any: ...
@@ -66,7 +66,9 @@ def headers(token: str) -> dict[str, str]:
     }
 
 
-def decode(settings: CallbellSettings, endpoint: str, response: Response, body: bytes, log: Log) -> Any:
+def decode(
+    settings: CallbellSettings, endpoint: str, response: Response, body: bytes, log: TransportLog
+) -> Any:
     """Return the JSON body of an answer (``None`` for an empty one), or raise the typed error for it."""
     status = response.status_code
     log.debug("%s answered %s in %.0f ms", endpoint, status, response.elapsed.total_seconds() * 1000)

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.connection import CallbellSettings
     from airflow_provider_callbell.ratelimit import RateGate
-    from airflow_provider_callbell.transport.protocol import Log
+    from airflow_provider_callbell.transport.protocol import TransportLog
 
 
-def new_session(settings: CallbellSettings, *, log: Log, gate: RateGate) -> requests.Session:
+def new_session(settings: CallbellSettings, *, log: TransportLog, gate: RateGate) -> requests.Session:
     """A ``requests.Session`` for ``settings``: pooled connections, auth, retries and deadlines.
 
     Its pool keeps up to :data:`~airflow_provider_callbell.bulk.MAX_WORKERS` connections, so that
@@ -65,7 +65,7 @@ def send(
     *,
     json: Mapping[str, Any] | None,
     params: Mapping[str, Any] | None,
-    log: Log,
+    log: TransportLog,
 ) -> Any:
     """Call Callbell and return the decoded JSON body (``None`` for an empty answer).
 
