@@ -139,3 +139,35 @@ class TestWatchdog:
 def _arm_in_thread(watchdog: Watchdog, conn: _Conn) -> None:
     with watchdog.watch(60):
         watchdog.arm(conn)  # type: ignore[arg-type]
+
+
+class TestTheUrllib3NamesWeRelyOn:
+    """``transport/_urllib3.py`` lists the private names it relies on: an upgrade removing one fails here."""
+
+    def test_the_private_names_exist(self):
+        import inspect
+
+        from urllib3.connection import HTTPConnection
+        from urllib3.connectionpool import HTTPConnectionPool
+        from urllib3.exceptions import ProtocolError, ReadTimeoutError
+        from urllib3.poolmanager import PoolManager
+        from urllib3.util.retry import Retry
+
+        assert next(iter(inspect.signature(HTTPConnectionPool._make_request).parameters)) == "self"
+        assert "conn" in inspect.signature(HTTPConnectionPool._make_request).parameters
+        assert isinstance(PoolManager().pool_classes_by_scheme, dict)
+        assert HTTPConnection("localhost").sock is None  # the attribute the watchdog shuts down
+        assert Retry()._is_read_error(ReadTimeoutError(None, "/", "read timed out"))  # type: ignore[arg-type]
+        assert Retry()._is_read_error(ProtocolError("connection dropped"))
+
+    def test_the_adapter_makes_pools_that_arm_the_watchdog(self):
+        from airflow_provider_callbell.transport import _urllib3
+
+        adapter = _urllib3.DeadlineAdapter()
+        for url, pool in [
+            ("https://api.callbell.eu", _urllib3._DeadlineHTTPSConnectionPool),
+            ("http://127.0.0.1:8787", _urllib3._DeadlineHTTPConnectionPool),
+        ]:
+            assert type(adapter.poolmanager.connection_from_url(url)) is pool
+        proxied = adapter.proxy_manager_for("http://proxy.example:3128")
+        assert proxied.pool_classes_by_scheme is _urllib3._POOL_CLASSES
