@@ -98,6 +98,9 @@ class CallbellAPIError(CallbellError):
     def is_transient(self) -> bool:
         """Whether asking again later may succeed: no answer at all, the rate limit, or a 5xx.
 
+        No answer is :class:`CallbellNoAnswerError`; an error built without a status (an event from
+        an older trigger, an unexpected failure in a bulk worker) is taken as one.
+
         Waiting code (the sensor, the trigger) keeps polling through these; anything else (a refused
         token, an unknown message, a malformed answer) will not get better by itself.
         """

@@ -21,6 +21,7 @@ from airflow_provider_callbell.transport.caps import (
     BodyTooLargeError,
     BoundedDecoder,
     UnsupportedEncodingError,
+    redact,
 )
 from airflow_provider_callbell.transport.tls import ssl_context
 
@@ -77,8 +78,8 @@ async def send(
         )
     except BodyTooLargeError as err:
         error = protocol.too_large_error(settings.token, endpoint, err)
-    except UnsupportedEncodingError as err:
-        error = CallbellInvalidResponseError(str(err), endpoint=endpoint)
+    except UnsupportedEncodingError as err:  # it quotes the answer's Content-Encoding: server text
+        error = CallbellInvalidResponseError(redact(str(err), settings.token), endpoint=endpoint)
     if error is not None:
         raise error  # outside the except blocks: no __context__ holding the request
     return protocol.decode(settings, endpoint, response, body, log)

@@ -378,6 +378,13 @@ class TestAnswers:
             err, _ = timed(call)
             assert type(err) is CallbellInvalidResponseError, err
 
+    def test_an_unknown_encoding_echoing_the_token_is_refused_without_it(self, hostile):
+        hostile(lambda ex: ex.answer(200, b"{}", {"Content-Encoding": f"br-{TOKEN}"}))
+        err, _ = timed(async_status)
+        assert type(err) is CallbellInvalidResponseError, err
+        assert "Content-Encoding" in str(err)
+        assert TOKEN not in str(err)
+
     def test_oversized_plain_answer_on_the_async_path(self, hostile):
         hostile(lambda ex: ex.answer(200, b'{"message": "' + b"x" * (2 << 20) + b'"}'))
         err, _ = timed(async_status)
