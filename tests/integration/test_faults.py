@@ -31,11 +31,11 @@ class Run:
     @property
     def accepted(self) -> Counter[int]:
         """How many times the sandbox accepted each numbered message."""
-        return Counter(int(m["body"]["content"]["text"]) for m in self.sandbox.messages)
+        return Counter(int(m["body"]["content"]["text"]) for m in self.callbell_sandbox.messages)
 
     @property
     def faults(self) -> Counter[int | str]:
-        return Counter(r["status"] for r in self.sandbox.requests if r["status"] != 200)
+        return Counter(r["status"] for r in self.callbell_sandbox.requests if r["status"] != 200)
 
     def report(self, name: str, capsys: pytest.CaptureFixture[str]) -> None:
         duplicates = sum(n - 1 for n in self.accepted.values() if n > 1)
