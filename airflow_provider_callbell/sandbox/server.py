@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
-# Names tests and users import from here; they live in the modules above.
+# What this module offers: the facade, and the account data and errors that tests import from here
+# (they are defined in ``rules``).
 __all__ = [
     "BUSINESS_NUMBER",
     "DEFAULT_CHANNELS",
@@ -117,7 +118,7 @@ class CallbellSandbox:
                 auto_reply_delay,
             )
         )
-        self._stopping = threading.Event()  # cuts injected latency short, and pending auto-replies
+        self._stopping = threading.Event()  # set by stop(): cuts injected latency and auto-replies short
         self._api = CallbellApi(self._store, self, seed=seed, stopping=self._stopping)
         self._inbox = Inbox(self._store, self)
         self._server: _Server | None = None
