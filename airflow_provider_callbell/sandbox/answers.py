@@ -39,9 +39,14 @@ def not_found(what: str = "Not Found") -> Answer:
 
 
 def json_object(raw: bytes) -> JSON | None:
-    """A request body that is a JSON object, else ``None``."""
+    """A request body that is a JSON object, else ``None`` (answered by :func:`not_a_json_object`)."""
     try:
         body = json.loads(raw)
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def not_a_json_object() -> Answer:
+    """The ``400`` for a body that :func:`json_object` refuses."""
+    return Answer(400, {"error": "the request body must be a JSON object"})

@@ -3,9 +3,10 @@
 Why it exists: this is the part of the sandbox that pretends to be Callbell. Every request under
 ``/v1`` goes through the fault pipeline in a fixed order (a dropped connection, an injected ``503``,
 the bearer token, the rate limit, the latency), then to its endpoint, and is recorded for
-``sandbox.requests``. Statuses progress with time (:func:`~airflow_provider_callbell.sandbox.store.status_at`),
-so no thread moves them on; customers' answers, typed (:meth:`CallbellApi.receive`) or automatic (the
-``auto_reply`` knob), land in the conversation that ``GET /contacts/:uuid/messages`` lists.
+``sandbox.requests``. Statuses progress with time
+(:func:`~airflow_provider_callbell.sandbox.store.status_at`), so no thread moves them on; customers'
+answers, typed (:meth:`CallbellApi.receive`) or automatic (the ``auto_reply`` knob), land in the
+conversation that ``GET /contacts/:uuid/messages`` lists.
 
 It reads and writes only through the :class:`~airflow_provider_callbell.sandbox.store.Store`, and knows
 nothing of the web inbox or of the HTTP server.
@@ -24,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from airflow_provider_callbell.sandbox.answers import Answer, error, json_object, not_found
+from airflow_provider_callbell.sandbox.answers import Answer, error, json_object, not_a_json_object, not_found
 from airflow_provider_callbell.sandbox.rules import (
     BUSINESS_NUMBER,
     JSON,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("airflow_provider_callbell.sandbox")
 
-#: What a route gets from the query string: every value of each name, as :func:`urllib.parse.parse_qs` gives them.
+#: A request's query string as :func:`urllib.parse.parse_qs` gives it: every value of each name.
 Query = dict[str, list[str]]
 
 
@@ -241,7 +242,7 @@ class CallbellApi:
     def _send_message(self, raw: bytes, knobs: Knobs) -> Answer:
         body = json_object(raw)
         if body is None:
-            return Answer(400, {"error": "the request body must be a JSON object"})
+            return not_a_json_object()
         try:
             validate_send(body)
         except SendValidationError as exc:

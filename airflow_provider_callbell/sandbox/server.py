@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from airflow_provider_callbell.sandbox.answers import Answer, error, json_object, not_found
+from airflow_provider_callbell.sandbox.answers import Answer, error, json_object, not_a_json_object, not_found
 from airflow_provider_callbell.sandbox.api import CallbellApi
 from airflow_provider_callbell.sandbox.inbox import Inbox
 from airflow_provider_callbell.sandbox.rules import (
@@ -258,7 +258,7 @@ class CallbellSandbox:
         """``POST /_sandbox/inbound`` ``{"from", "text", "channel"}``: a customer answers."""
         body = json_object(raw)
         if body is None:
-            return Answer(400, {"error": "the request body must be a JSON object"})
+            return not_a_json_object()
         try:
             message = self.receive(
                 body.get("from", ""), body.get("text", ""), body.get("channel", "whatsapp")
