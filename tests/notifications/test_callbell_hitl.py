@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_callbell.notifications.callbell import CallbackEvent, CallbellNotifier
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.conftest import SEND_URL, UUID
+from tests.helpers import SEND_URL, UUID
 
 pytestmark = pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS, reason="Human-in-the-loop operators came with Airflow 3.1"
