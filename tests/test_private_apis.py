@@ -92,15 +92,15 @@ from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# Where each entry is used: the file, one constant per entry. The urllib3 overrides are moving into
-# one file under airflow_provider_callbell/transport/; change these lines when they do.
-MAKE_REQUEST = "airflow_provider_callbell/transport.py"
-POOL_CLASSES = "airflow_provider_callbell/transport.py"
-ATTEMPT_ON_CONN = "airflow_provider_callbell/transport.py"
-IS_READ_ERROR = "airflow_provider_callbell/retry.py"
-INCREMENT = "airflow_provider_callbell/retry.py"
-RETRY_NAMES = "airflow_provider_callbell/retry.py"
-CONNECT_REASON = "airflow_provider_callbell/hooks/callbell.py"
+# Where each entry is used: the file, one constant per entry. The urllib3 overrides live in one file,
+# transport/_urllib3.py; the watchdog (transport/deadline.py) marks and shuts down their connections.
+MAKE_REQUEST = "airflow_provider_callbell/transport/_urllib3.py"
+POOL_CLASSES = "airflow_provider_callbell/transport/_urllib3.py"
+ATTEMPT_ON_CONN = "airflow_provider_callbell/transport/deadline.py"
+IS_READ_ERROR = "airflow_provider_callbell/transport/_urllib3.py"
+INCREMENT = "airflow_provider_callbell/transport/_urllib3.py"
+RETRY_NAMES = "airflow_provider_callbell/transport/_urllib3.py"
+CONNECT_REASON = "airflow_provider_callbell/transport/sync.py"
 ROOT_RENDER_FUNC = "airflow_provider_callbell/operators/callbell.py"
 KEY_SHARING = "airflow_provider_callbell/bulk.py"
 PROCESS_REQUEST = "airflow_provider_callbell/sandbox/server.py"
@@ -211,7 +211,8 @@ def _increment() -> None:
 def _retry_names() -> None:
     from urllib3.util.retry import Retry
 
-    from airflow_provider_callbell.retry import CallbellRetry, RetryPolicy
+    from airflow_provider_callbell.retry import RetryPolicy
+    from airflow_provider_callbell.transport._urllib3 import CallbellRetry
 
     theirs = set(vars(Retry())) | set(dir(Retry))
     attributes = set(vars(CallbellRetry(policy=RetryPolicy(), log=print))) - set(vars(Retry()))

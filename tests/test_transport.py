@@ -141,24 +141,8 @@ def _arm_in_thread(watchdog: Watchdog, conn: _Conn) -> None:
         watchdog.arm(conn)  # type: ignore[arg-type]
 
 
-class TestTheUrllib3NamesWeRelyOn:
-    """``transport/_urllib3.py`` lists the private names it relies on: an upgrade removing one fails here."""
-
-    def test_the_private_names_exist(self):
-        import inspect
-
-        from urllib3.connection import HTTPConnection
-        from urllib3.connectionpool import HTTPConnectionPool
-        from urllib3.exceptions import ProtocolError, ReadTimeoutError
-        from urllib3.poolmanager import PoolManager
-        from urllib3.util.retry import Retry
-
-        assert next(iter(inspect.signature(HTTPConnectionPool._make_request).parameters)) == "self"
-        assert "conn" in inspect.signature(HTTPConnectionPool._make_request).parameters
-        assert isinstance(PoolManager().pool_classes_by_scheme, dict)
-        assert HTTPConnection("localhost").sock is None  # the attribute the watchdog shuts down
-        assert Retry()._is_read_error(ReadTimeoutError(None, "/", "read timed out"))  # type: ignore[arg-type]
-        assert Retry()._is_read_error(ProtocolError("connection dropped"))
+class TestDeadlineAdapter:
+    """Its pools are ours (the private names they rely on are checked in tests/test_private_apis.py)."""
 
     def test_the_adapter_makes_pools_that_arm_the_watchdog(self):
         from airflow_provider_callbell.transport import _urllib3

@@ -2,20 +2,27 @@
 
 The sync transport gets a deadline per attempt and the retry policy by plugging classes into urllib3
 rather than wrapping its calls. Those hooks are collected here, so that an upgrade of urllib3 or
-``requests`` is checked in one file. What they rely on:
+``requests`` is checked in one file (``tests/test_private_apis.py`` checks each name on every run).
+What they rely on:
 
 - ``HTTPConnectionPool._make_request`` (private): overridden by the two pool classes to arm
   :data:`~airflow_provider_callbell.transport.deadline.WATCHDOG` at the start of every attempt, the
   first and each retry, connecting included.
 - ``PoolManager.pool_classes_by_scheme`` (undocumented attribute): replaced on the adapter's pool
   manager and its proxy managers so that they make those pools.
-- ``HTTPConnection.sock``: the socket the watchdog shuts down at the deadline.
+- ``HTTPConnection.sock``, and an attribute of ours on urllib3's connections: the watchdog
+  (:mod:`~airflow_provider_callbell.transport.deadline`) marks the attempt a connection runs and
+  shuts down its socket at the deadline.
 - ``Retry._is_read_error`` (private): tells a read error (the request was sent, its fate is unknown)
   from a connection error, so that :class:`CallbellRetry` never resends a message that may have
   gone out.
+- ``Retry.increment``'s private parameters ``_pool`` and ``_stacktrace``, handed on by position.
 - ``HTTPAdapter.init_poolmanager`` and ``HTTPAdapter.proxy_manager_for``, and ``Retry``'s ``new``,
   ``is_retry``, ``increment``, ``sleep``, ``get_backoff_time`` and ``get_retry_after``: documented
   override points.
+
+Beyond this file, the sync send (:mod:`~airflow_provider_callbell.transport.sync`) reads urllib3's
+error behind a ``requests`` one (``ConnectionError.args[0].reason``) to tell a refused connection.
 """
 
 from __future__ import annotations
