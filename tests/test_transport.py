@@ -126,6 +126,17 @@ class TestWatchdog:
         client.close()
         server.close()
 
+    def test_finished_attempts_do_not_pile_up(self):
+        # Each would otherwise wait in the heap for its deadline: a bulk send's memory grew with them.
+        watchdog = Watchdog()
+        for _ in range(1000):
+            with watchdog.watch(60):
+                watchdog.arm(_Conn(None))  # type: ignore[arg-type]
+        with watchdog.watch(60):
+            watchdog.arm(_Conn(None))  # type: ignore[arg-type]
+            assert len(watchdog._heap) <= Watchdog._PRUNE_MIN
+            assert [entry[2].done for entry in watchdog._heap].count(False) == 1  # the running one
+
     def test_no_deadline_outside_watch(self):
         client, server = socket.socketpair()
         watchdog = Watchdog()
