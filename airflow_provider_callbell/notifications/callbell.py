@@ -13,9 +13,9 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.validation import MESSAGE_FIELDS, TEXT_MAX_CHARS, check_literal_fields
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_2_PLUS, BaseNotifier, Variable
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
 
 #: Every Airflow Variable the notifier writes is named ``callbell_notifier.<dedupe key>``.
 STATE_VARIABLE_PREFIX = "callbell_notifier."
@@ -51,7 +50,7 @@ _HEALTH: dict[str, str] = {
 }
 
 
-class CallbellNotifier(BaseNotifier):
+class CallbellNotifier(CallbellHookMixin, BaseNotifier):
     """
     Send a Callbell message from an Airflow callback: "the pipeline is done", or "it broke, and why".
 
@@ -139,7 +138,7 @@ class CallbellNotifier(BaseNotifier):
         fields: str | Sequence[str] | None = None,
         bot_status: str | None = None,
         metadata: Mapping[str, str] | str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         only_on_change: bool = False,
         quiet_retries: bool = False,
         dedupe_window: timedelta | float | None = None,
@@ -175,13 +174,6 @@ class CallbellNotifier(BaseNotifier):
             {name: getattr(self, name) for name in MESSAGE_FIELDS},
             unknown=() if content is not None else ("content",),
         )
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
 
     def __call__(self, *args: Any) -> None:
         # BaseNotifier renders the template fields in place, once and for good; but one parsed DAG

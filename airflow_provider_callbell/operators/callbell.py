@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import ChainMap
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_callbell.exceptions import CallbellBulkSendError, CallbellValidationError
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.validation import (
     MESSAGE_FIELDS,
     check_literal_fields,
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from jinja2 import Environment, Template
 
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
     from airflow_provider_callbell.version_compat import Context
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
@@ -38,18 +37,7 @@ XCOM_FAILURES_MAX = 100
 RECIPIENT_KEYS = ("to", "bsuid")
 
 
-class _CallbellOperatorMixin:
-    callbell_conn_id: str
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
-
-
-class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
+class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
     """
     Send a WhatsApp, Telegram, Instagram or Facebook message through Callbell.
 
@@ -113,7 +101,7 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         fields: str | Sequence[str] | None = None,
         bot_status: str | None = None,
         metadata: Mapping[str, str] | str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -142,7 +130,7 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         return uuid
 
 
-class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
+class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
     """
     Send many Callbell messages from one task, concurrently at up to the account's rate limit.
 
@@ -207,7 +195,7 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         message: Mapping[str, Any] | str | None = None,
         max_rps: float | None = None,
         max_workers: int | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -14,6 +14,7 @@ from airflow_provider_callbell.message_status import (
     check_status_sets,
     message_outcome,
 )
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.replies import (
     MAX_PAGES_PER_POLL,
     ReplyCheck,
@@ -35,10 +36,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
 
-
-class CallbellMessageStatusSensor(BaseSensorOperator):
+class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
     """
     Wait for a sent message to reach a delivery status, e.g. until the on-call person's phone has it.
 
@@ -87,7 +86,7 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         message_uuid: str,
         target_statuses: Sequence[str] = DEFAULT_TARGET_STATUSES,
         failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -99,13 +98,6 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         if not is_templated(message_uuid):  # a wrong literal is a DAG import error naming the task
             with raised_for(f"task {self.task_id!r}"):
                 validate_uuid("message_uuid", message_uuid)
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
 
     def execute(self, context: Context) -> Any:
         validate_uuid("message_uuid", self.message_uuid)
@@ -156,7 +148,7 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         raise error_from_event(event)
 
 
-class CallbellReplySensor(BaseSensorOperator):
+class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
     """
     Wait for someone to answer over WhatsApp (or another Callbell channel): an acknowledgement, a YES/NO.
 
@@ -220,7 +212,7 @@ class CallbellReplySensor(BaseSensorOperator):
         pattern: str | None = None,
         reprompt: str | None = None,
         channel_uuid: str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -242,13 +234,6 @@ class CallbellReplySensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._contact_uuid: str | None = None
         self._since: datetime | None = None
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
 
     @cached_property
     def rule(self) -> ReplyRule:
