@@ -8,13 +8,8 @@ from collections import ChainMap
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from airflow_provider_callbell.exceptions import CallbellBulkSendError, CallbellValidationError
+from airflow_provider_callbell.fields import MESSAGE_FIELDS
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
-from airflow_provider_callbell.validation import (
-    MESSAGE_FIELDS,
-    check_literal_fields,
-    check_max_rps,
-    raised_for,
-)
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
@@ -120,7 +115,10 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         self.bot_status = bot_status
         self.metadata = metadata
         self.callbell_conn_id = callbell_conn_id
-        # A wrong literal is a DAG import error naming the task, not a failure at run time.
+        # A wrong literal is a DAG import error naming the task, not a failure at run time. The rules
+        # are imported here, not with the module: a DAG file that never builds this operator skips them.
+        from airflow_provider_callbell.validation import check_literal_fields
+
         check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
@@ -211,6 +209,8 @@ class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
         if message is not None:
             self._check_message_literals(message)
         if max_rps is not None:
+            from airflow_provider_callbell.validation import check_max_rps, raised_for
+
             with raised_for(f"task {self.task_id!r}"):
                 check_max_rps(max_rps)
         self.messages = messages
@@ -226,6 +226,8 @@ class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
         ``message`` is not a template field (Airflow never renders it, only its string values are
         rendered per recipient), so a JSON string that does not parse now never will.
         """
+        from airflow_provider_callbell.validation import check_literal_fields
+
         template = _message_template(message)
         fields = {"from_" if key == "from" else key: value for key, value in template.items()}
         check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)

@@ -15,14 +15,6 @@ from airflow_provider_callbell.message_status import (
     message_outcome,
 )
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
-from airflow_provider_callbell.replies import (
-    MAX_PAGES_PER_POLL,
-    ReplyCheck,
-    ReplyRule,
-    check_replies,
-    log_check,
-)
-from airflow_provider_callbell.validation import is_templated, raised_for, validate_phone, validate_uuid
 from airflow_provider_callbell.version_compat import (
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -35,6 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_callbell.replies import ReplyCheck, ReplyRule
 
 
 class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
@@ -95,11 +89,16 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
         self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
         self.callbell_conn_id = callbell_conn_id
         self.deferrable = deferrable
+        # The rules are imported here, not with the module: a DAG file that never builds a sensor skips them.
+        from airflow_provider_callbell.validation import is_templated, raised_for, validate_uuid
+
         if not is_templated(message_uuid):  # a wrong literal is a DAG import error naming the task
             with raised_for(f"task {self.task_id!r}"):
                 validate_uuid("message_uuid", message_uuid)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_callbell.validation import validate_uuid
+
         validate_uuid("message_uuid", self.message_uuid)
         if self.deferrable:
             from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
@@ -218,6 +217,14 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
     ) -> None:
         super().__init__(**kwargs)
         # A wrong literal is a DAG import error naming the task; templated values are checked rendered.
+        from airflow_provider_callbell.replies import ReplyRule
+        from airflow_provider_callbell.validation import (
+            is_templated,
+            raised_for,
+            validate_phone,
+            validate_uuid,
+        )
+
         with raised_for(f"task {self.task_id!r}"):
             ReplyRule.build(choices, pattern)
             if not is_templated(to):
@@ -238,9 +245,13 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
     @cached_property
     def rule(self) -> ReplyRule:
         """The accepted answers and the reprompt, once ``reprompt`` is rendered."""
+        from airflow_provider_callbell.replies import ReplyRule
+
         return ReplyRule.build(self.choices, self.pattern, self.reprompt)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_callbell.validation import validate_phone, validate_uuid
+
         self.to = validate_phone("to", self.to)
         if self.after_message_uuid is not None:
             validate_uuid("after_message_uuid", self.after_message_uuid)
@@ -298,6 +309,8 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
 
     def _check(self) -> ReplyCheck:
         """Read the conversation as far as the question (or the start) and apply the rule."""
+        from airflow_provider_callbell.replies import MAX_PAGES_PER_POLL, ReplyCheck, check_replies, log_check
+
         if self._contact_uuid is None:
             contact = self.hook.get_contact_by_phone(self.to, self.channel_uuid)
             if contact is None:
