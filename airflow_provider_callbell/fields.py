@@ -68,3 +68,6 @@ class MessageOptions(TypedDict, total=False):
 
 #: The fields of one message, in the order of the operator's parameters: ``to`` first.
 MESSAGE_FIELDS: tuple[str, ...] = ("to", *MessageOptions.__annotations__)
+#: Where a recipient's identity goes in its message; every other key of a bulk send's recipient is a
+#: template value.
+RECIPIENT_KEYS: tuple[str, ...] = ("to", "bsuid")

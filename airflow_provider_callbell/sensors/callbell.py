@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, error_from_event
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
@@ -118,6 +117,8 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+
         try:
             message = self.hook.get_message_status(self.message_uuid)
         except CallbellAPIError as err:
@@ -131,6 +132,8 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Turn the trigger's event into the same result or error that poke mode gives."""
+        from airflow_provider_callbell.exceptions import CallbellError, error_from_event
+
         if event["event"] == "status":
             status = message_outcome(event["message"], self.target_statuses, self.failure_statuses)
             if status is None:  # only if the DAG's statuses changed while the task was deferred
@@ -293,6 +296,8 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+
         try:
             check = self._check()
             if check.needs_reprompt:
@@ -334,6 +339,8 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Turn the trigger's event into the result poke mode gives, or reprompt and wait again."""
+        from airflow_provider_callbell.exceptions import CallbellAPIError, error_from_event
+
         if event["event"] == "reply":
             reply: dict[str, Any] = event["reply"]
             return reply
