@@ -55,16 +55,6 @@ else:
     )
     from airflow.hooks.base import BaseHook
 
-# The secrets masker's redact, for the tests that prove the token is masked: Airflow masks a
-# connection's password itself when the connection is read, on every line. The task SDK's own masker
-# since 3.0, exported from airflow.sdk.log since 3.1.
-if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
-    from airflow.sdk.log import redact  # type: ignore[attr-defined]  # re-exported, not in __all__
-elif AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.execution_time.secrets_masker import redact
-else:
-    from airflow.utils.log.secrets_masker import redact
-
 if TYPE_CHECKING:
     from airflow.sdk import BaseSensorOperator, Connection, PokeReturnValue
     from airflow.sdk.definitions._internal.mixins import ResolveMixin as ResolveMixin
@@ -150,5 +140,4 @@ __all__ = [
     "aget_connection",
     "conf",
     "first_reschedule_date",
-    "redact",
 ]

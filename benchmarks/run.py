@@ -19,6 +19,7 @@
 4. Memory: peak RSS growth of a fresh process over ``send_messages`` of 10,000 and 100,000 generated
    messages (warmed up first, then its peak reset through ``/proc/self/clear_refs``), next to the size
    of the results the call returns: the growth should be those results and nothing else.
+   ``benchmarks/run.py --memory`` runs this part alone.
 5. Waiting for replies: 500 ``CallbellReplyTrigger`` runs in one event loop, as deferred reply sensors
    in one triggerer, polling the sandbox (in a process of its own) for answers to 500 questions; half
    of the people answer midway. Requests per poll (the goal is 1 while nothing new arrived), the event
@@ -564,12 +565,28 @@ def _report_replies(emit: Any) -> None:
     row("events", lambda run: ", ".join(f"{n} {kind}" for kind, n in sorted(run["events"].items())))
 
 
+def _report_memory(emit: Any) -> None:
+    emit(
+        "| `send_messages` in a fresh process | peak RSS growth (MiB) | results held (MiB) | ratio | per message (bytes) |"
+    )
+    emit("| --- | ---: | ---: | ---: | ---: |")
+    for count, m in memory():
+        failed = f" ({m['failed']} failed)" if m["failed"] else ""
+        emit(
+            f"| {count:,} messages{failed} | {m['growth'] / 2**20:.1f} | {m['held'] / 2**20:.1f} "
+            f"| {m['growth'] / m['held']:.2f} | {m['growth'] / count:.0f} |"
+        )
+
+
 def main() -> None:
     report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), sys.stdout.fileno())  # the hook's log lines, written but not shown
     if sys.argv[1:2] == ["--replies"]:
         _report_replies(functools.partial(print, file=report))
+        return
+    if sys.argv[1:2] == ["--memory"]:
+        _report_memory(functools.partial(print, file=report))
         return
     _report(report)
 
@@ -633,16 +650,7 @@ def _report(out: Any) -> None:
         f"{run['refused']} requests answered 429."
     )
     emit()
-    emit(
-        "| `send_messages` in a fresh process | peak RSS growth (MiB) | results held (MiB) | ratio | per message (bytes) |"
-    )
-    emit("| --- | ---: | ---: | ---: | ---: |")
-    for count, m in memory():
-        failed = f" ({m['failed']} failed)" if m["failed"] else ""
-        emit(
-            f"| {count:,} messages{failed} | {m['growth'] / 2**20:.1f} | {m['held'] / 2**20:.1f} "
-            f"| {m['growth'] / m['held']:.2f} | {m['growth'] / count:.0f} |"
-        )
+    _report_memory(emit)
     emit()
     _report_replies(emit)
 

@@ -2,7 +2,7 @@
 
 The package's own version-dependent imports live in ``airflow_provider_callbell.version_compat``;
 these are the test-only ones (a DAG to put in a context, task states, the deferral exception, the
-DagBag and the DAG serializer), plus what a DAG file has imported before it imports this provider.
+DagBag, the DAG serializer and the secrets masker's ``redact``), plus what a DAG file has imported before it imports this provider.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
 else:
     from airflow.models.dagbag import DagBag
 
+# The secrets masker's redact, for the tests that prove the token is masked: Airflow masks a
+# connection's password itself when the connection is read, on every line. The task SDK's own masker
+# since 3.0, exported from airflow.sdk.log since 3.1 (re-exported there, not in its __all__).
+if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
+    from airflow.sdk.log import redact
+elif AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk.execution_time.secrets_masker import redact
+else:
+    from airflow.utils.log.secrets_masker import redact
+
 #: What a DAG file imports before any provider: the task SDK on 3.x, the base operator on 2.x (where
 #: ``import airflow`` alone already loads ``requests``).
 _DAG_FILE_BASE_IMPORT = "airflow.sdk" if AIRFLOW_V_3_0_PLUS else "airflow.models.baseoperator"
@@ -53,4 +63,5 @@ __all__ = [
     "TaskInstanceState",
     "import_string",
     "modules_added_by",
+    "redact",
 ]

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import shutil
 import tempfile
 
 import pytest
+
+from tests.helpers import SEND_URL, UUID, set_connection
+from tests.integration.helpers import Airflow
 
 # Airflow reads AIRFLOW_HOME when it is first imported, which happens after this file is loaded: give
 # the in-process tests a throwaway home, so that no config, SQLite file or log lands in ~/airflow.
@@ -33,20 +35,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if browser:
         config.hook.pytest_deselected(items=browser)
         items[:] = [item for item in items if not item.get_closest_marker("browser")]
-
-
-TOKEN = "test-token-4f1c9e"
-BASE_URL = "https://api.callbell.eu/v1"
-SEND_URL = f"{BASE_URL}/messages/send"
-UUID = "adf3d1216d4c4dcd908199d6700f2381"
-
-
-def set_connection(
-    monkeypatch: pytest.MonkeyPatch, conn_id: str = "callbell_default", **fields: object
-) -> None:
-    """Define an Airflow connection through its environment variable, as users do in tests."""
-    conn = {"conn_type": "callbell", "password": TOKEN, **fields}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
 
 @pytest.fixture
@@ -84,3 +72,11 @@ def async_answers(monkeypatch):
         httpx, "AsyncClient", lambda **kwargs: real_client(transport=httpx.MockTransport(handler), **kwargs)
     )
     return answers, requests_seen
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
+    """The session's throwaway Airflow (SQLite home, ``airflow db migrate``), for real Airflow runs."""
+    instance = Airflow(tmp_path_factory.mktemp("airflow_home"))
+    instance.cli("db", "migrate")
+    return instance

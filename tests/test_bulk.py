@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from typing import Any
 
@@ -69,6 +70,16 @@ class TestSpool:
             assert spool._file._rolled
             assert [json.loads(line)["to"] for line in spool] == [f"+316{i:08d}" for i in range(50)]
 
+    def test_frees_itself_after_its_last_line(self):
+        # So that a bulk send never holds the spool and every result at once.
+        with bulk.spool_messages(iter([text("+31612345678"), text("+31687654321")]), build) as spool:
+            lines = iter(spool)
+            next(lines)
+            assert not spool._file.closed
+            assert len(list(lines)) == 1
+            assert spool._file.closed
+            assert (spool.count, len(spool.digest)) == (2, 64)  # what the send still reads
+
     def test_invalid_messages_are_all_counted_and_the_first_listed(self):
         messages = [text("+31612345678")] * 5 + [text("not a phone")] * 12 + [{"to": "+31612345678"}]
         with pytest.raises(CallbellValidationError) as excinfo:
@@ -103,6 +114,19 @@ class TestSpool:
 
 
 class TestResults:
+    def test_compact_result_is_a_plain_dict(self):
+        message = {"uuid": "adf3d1216d4c4dcd", "status": "enqueued", "contact": {"uuid": "c1"}}
+        result = bulk.compact(json.loads(json.dumps(message)))
+        assert type(result) is dict
+        assert result == message
+        assert list(result) == ["uuid", "status", "contact"]
+        assert json.loads(json.dumps(result)) == message
+        assert pickle.loads(pickle.dumps(result)) == message
+        result["index"] = 7  # a caller may add to its results
+        assert result == {**message, "index": 7}
+        other_order = bulk.compact({"status": "enqueued", "uuid": "x"})
+        assert list(other_order.items()) == [("status", "enqueued"), ("uuid", "x")]
+
     def test_compact_shares_repeated_strings(self):
         one = bulk.compact(json.loads('{"uuid": "adf3d1216d4c4dcd908199d6700f2381", "status": "enqueued"}'))
         two = bulk.compact(json.loads('{"uuid": "bdf3d1216d4c4dcd908199d6700f2381", "status": "enqueued"}'))

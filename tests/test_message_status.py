@@ -16,7 +16,7 @@ from airflow_provider_callbell.message_status import (
     message_outcome,
 )
 from airflow_provider_callbell.version_compat import AirflowFailException
-from tests.conftest import UUID
+from tests.helpers import UUID
 
 
 def outcome(status, targets=DEFAULT_TARGET_STATUSES, failures=DEFAULT_FAILURE_STATUSES, payload=None):

@@ -21,7 +21,7 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX, RetryPolicy, parse_retry_after
-from tests.conftest import TOKEN, UUID, set_connection
+from tests.helpers import TOKEN, UUID, set_connection
 
 OK = (200, {}, json.dumps({"message": {"uuid": UUID, "status": "enqueued"}}), 0.0)
 

@@ -5,7 +5,7 @@ Nothing is downloaded: the browser and its driver are the ``chromium`` and ``chr
 runs in a process group of its own, with Chromium inside it, and the whole group is killed when the
 session ends, also after a failure or Ctrl-C.
 
-``CALLBELL_SCREENSHOTS=<dir>`` (``make screenshots``) makes :func:`screenshot` save PNGs there.
+``CALLBELL_SCREENSHOTS=<dir>`` (``make screenshots``) makes ``tests.browser.helpers.screenshot`` save PNGs there.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -80,15 +79,3 @@ def browser() -> Iterator[WebDriver]:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def screenshot(driver: WebDriver, name: str) -> None:
-    """Save ``<name>.png`` into ``$CALLBELL_SCREENSHOTS`` when set (``make screenshots``)."""
-    folder = os.environ.get("CALLBELL_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
-
-
-# The session's throwaway Airflow (SQLite home, `airflow db migrate`), shared with tests/integration.
-from tests.integration.conftest import airflow  # noqa: E402, F401

@@ -16,20 +16,22 @@ import requests
 
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.browser.conftest import screenshot
-from tests.integration.conftest import api_server, webserver
+from tests.browser.helpers import screenshot
+from tests.integration.helpers import api_server, webserver
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
 
-    from tests.integration.conftest import Airflow
+    from airflow_provider_callbell.sandbox import CallbellSandbox
+    from tests.integration.helpers import Airflow
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.callbell_sandbox(token="token-typed-in-the-form"),
+]
 
 CONN_ID = "callbell_from_the_form"
 WAIT = 30  # seconds; the UI's first load compiles nothing but is slow on a busy 2-core machine
@@ -38,12 +40,6 @@ HIDDEN = ("Login", "Port", "Schema", "Host", "Password", "Extra")
 # Extras typed into the form, and the values the hook must then use.
 TYPED = {"timeout": "12", "max_retries": "2"}
 SAVED = {"from": "telegram", "timeout": 12, "max_retries": 2, "delivery": "at_least_once"}
-
-
-@pytest.fixture
-def sandbox() -> Iterator[CallbellSandbox]:
-    with CallbellSandbox(token="token-typed-in-the-form") as running:
-        yield running
 
 
 def wait(driver: WebDriver, condition: Any, timeout: float = WAIT) -> Any:
@@ -61,7 +57,7 @@ def visible_labels(scope: WebDriver | WebElement) -> list[str]:
 
 
 def check_the_hook_uses(
-    conn: dict[str, Any], token: str, sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
+    conn: dict[str, Any], token: str, callbell_sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hook on the connection read back has the form's values and sends with them; the REST API
     never shows the token, so the one typed in the form is added back."""
@@ -69,17 +65,17 @@ def check_the_hook_uses(
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({**fields, "password": token}))
     hook = CallbellHook(callbell_conn_id=CONN_ID)
     params = hook._conn_params
-    assert (params.base_url, params.from_) == (sandbox.url, "telegram")
+    assert (params.base_url, params.from_) == (callbell_sandbox.url, "telegram")
     assert params.timeout == (12.0, 12.0)
     assert (params.retry.max_retries, params.retry.delivery) == (2, "at_least_once")
     hook.send_message("424242", content={"text": "saved through the form"})
-    (message,) = sandbox.messages
+    (message,) = callbell_sandbox.messages
     assert message["body"]["from"] == "telegram"
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the React UI of the API server is Airflow 3")
 def test_callbell_connection_form_on_airflow_3(
-    browser: WebDriver, airflow: Airflow, sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
+    browser: WebDriver, airflow: Airflow, callbell_sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from selenium.webdriver.common.keys import Keys
 
@@ -109,8 +105,8 @@ def test_callbell_connection_form_on_airflow_3(
         assert base.get_attribute("placeholder") == DEFAULT_BASE_URL
         token = dialog.find_element("css selector", "input[type=password]")
         assert token.get_attribute("placeholder") == "API key from Callbell's dashboard"
-        base.send_keys(sandbox.url)
-        token.send_keys(sandbox.token)
+        base.send_keys(callbell_sandbox.url)
+        token.send_keys(callbell_sandbox.token)
         screenshot(browser, "connection-form-airflow-3")
 
         # Extra fields: every one, in order, with its label and its description.
@@ -139,17 +135,17 @@ def test_callbell_connection_form_on_airflow_3(
         )
     assert saved.status_code == 200, saved.text
     conn = saved.json()
-    assert (conn["conn_type"], conn["host"]) == ("callbell", sandbox.url)
-    assert conn["password"] != sandbox.token  # the API never shows the token
+    assert (conn["conn_type"], conn["host"]) == ("callbell", callbell_sandbox.url)
+    assert conn["password"] != callbell_sandbox.token  # the API never shows the token
     extra = json.loads(conn["extra"])
     assert set(extra) == set(CONN_FIELDS)  # the fields left empty are saved as null
     assert {name: value for name, value in extra.items() if value is not None} == SAVED
-    check_the_hook_uses({**conn, "extra": extra}, sandbox.token, sandbox, monkeypatch)
+    check_the_hook_uses({**conn, "extra": extra}, callbell_sandbox.token, callbell_sandbox, monkeypatch)
 
 
 @pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="the Flask-AppBuilder web server is Airflow 2.x")
 def test_callbell_connection_form_on_airflow_2(
-    browser: WebDriver, airflow: Airflow, sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
+    browser: WebDriver, airflow: Airflow, callbell_sandbox: CallbellSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from selenium.webdriver.common.keys import Keys
 
@@ -178,8 +174,8 @@ def test_callbell_connection_form_on_airflow_2(
         base, token = form.find_element("id", "host"), form.find_element("id", "password")
         assert base.get_attribute("placeholder") == DEFAULT_BASE_URL
         assert token.get_attribute("placeholder") == "API key from Callbell's dashboard"
-        base.send_keys(sandbox.url)
-        token.send_keys(sandbox.token)
+        base.send_keys(callbell_sandbox.url)
+        token.send_keys(callbell_sandbox.token)
         for name, value in {**TYPED, "from": "telegram", "delivery": "at_least_once"}.items():
             field = form.find_element("id", f"extra__callbell__{name}")
             field.clear()  # "from" and "delivery" start with their defaults
@@ -195,9 +191,9 @@ def test_callbell_connection_form_on_airflow_2(
             "fetch(arguments[0]).then((answer) => answer.json()).then(arguments[1])",
             f"{base_url}/api/v1/connections/{CONN_ID}",
         )
-    assert (conn["conn_type"], conn["host"]) == ("callbell", sandbox.url)
+    assert (conn["conn_type"], conn["host"]) == ("callbell", callbell_sandbox.url)
     assert "password" not in conn  # the API never shows the token
     extra = json.loads(conn["extra"])
     # Airflow 2 keeps a decimal field's text, and drops the fields left empty.
     assert extra == {**SAVED, "timeout": "12"}
-    check_the_hook_uses({**conn, "extra": extra}, sandbox.token, sandbox, monkeypatch)
+    check_the_hook_uses({**conn, "extra": extra}, callbell_sandbox.token, callbell_sandbox, monkeypatch)

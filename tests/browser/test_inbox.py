@@ -15,9 +15,8 @@ import pytest
 import requests
 
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.sandbox.server import DEFAULT_TEMPLATES
-from tests.browser.conftest import screenshot
+from tests.browser.helpers import screenshot
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,7 +24,13 @@ if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
 
-pytestmark = pytest.mark.browser
+    from airflow_provider_callbell.sandbox import CallbellSandbox
+
+pytestmark = [
+    pytest.mark.browser,
+    # Statuses move slowly enough to watch: one step per 1.5 s.
+    pytest.mark.callbell_sandbox(status_interval=1.5, failing_recipients={"+31600000000": "not on WhatsApp"}),
+]
 
 PHONE = "+31612345678"
 WAIT = 15  # seconds; the page polls every second
@@ -46,22 +51,14 @@ def wait_for(driver: WebDriver, css: str, timeout: float = WAIT, text: str | Non
     return element
 
 
-@pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[CallbellSandbox]:
-    """A sandbox whose statuses move slowly enough to watch: one step per 1.5 s."""
-    with CallbellSandbox(
-        status_interval=1.5, failing_recipients={"+31600000000": "not on WhatsApp"}
-    ) as running:
-        monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", running.connection_json)
-        yield running
+def root(callbell_sandbox: CallbellSandbox) -> str:
+    return f"http://{callbell_sandbox.host}:{callbell_sandbox.port}/"
 
 
-def root(sandbox: CallbellSandbox) -> str:
-    return f"http://{sandbox.host}:{sandbox.port}/"
-
-
-def test_a_send_through_the_hook_appears_without_reload(browser: WebDriver, sandbox: CallbellSandbox) -> None:
-    browser.get(root(sandbox))
+def test_a_send_through_the_hook_appears_without_reload(
+    browser: WebDriver, callbell_sandbox: CallbellSandbox
+) -> None:
+    browser.get(root(callbell_sandbox))
     wait_for(browser, "body[data-polled]")
     browser.execute_script("window.notReloaded = true")
 
@@ -89,11 +86,13 @@ def status_seen(browser: WebDriver, message_uuid: str) -> str | None:
     return status
 
 
-def test_status_ticks_follow_the_delivery_steps(browser: WebDriver, sandbox: CallbellSandbox) -> None:
+def test_status_ticks_follow_the_delivery_steps(
+    browser: WebDriver, callbell_sandbox: CallbellSandbox
+) -> None:
     hook = CallbellHook()
     sent = hook.send_message(PHONE, content={"text": "watch my ticks"})
     failed = hook.send_message("+31600000000", content={"text": "nobody home"})
-    browser.get(root(sandbox))
+    browser.get(root(callbell_sandbox))
     wait_for(browser, f'.conversation[data-contact="{PHONE}"]').click()
     seen: list[str] = []
     deadline = time.monotonic() + WAIT
@@ -118,11 +117,11 @@ def test_status_ticks_follow_the_delivery_steps(browser: WebDriver, sandbox: Cal
 
 
 def test_a_reply_typed_in_the_box_reaches_the_contacts_messages(
-    browser: WebDriver, sandbox: CallbellSandbox
+    browser: WebDriver, callbell_sandbox: CallbellSandbox
 ) -> None:
     hook = CallbellHook()
     question = hook.send_message(PHONE, content={"text": "Publish the numbers? Reply YES or NO"})
-    browser.get(root(sandbox))
+    browser.get(root(callbell_sandbox))
     wait_for(browser, f'.bubble[data-uuid="{question["uuid"]}"]')
     box = browser.find_element("id", "reply-text")
     box.send_keys("yes *please*")
@@ -134,8 +133,8 @@ def test_a_reply_typed_in_the_box_reaches_the_contacts_messages(
     contact = hook.get_contact_by_phone(PHONE)
     assert contact is not None
     listed = requests.get(
-        f"{sandbox.url}/contacts/{contact['uuid']}/messages",
-        headers={"Authorization": f"Bearer {sandbox.token}"},
+        f"{callbell_sandbox.url}/contacts/{contact['uuid']}/messages",
+        headers={"Authorization": f"Bearer {callbell_sandbox.token}"},
         timeout=10,
     ).json()["messages"]
     assert [(m["status"], m["text"]) for m in listed] == [
@@ -145,10 +144,10 @@ def test_a_reply_typed_in_the_box_reaches_the_contacts_messages(
     wait_for(browser, f'.conversation[data-contact="{PHONE}"] .count', text="2")
 
 
-def test_knobs_form_and_reset(browser: WebDriver, sandbox: CallbellSandbox) -> None:
-    knobs_url = f"{root(sandbox)}_sandbox/knobs"
+def test_knobs_form_and_reset(browser: WebDriver, callbell_sandbox: CallbellSandbox) -> None:
+    knobs_url = f"{root(callbell_sandbox)}_sandbox/knobs"
     sent = CallbellHook().send_message(PHONE, content={"text": "soon gone"})
-    browser.get(root(sandbox))
+    browser.get(root(callbell_sandbox))
     wait_for(browser, f'.bubble[data-uuid="{sent["uuid"]}"]')
     form = browser.find_element("id", "knobs")
     assert form.find_element("name", "rate_limit").get_attribute("value") == "300"  # the current knobs
@@ -172,13 +171,13 @@ def test_knobs_form_and_reset(browser: WebDriver, sandbox: CallbellSandbox) -> N
     browser.find_element("id", "reset").click()
     wait_for(browser, "#stats", text="0 messages \u00b7 0 conversations")
     assert browser.find_elements("css selector", ".bubble, .conversation") == []
-    assert sandbox.messages == []
+    assert callbell_sandbox.messages == []
 
 
 INJECTIONS = ["<script>alert(1)</script>", '<img src=x onerror="window.pwned=1">']
 
 
-def test_every_value_is_shown_as_text(browser: WebDriver, sandbox: CallbellSandbox) -> None:
+def test_every_value_is_shown_as_text(browser: WebDriver, callbell_sandbox: CallbellSandbox) -> None:
     from selenium.common.exceptions import NoAlertPresentException
 
     hook = CallbellHook()
@@ -190,7 +189,7 @@ def test_every_value_is_shown_as_text(browser: WebDriver, sandbox: CallbellSandb
         optin_contact=True,
         content={"text": INJECTIONS[1]},
     )
-    browser.get(root(sandbox))
+    browser.get(root(callbell_sandbox))
     wait_for(browser, f'.bubble[data-uuid="{template["uuid"]}"]')
 
     thread = browser.find_element("css selector", "#thread")
@@ -256,9 +255,9 @@ def media_server() -> Iterator[str]:
 
 
 def test_media_templates_and_a_whole_conversation(
-    browser: WebDriver, sandbox: CallbellSandbox, media_server: str
+    browser: WebDriver, callbell_sandbox: CallbellSandbox, media_server: str
 ) -> None:
-    sandbox.configure(status_interval=0.3)
+    callbell_sandbox.configure(status_interval=0.3)
     hook = CallbellHook()
     hook.send_message("+31600000000", content={"text": "Are you there?"})  # a second conversation
     alert = hook.send_message(
@@ -274,8 +273,8 @@ def test_media_templates_and_a_whole_conversation(
         content={"text": "Ada"},
         metadata={"campaign": "spring"},
     )
-    sandbox.receive(PHONE, "ACK, looking into it")
-    browser.get(root(sandbox))
+    callbell_sandbox.receive(PHONE, "ACK, looking into it")
+    browser.get(root(callbell_sandbox))
     marked = wait_for(browser, f'.bubble[data-uuid="{template["uuid"]}"] .template')
     assert marked.get_attribute("data-template-uuid") == DEFAULT_TEMPLATES[0]["uuid"]
     assert DEFAULT_TEMPLATES[0]["uuid"] in marked.text
@@ -302,18 +301,20 @@ NEWEST_BUDGET = 5.0
 OLDER_BUDGET = 3.0
 
 
-def fill(sandbox: CallbellSandbox, count: int) -> None:
+def fill(callbell_sandbox: CallbellSandbox, count: int) -> None:
     """``count`` messages over HTTP, 9 in 10 to PHONE and the rest spread over 250 other numbers."""
 
     def send(numbers: range) -> None:
         with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {sandbox.token}"
+            session.headers["Authorization"] = f"Bearer {callbell_sandbox.token}"
             for i in numbers:
                 to = PHONE if i % 10 else f"+3162{(i // 10) % 250:07d}"
                 body = {"to": to, "from": "whatsapp", "type": "text", "content": {"text": f"message {i}"}}
-                session.post(f"{sandbox.url}/messages/send", json=body, timeout=10).raise_for_status()
+                session.post(
+                    f"{callbell_sandbox.url}/messages/send", json=body, timeout=10
+                ).raise_for_status()
 
-    sandbox.configure(rate_limit=None)
+    callbell_sandbox.configure(rate_limit=None)
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(send, [range(k, count, 4) for k in range(4)]))
 
@@ -324,19 +325,19 @@ def bubbles(browser: WebDriver) -> int:
 
 
 def test_ten_thousand_messages_load_fast(
-    browser: WebDriver, sandbox: CallbellSandbox, caplog: pytest.LogCaptureFixture
+    browser: WebDriver, callbell_sandbox: CallbellSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     from selenium.webdriver.support.wait import WebDriverWait
 
     caplog.set_level(logging.WARNING, logger="airflow_provider_callbell.sandbox")  # a line per message
     started = time.perf_counter()
-    fill(sandbox, TEN_THOUSAND - 1)
+    fill(callbell_sandbox, TEN_THOUSAND - 1)
     print(f"\nfilled in {time.perf_counter() - started:.1f} s")
     newest = CallbellHook().send_message(PHONE, content={"text": "the newest"})
-    assert len(sandbox.messages) == TEN_THOUSAND
+    assert len(callbell_sandbox.messages) == TEN_THOUSAND
 
     started = time.perf_counter()
-    browser.get(root(sandbox))
+    browser.get(root(callbell_sandbox))
     wait_for(browser, f'.bubble[data-uuid="{newest["uuid"]}"]', timeout=30)
     to_newest = time.perf_counter() - started
     assert bubbles(browser) == 50  # one page, not 9,000 bubbles

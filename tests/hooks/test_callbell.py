@@ -18,8 +18,9 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS, redact
-from tests.conftest import BASE_URL, SEND_URL, TOKEN, UUID, set_connection
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+from tests.compat import redact
+from tests.helpers import BASE_URL, SEND_URL, TOKEN, UUID, set_connection
 
 
 @pytest.fixture

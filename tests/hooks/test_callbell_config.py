@@ -11,7 +11,7 @@ from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BAS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_TIMEOUT, CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
 from airflow_provider_callbell.version_compat import AirflowFailException
-from tests.conftest import BASE_URL, TOKEN, UUID, set_connection
+from tests.helpers import BASE_URL, TOKEN, UUID, set_connection
 
 HOW_TO_ADD = "`airflow connections add {0} --conn-type callbell --conn-password <API token>`"
 

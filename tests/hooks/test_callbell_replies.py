@@ -18,7 +18,7 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.hooks import callbell as hook_module
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
-from tests.conftest import BASE_URL, TOKEN, UUID, set_connection
+from tests.helpers import BASE_URL, TOKEN, UUID, set_connection
 
 CONTACT_UUID = "414a6d692bd645ed803f2e7ce360d4c8"
 CONTACT = {"uuid": CONTACT_UUID, "name": "John Doe", "phoneNumber": "+31 6 1234 5678"}

@@ -41,7 +41,7 @@ from airflow_provider_callbell.exceptions import (
 from airflow_provider_callbell.hooks.callbell import MAX_PAGES, CallbellHook
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
-from tests.conftest import TOKEN, UUID, set_connection
+from tests.helpers import TOKEN, UUID, set_connection
 
 CONNECT, READ = 0.5, 1.0
 DEADLINE = CONNECT + READ

@@ -44,15 +44,17 @@ def add_connection(airflow, conn_id: str, host: str, token: str) -> None:
     )
 
 
-def test_connection_added_by_cli_is_tested_against_the_sandbox(airflow, sandbox):
+def test_connection_added_by_cli_is_tested_against_the_sandbox(airflow, callbell_sandbox):
     enabled = {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}
-    add_connection(airflow, "callbell_cli", sandbox.url, sandbox.token)
+    add_connection(airflow, "callbell_cli", callbell_sandbox.url, callbell_sandbox.token)
     ok = airflow.cli("connections", "test", "callbell_cli", env=enabled)
     assert "Connection success!" in ok.stdout
-    assert [(r["method"], r["path"], r["status"]) for r in sandbox.requests] == [("GET", "/v1/auth/me", 200)]
+    assert [(r["method"], r["path"], r["status"]) for r in callbell_sandbox.requests] == [
+        ("GET", "/v1/auth/me", 200)
+    ]
 
     wrong = "wrong-token-5d1c"
-    add_connection(airflow, "callbell_bad", sandbox.url, wrong)
+    add_connection(airflow, "callbell_bad", callbell_sandbox.url, wrong)
     refused = airflow.cli("connections", "test", "callbell_bad", env=enabled, check=False)
     output = refused.stdout + refused.stderr
     assert "Connection failed!" in output

@@ -19,18 +19,18 @@ OUTSIDE_A_TASK = (
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
-def test_missing_connection_and_bad_base_url_fail_at_the_first_try(airflow, sandbox):
+def test_missing_connection_and_bad_base_url_fail_at_the_first_try(airflow, callbell_sandbox):
     schemeless = json.dumps({"conn_type": "callbell", "password": "t0ken-x", "host": "localhost:8788/v1"})
     result = airflow.dags_test(
         "callbell_config_fail",
-        sandbox,
+        callbell_sandbox,
         AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS),
         AIRFLOW_CONN_CALLBELL_SCHEMELESS=schemeless,
     )
     assert result.returncode != 0, "the DAG fails on purpose"
     assert result.state == "failed"
     # One message per task, from on_failure_callback at try 1 of 3: on_retry_callback never ran.
-    texts = sorted(m["body"]["content"]["text"].splitlines()[:2] for m in sandbox.messages)
+    texts = sorted(m["body"]["content"]["text"].splitlines()[:2] for m in callbell_sandbox.messages)
     run = result.run_id
     assert texts == [
         [

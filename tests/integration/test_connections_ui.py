@@ -17,11 +17,11 @@ import requests
 
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
-from tests.integration.conftest import api_server, webserver
+from tests.integration.helpers import api_server, webserver
 
 if TYPE_CHECKING:
     from airflow_provider_callbell.sandbox import CallbellSandbox
-    from tests.integration.conftest import Airflow
+    from tests.integration.helpers import Airflow
 
 pytestmark = pytest.mark.integration
 
@@ -116,27 +116,29 @@ def _ui_test_body(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server's Test button is Airflow 3")
-def test_api_server_test_button_with_and_without_a_port(airflow: Airflow, sandbox: CallbellSandbox) -> None:
+def test_api_server_test_button_with_and_without_a_port(
+    airflow: Airflow, callbell_sandbox: CallbellSandbox
+) -> None:
     with api_server(airflow, {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}) as base_url:
         token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
         answers = {}
-        for conn_id, port in (("callbell_ui_port", sandbox.port), ("callbell_ui_no_port", None)):
+        for conn_id, port in (("callbell_ui_port", callbell_sandbox.port), ("callbell_ui_no_port", None)):
             created = api.post(
                 f"{base_url}/api/v2/connections",
                 json={
                     "connection_id": conn_id,
                     "conn_type": "callbell",
-                    "host": sandbox.url,
+                    "host": callbell_sandbox.url,
                     "port": port,
-                    "password": sandbox.token,
+                    "password": callbell_sandbox.token,
                 },
                 timeout=30,
             )
             assert created.status_code == 201, created.text
             stored = api.get(f"{base_url}/api/v2/connections/{conn_id}", timeout=30).json()
-            assert stored["password"] != sandbox.token  # listed masked, as the UI gets it
+            assert stored["password"] != callbell_sandbox.token  # listed masked, as the UI gets it
             answers[conn_id] = api.post(
                 f"{base_url}/api/v2/connections/test", json=_ui_test_body(stored), timeout=60
             )
@@ -146,8 +148,8 @@ def test_api_server_test_button_with_and_without_a_port(airflow: Airflow, sandbo
             json={
                 "connection_id": "callbell_ui_no_port",
                 "conn_type": "callbell",
-                "host": sandbox.url,
-                "password": sandbox.token,
+                "host": callbell_sandbox.url,
+                "password": callbell_sandbox.token,
             },
             timeout=60,
         )
@@ -159,7 +161,7 @@ def test_api_server_test_button_with_and_without_a_port(airflow: Airflow, sandbo
     rest_api = answers["rest_api"]
     assert rest_api.status_code == 200, rest_api.text
     assert rest_api.json()["status"] is True
-    assert [r["path"] for r in sandbox.requests] == ["/v1/auth/me", "/v1/auth/me"]
+    assert [r["path"] for r in callbell_sandbox.requests] == ["/v1/auth/me", "/v1/auth/me"]
     # Without a port, Airflow 3.3.2 refuses the UI's port 0 before the provider is asked
     # (apache/airflow#73298 fixes it in the API; later versions answer 200).
     without_port = answers["callbell_ui_no_port"]

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import Airflow
-from tests.test_readme import README, ROOT, as_airflow_2, runnable_blocks
+from tests.docs.helpers import README, ROOT, as_airflow_2, runnable_blocks
+from tests.integration.helpers import Airflow
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,10 +43,10 @@ def docs_airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
 
 
 @pytest.mark.parametrize("dag_id", FIRST_DAGS)
-def test_the_first_dag_sends_its_message(docs_airflow, sandbox, dag_id):
-    result = docs_airflow.dags_test(dag_id, sandbox)
+def test_the_first_dag_sends_its_message(docs_airflow, callbell_sandbox, dag_id):
+    result = docs_airflow.dags_test(dag_id, callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
-    (message,) = sandbox.messages
+    (message,) = callbell_sandbox.messages
     assert message["body"]["to"] == "+31612345678"
     assert message["body"]["content"] == {"text": f"{dag_id} loaded 1234 rows for 2026-01-01"}
     assert result.xcom(FIRST_DAGS[dag_id][1]) == message["uuid"]

@@ -19,10 +19,10 @@ def test_every_example_dag_imports_without_errors():
     assert {path.stem for path in EXAMPLE_DAGS.glob("example_*.py")} <= set(dagbag.dag_ids)
 
 
-def test_pipeline_renders_templates_and_pushes_xcom(airflow, sandbox):
-    result = airflow.dags_test("example_callbell_pipeline", sandbox)
+def test_pipeline_renders_templates_and_pushes_xcom(airflow, callbell_sandbox):
+    result = airflow.dags_test("example_callbell_pipeline", callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
-    (message,) = sandbox.messages
+    (message,) = callbell_sandbox.messages
     assert message["body"] == {
         "to": "+31612345678",
         "from": "whatsapp",
@@ -39,10 +39,10 @@ def test_pipeline_renders_templates_and_pushes_xcom(airflow, sandbox):
     }
 
 
-def test_media_messages(airflow, sandbox):
-    result = airflow.dags_test("example_callbell_media", sandbox)
+def test_media_messages(airflow, callbell_sandbox):
+    result = airflow.dags_test("example_callbell_media", callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
-    image, document = (m["body"] for m in sandbox.messages)
+    image, document = (m["body"] for m in callbell_sandbox.messages)
     assert (image["type"], image["content"]) == (
         "image",
         {"url": "https://example.com/charts/2026-01-01.png", "text": "Daily sales for 2026-01-01"},
@@ -51,13 +51,15 @@ def test_media_messages(airflow, sandbox):
         "document",
         {"url": "https://example.com/reports/2026-01-01.pdf"},
     )
-    assert [result.xcom("send_chart"), result.xcom("send_report")] == [m["uuid"] for m in sandbox.messages]
+    assert [result.xcom("send_chart"), result.xcom("send_report")] == [
+        m["uuid"] for m in callbell_sandbox.messages
+    ]
 
 
-def test_template_message(airflow, sandbox):
-    result = airflow.dags_test("example_callbell_template", sandbox)
+def test_template_message(airflow, callbell_sandbox):
+    result = airflow.dags_test("example_callbell_template", callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
-    (message,) = sandbox.messages
+    (message,) = callbell_sandbox.messages
     assert message["body"] == {
         "to": "+31612345678",
         "from": "whatsapp",
@@ -70,12 +72,12 @@ def test_template_message(airflow, sandbox):
     assert result.xcom("send_order_update") == message["uuid"]
 
 
-def test_mapped_operator(airflow, sandbox):
-    result = airflow.dags_test("example_callbell_mapped", sandbox)
+def test_mapped_operator(airflow, callbell_sandbox):
+    result = airflow.dags_test("example_callbell_mapped", callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
     sent = {
         (m["body"]["to"], m["body"]["from"], m["body"]["content"]["text"]): m["uuid"]
-        for m in sandbox.messages
+        for m in callbell_sandbox.messages
     }
     assert set(sent) == {
         ("+31612345678", "whatsapp", "Maintenance tonight at 22:00 (2026-01-01)"),

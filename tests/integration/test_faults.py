@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @dataclass
 class Run:
-    sandbox: CallbellSandbox
+    callbell_sandbox: CallbellSandbox
     ok: list[int] = field(default_factory=list)
     errors: dict[int, CallbellAPIError] = field(default_factory=dict)
     seconds: float = 0.0
@@ -48,15 +48,15 @@ class Run:
 
 
 def send_all(
-    sandbox: CallbellSandbox,
+    callbell_sandbox: CallbellSandbox,
     monkeypatch: pytest.MonkeyPatch,
     count: int,
     timeout: tuple[float, float] | None = None,
     **policy: object,
 ) -> Run:
-    monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", sandbox.connection_json)
+    monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", callbell_sandbox.connection_json)
     hook = CallbellHook(timeout=timeout, retry_policy=RetryPolicy(backoff=0.02, **policy))  # type: ignore[arg-type]
-    run = Run(sandbox)
+    run = Run(callbell_sandbox)
     start = time.monotonic()
     for i in range(count):
         try:
@@ -69,8 +69,8 @@ def send_all(
 
 
 def test_quarter_of_answers_503(monkeypatch, capsys):
-    with CallbellSandbox(error_rate=0.25, seed=3) as sandbox:
-        run = send_all(sandbox, monkeypatch, 200, max_retries=5)
+    with CallbellSandbox(error_rate=0.25, seed=3) as callbell_sandbox:
+        run = send_all(callbell_sandbox, monkeypatch, 200, max_retries=5)
     run.report("25% 503", capsys)
     assert run.faults[503] > 20
     assert run.errors == {}
@@ -78,8 +78,8 @@ def test_quarter_of_answers_503(monkeypatch, capsys):
 
 
 def test_rate_limit_with_retry_after(monkeypatch, capsys):
-    with CallbellSandbox(rate_limit=25) as sandbox:
-        run = send_all(sandbox, monkeypatch, 60)
+    with CallbellSandbox(rate_limit=25) as callbell_sandbox:
+        run = send_all(callbell_sandbox, monkeypatch, 60)
     run.report("429 at 25 req/s, Retry-After", capsys)
     assert run.faults[429] >= 2
     assert run.errors == {}
@@ -88,8 +88,8 @@ def test_rate_limit_with_retry_after(monkeypatch, capsys):
 
 
 def test_rate_limit_exhausted_is_typed(monkeypatch, capsys):
-    with CallbellSandbox(rate_limit=1) as sandbox:
-        run = send_all(sandbox, monkeypatch, 2, max_retries=1, max_seconds=0.5)
+    with CallbellSandbox(rate_limit=1) as callbell_sandbox:
+        run = send_all(callbell_sandbox, monkeypatch, 2, max_retries=1, max_seconds=0.5)
     run.report("429 beyond the retry budget", capsys)
     assert run.ok == [0]
     assert run.errors[1].status_code == 429
@@ -99,8 +99,8 @@ def test_rate_limit_exhausted_is_typed(monkeypatch, capsys):
 
 @pytest.mark.parametrize("delivery", ["at_most_once", "at_least_once"])
 def test_dropped_connections(monkeypatch, capsys, delivery):
-    with CallbellSandbox(drop_rate=0.2, seed=5) as sandbox:
-        run = send_all(sandbox, monkeypatch, 100, delivery=delivery)
+    with CallbellSandbox(drop_rate=0.2, seed=5) as callbell_sandbox:
+        run = send_all(callbell_sandbox, monkeypatch, 100, delivery=delivery)
     run.report(f"20% dropped connections, {delivery}", capsys)
     assert run.faults["dropped"] > 5
     assert max(run.accepted.values()) == 1  # the sandbox drops before acting: never a duplicate
@@ -116,8 +116,8 @@ def test_dropped_connections(monkeypatch, capsys, delivery):
 @pytest.mark.parametrize("delivery", ["at_most_once", "at_least_once"])
 def test_slow_answers_past_the_read_timeout(monkeypatch, capsys, delivery):
     """The trade-off in one test: Callbell acted, but answered after the client gave up."""
-    with CallbellSandbox(latency=0.3) as sandbox:
-        run = send_all(sandbox, monkeypatch, 3, timeout=(1.0, 0.1), delivery=delivery, max_retries=2)
+    with CallbellSandbox(latency=0.3) as callbell_sandbox:
+        run = send_all(callbell_sandbox, monkeypatch, 3, timeout=(1.0, 0.1), delivery=delivery, max_retries=2)
         time.sleep(0.4)  # let the last slow answers land in the sandbox
         run.report(f"answers 0.3 s late, read timeout 0.1 s, {delivery}", capsys)
         accepted = run.accepted

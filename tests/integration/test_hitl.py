@@ -21,7 +21,7 @@ import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.integration.conftest import BIN, LOGICAL_DATE, ROOT, Airflow, api_server
+from tests.integration.helpers import BIN, LOGICAL_DATE, ROOT, Airflow, api_server
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,13 +34,13 @@ TASK_ID = "approve_publication"
 
 
 def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(airflow: Airflow) -> None:
-    with CallbellSandbox(status_interval=0) as sandbox, api_server(airflow) as base_url:
+    with CallbellSandbox(status_interval=0) as callbell_sandbox, api_server(airflow) as base_url:
         dag_test = subprocess.Popen(
             [str(BIN / "airflow"), "dags", "test", DAG_ID, LOGICAL_DATE],
             env={
                 **airflow.env,
                 "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-                "AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json,
+                "AIRFLOW_CONN_CALLBELL_DEFAULT": callbell_sandbox.connection_json,
                 "AIRFLOW__API__BASE_URL": base_url,
             },
             stdout=subprocess.PIPE,
@@ -50,11 +50,11 @@ def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(
         )
         try:
             deadline = time.monotonic() + 180
-            while not sandbox.messages:
+            while not callbell_sandbox.messages:
                 assert dag_test.poll() is None, dag_test.communicate()[0][-3000:]
                 assert time.monotonic() < deadline, "no Callbell message from the HITL task"
                 time.sleep(0.5)
-            (message,) = sandbox.messages
+            (message,) = callbell_sandbox.messages
             lines = message["body"]["content"]["text"].splitlines()
             link = lines[-1].removeprefix("Respond in Airflow: ")
             run_id = urlsplit(link).path.split("/")[4]
@@ -94,4 +94,4 @@ def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(
     assert found["state"] == "success"
     values = {(row["task_id"], row["key"]): row["value"] for row in found["xcoms"]}
     assert values[("publish", "return_value")] == "published"
-    assert len(sandbox.messages) == 1  # the notifier ran once, for the request
+    assert len(callbell_sandbox.messages) == 1  # the notifier ran once, for the request

@@ -14,16 +14,20 @@ pytestmark = pytest.mark.integration
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
-def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandbox):
-    result = airflow.dags_test("callbell_send_wait_fail", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS))
+def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, callbell_sandbox):
+    result = airflow.dags_test(
+        "callbell_send_wait_fail", callbell_sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
+    )
     assert result.returncode != 0, "the DAG fails on purpose"
     assert result.state == "failed"
-    sent, task_failure, bad_input, dag_failure = (m["body"]["content"]["text"] for m in sandbox.messages)
+    sent, task_failure, bad_input, dag_failure = (
+        m["body"]["content"]["text"] for m in callbell_sandbox.messages
+    )
     run = result.run_id
 
     assert sent == "Report for 2026-01-01 is ready"
     uuid = result.xcom("send")
-    assert uuid == sandbox.messages[0]["uuid"]
+    assert uuid == callbell_sandbox.messages[0]["uuid"]
     # The sensors' results; the deferred one really went through the trigger.
     assert result.xcom("wait_poke") == "delivered"
     assert result.xcom("wait_deferred") == "read"
@@ -66,10 +70,10 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, sandb
 
 def test_example_delivery(airflow):
     # status_interval=0: the message is read at once, so the sensors never sleep a poke interval.
-    with CallbellSandbox(status_interval=0) as sandbox:
-        result = airflow.dags_test("example_callbell_delivery", sandbox)
+    with CallbellSandbox(status_interval=0) as callbell_sandbox:
+        result = airflow.dags_test("example_callbell_delivery", callbell_sandbox)
     assert result.returncode == 0, result.output[-3000:]
-    (message,) = sandbox.messages
+    (message,) = callbell_sandbox.messages
     assert (
         message["body"]["content"]["text"]
         == "Nightly load for 2026-01-01 is late; please check the warehouse."

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import ROOT
+from tests.integration.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,10 @@ def docs_workaround() -> str:
     return code.replace('conn_id = "callbell_default"', f"conn_id = {CONN_ID!r}")
 
 
-def test_a_database_connection_outside_a_task(airflow, sandbox) -> None:
+def test_a_database_connection_outside_a_task(airflow, callbell_sandbox) -> None:
     airflow.cli(
         "connections", "add", CONN_ID, "--conn-type", "callbell",
-        "--conn-host", sandbox.url, "--conn-password", sandbox.token,
+        "--conn-host", callbell_sandbox.url, "--conn-password", callbell_sandbox.token,
     )  # fmt: skip
 
     def python(code: str) -> str:

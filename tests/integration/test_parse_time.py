@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import Airflow
+from tests.integration.helpers import Airflow
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +50,12 @@ def test_a_wrong_literal_is_an_import_error(airflow_home):
     assert "callbell_bad_literal" not in listed
 
 
-def test_mapped_operator_expands_and_checks_each_value_when_it_runs(airflow_home, sandbox):
-    result = airflow_home.dags_test("callbell_mapped_checked", sandbox)
+def test_mapped_operator_expands_and_checks_each_value_when_it_runs(airflow_home, callbell_sandbox):
+    result = airflow_home.dags_test("callbell_mapped_checked", callbell_sandbox)
     assert result.state == "failed", result.output[-3000:]
-    assert [m["body"]["to"] for m in sandbox.messages] == ["+31612345678"]
-    assert sandbox.messages[0]["body"]["content"] == {"text": "Run 2026-01-01"}
-    assert result.xcom("send_each", map_index=0) == sandbox.messages[0]["uuid"]
+    assert [m["body"]["to"] for m in callbell_sandbox.messages] == ["+31612345678"]
+    assert callbell_sandbox.messages[0]["body"]["content"] == {"text": "Run 2026-01-01"}
+    assert result.xcom("send_each", map_index=0) == callbell_sandbox.messages[0]["uuid"]
     assert "to must be a phone number in international format" in result.output
     assert "'0612345678' is a national number" in result.output
     states = task_states(airflow_home, "callbell_mapped_checked")

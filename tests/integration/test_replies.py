@@ -29,15 +29,15 @@ TEST_DAGS = Path(__file__).resolve().parent / "dags"
 
 
 @contextmanager
-def answering(sandbox: CallbellSandbox, script: list[tuple[str, str]]) -> Iterator[None]:
+def answering(callbell_sandbox: CallbellSandbox, script: list[tuple[str, str]]) -> Iterator[None]:
     """For each (text awaited, answer): once a message with that text was sent, post the answer."""
     stop = threading.Event()
-    inbound = f"http://127.0.0.1:{sandbox.port}/_sandbox/inbound"
+    inbound = f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox/inbound"
 
     def run() -> None:
         for awaited, answer in script:
             while not stop.is_set():
-                if any(m["body"]["content"].get("text") == awaited for m in sandbox.messages):
+                if any(m["body"]["content"].get("text") == awaited for m in callbell_sandbox.messages):
                     break
                 time.sleep(0.1)
             else:
@@ -60,19 +60,19 @@ def followed(result: Any, branch: str) -> list[str]:
     return list(result.xcom(branch, key="skipmixin_key")["followed"])
 
 
-def texts(sandbox: CallbellSandbox) -> list[str]:
-    return [m["body"]["content"]["text"] for m in sandbox.messages]
+def texts(callbell_sandbox: CallbellSandbox) -> list[str]:
+    return [m["body"]["content"]["text"] for m in callbell_sandbox.messages]
 
 
 class TestApproval:
     def test_poke_wrong_answer_reprompted_then_yes_publishes(self, airflow) -> None:
-        with CallbellSandbox(status_interval=0) as sandbox:
+        with CallbellSandbox(status_interval=0) as callbell_sandbox:
             question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
-            with answering(sandbox, [(question, "maybe later"), (REPROMPT, "Yes!")]):
-                result = airflow.dags_test("example_callbell_approval", sandbox)
-            conversation = sandbox.conversation(sandbox.contacts[0]["uuid"])
+            with answering(callbell_sandbox, [(question, "maybe later"), (REPROMPT, "Yes!")]):
+                result = airflow.dags_test("example_callbell_approval", callbell_sandbox)
+            conversation = callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])
         assert result.returncode == 0, result.output[-3000:]
-        assert texts(sandbox) == [question, REPROMPT]
+        assert texts(callbell_sandbox) == [question, REPROMPT]
         reply = result.xcom("wait_for_answer")
         assert {k: reply[k] for k in ("text", "choice", "from")} == {
             "text": "Yes!",
@@ -87,13 +87,13 @@ class TestApproval:
         assert "[DAG TEST] running trigger in line" not in result.output
 
     def test_deferrable_wrong_answer_reprompted_from_the_worker_then_no_holds_back(self, airflow) -> None:
-        with CallbellSandbox(status_interval=0) as sandbox:
+        with CallbellSandbox(status_interval=0) as callbell_sandbox:
             question = "Publish the sales numbers for 2026-01-01? Reply YES or NO."
-            with answering(sandbox, [(question, "hmm"), (REPROMPT, "NO.")]):
-                result = airflow.dags_test("example_callbell_approval", sandbox, **DEFERRABLE)
+            with answering(callbell_sandbox, [(question, "hmm"), (REPROMPT, "NO.")]):
+                result = airflow.dags_test("example_callbell_approval", callbell_sandbox, **DEFERRABLE)
         assert result.returncode == 0, result.output[-3000:]
         assert "[DAG TEST] running trigger in line" in result.output
-        assert texts(sandbox) == [question, REPROMPT]
+        assert texts(callbell_sandbox) == [question, REPROMPT]
         reply = result.xcom("wait_for_answer")
         assert (reply["text"], reply["choice"]) == ("NO.", "no")
         assert followed(result, "decide") == ["hold_back"]
@@ -106,10 +106,12 @@ class TestEscalation:
     # Each path once, each in the other mode: a dags test costs ~20 s, and both modes share the sensor code.
     @pytest.mark.parametrize("env", [pytest.param(DEFERRABLE, id="deferrable")])
     def test_acknowledged(self, airflow, env: dict[str, str]) -> None:
-        with CallbellSandbox(status_interval=0, auto_reply="ack, on it", auto_reply_delay=2) as sandbox:
-            result = airflow.dags_test("example_callbell_escalation", sandbox, **env)
+        with CallbellSandbox(
+            status_interval=0, auto_reply="ack, on it", auto_reply_delay=2
+        ) as callbell_sandbox:
+            result = airflow.dags_test("example_callbell_escalation", callbell_sandbox, **env)
         page = "🚨 example_callbell_escalation: the nightly load for 2026-01-01 failed. Reply ACK to take it."
-        assert [(m["body"]["to"], m["body"]["content"]["text"]) for m in sandbox.messages] == [
+        assert [(m["body"]["to"], m["body"]["content"]["text"]) for m in callbell_sandbox.messages] == [
             (APPROVER, page)
         ]
         assert ("[DAG TEST] running trigger in line" in result.output) == bool(env)
@@ -120,34 +122,34 @@ class TestEscalation:
 
     @pytest.mark.parametrize("env", [pytest.param({}, id="poke")])
     def test_not_acknowledged_pages_the_secondary(self, airflow, env: dict[str, str]) -> None:
-        with CallbellSandbox(status_interval=0) as sandbox:
+        with CallbellSandbox(status_interval=0) as callbell_sandbox:
             result = airflow.dags_test(
-                "example_callbell_escalation", sandbox, CALLBELL_EXAMPLE_ACK_TIMEOUT="4", **env
+                "example_callbell_escalation", callbell_sandbox, CALLBELL_EXAMPLE_ACK_TIMEOUT="4", **env
             )
         assert ("[DAG TEST] running trigger in line" in result.output) == bool(env)
-        assert [m["body"]["to"] for m in sandbox.messages] == [APPROVER, "+31687654321"]
-        assert sandbox.messages[1]["body"]["content"]["text"] == (
+        assert [m["body"]["to"] for m in callbell_sandbox.messages] == [APPROVER, "+31687654321"]
+        assert callbell_sandbox.messages[1]["body"]["content"]["text"] == (
             "🚨 example_callbell_escalation: the nightly load for 2026-01-01 failed and +31612345678 "
             "did not acknowledge. Please take it."
         )
         assert followed(result, "escalate_or_not") == ["page_secondary"]
-        assert result.xcom("page_secondary") == sandbox.messages[1]["uuid"]
+        assert result.xcom("page_secondary") == callbell_sandbox.messages[1]["uuid"]
         with pytest.raises(AssertionError, match="no XCom"):
             result.xcom("wait_for_ack")
 
 
 def test_reschedule_mode_without_question_counts_from_the_first_start(airflow) -> None:
     """An answer arriving between two reschedules counts; one from before the task started does not."""
-    with CallbellSandbox(status_interval=0) as sandbox:
-        sandbox.receive(APPROVER, "an old answer, before the task started")
+    with CallbellSandbox(status_interval=0) as callbell_sandbox:
+        callbell_sandbox.receive(APPROVER, "an old answer, before the task started")
         time.sleep(1.1)  # Callbell's createdAt has whole seconds
         stop = threading.Event()
 
         def answer_after_two_pokes() -> None:
             while not stop.is_set():
-                pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+                pages = [r for r in callbell_sandbox.requests if r["path"].endswith("/messages")]
                 if len(pages) >= 2:  # two pokes, so at least one reschedule
-                    sandbox.receive(APPROVER, "fresh")
+                    callbell_sandbox.receive(APPROVER, "fresh")
                     return
                 time.sleep(0.1)
 
@@ -155,12 +157,12 @@ def test_reschedule_mode_without_question_counts_from_the_first_start(airflow) -
         thread.start()
         try:
             result = airflow.dags_test(
-                "callbell_reply_reschedule", sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
+                "callbell_reply_reschedule", callbell_sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
             )
         finally:
             stop.set()
             thread.join(timeout=10)
-        pages = [r for r in sandbox.requests if r["path"].endswith("/messages")]
+        pages = [r for r in callbell_sandbox.requests if r["path"].endswith("/messages")]
     assert result.returncode == 0, result.output[-3000:]
     assert result.xcom("wait_for_anything")["text"] == "fresh"
     assert len(pages) >= 3

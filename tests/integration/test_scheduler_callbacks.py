@@ -25,7 +25,7 @@ from unittest import mock
 import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import BIN, Airflow
+from tests.integration.helpers import BIN, Airflow
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,7 +58,7 @@ class Services(Airflow):
         else (("scheduler",),)
     )
 
-    def __init__(self, home: Path, sandbox: CallbellSandbox) -> None:
+    def __init__(self, home: Path, callbell_sandbox: CallbellSandbox) -> None:
         super().__init__(home)  # the example DAGs, the venv's bin first on PATH
         self.api_port = free_port()
         self.env.update(
@@ -75,7 +75,7 @@ class Services(Airflow):
                 # Fast loops: a run is picked up and its callback queued within a second or two.
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json,
+                "AIRFLOW_CONN_CALLBELL_DEFAULT": callbell_sandbox.connection_json,
             }
         )
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -141,10 +141,10 @@ class Services(Airflow):
         )
 
 
-def wait_for_messages(sandbox: CallbellSandbox, count: int, services: Services) -> list[str]:
+def wait_for_messages(callbell_sandbox: CallbellSandbox, count: int, services: Services) -> list[str]:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        texts = [m["body"]["content"]["text"] for m in sandbox.messages]
+        texts = [m["body"]["content"]["text"] for m in callbell_sandbox.messages]
         if len(texts) >= count:
             return texts
         assert all(proc.poll() is None for proc in services.processes), services.logs()
@@ -163,12 +163,12 @@ def wait_for_variable(services: Services, key: str, run_id: str) -> Any:
         time.sleep(1)
 
 
-def test_dag_level_callbacks_under_a_real_scheduler(tmp_path, sandbox):
-    with Services(tmp_path, sandbox).running() as services:
+def test_dag_level_callbacks_under_a_real_scheduler(tmp_path, callbell_sandbox):
+    with Services(tmp_path, callbell_sandbox).running() as services:
         services.run("dags", "trigger", DAG_ID, "--run-id", "broken", "--conf", json.dumps({"fail": True}))
-        wait_for_messages(sandbox, 1, services)
+        wait_for_messages(callbell_sandbox, 1, services)
         services.run("dags", "trigger", DAG_ID, "--run-id", "fixed")
-        texts = wait_for_messages(sandbox, 2, services)
+        texts = wait_for_messages(callbell_sandbox, 2, services)
         state = wait_for_variable(services, f"callbell_notifier.{DAG_ID}", "fixed")
         logs = services.logs()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
-from tests.integration.conftest import Airflow, DagRunResult
+from tests.integration.helpers import Airflow, DagRunResult
 
 pytestmark = pytest.mark.integration
 

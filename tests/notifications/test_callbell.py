@@ -25,7 +25,7 @@ from airflow_provider_callbell.notifications.events import CallbackEvent
 from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.compat import DAG, TaskInstanceState, modules_added_by
-from tests.conftest import SEND_URL, UUID, set_connection
+from tests.helpers import SEND_URL, UUID, set_connection
 
 LOG_URL = "http://localhost:8080/dags/etl/runs/manual__1/tasks/load?try_number=3"
 

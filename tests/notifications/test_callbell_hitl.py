@@ -11,7 +11,7 @@ import pytest
 from airflow_provider_callbell.notifications.callbell import CallbellNotifier
 from airflow_provider_callbell.notifications.events import CallbackEvent
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.conftest import SEND_URL, UUID
+from tests.helpers import SEND_URL, UUID
 
 pytestmark = pytest.mark.skipif(
     not AIRFLOW_V_3_1_PLUS, reason="Human-in-the-loop operators came with Airflow 3.1"

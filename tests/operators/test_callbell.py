@@ -15,7 +15,7 @@ from airflow_provider_callbell.operators.callbell import (
 )
 from airflow_provider_callbell.validation import MessageFields, MessageOptions
 from tests.compat import modules_added_by
-from tests.conftest import SEND_URL, UUID, set_connection
+from tests.helpers import SEND_URL, UUID, set_connection
 
 
 def run(operator: CallbellSendMessageOperator) -> tuple[str, mock.Mock]:

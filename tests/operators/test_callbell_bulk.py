@@ -65,9 +65,9 @@ def run(op: CallbellSendMessagesOperator) -> tuple[Any, dict[str, Any]]:
     return op.execute({"ti": ti, "ds": "2026-01-01", "run_id": "manual__1"}), pushed  # type: ignore[arg-type]
 
 
-def received(sandbox) -> dict[str, dict[str, Any]]:
+def received(callbell_sandbox) -> dict[str, dict[str, Any]]:
     """What the sandbox accepted, by recipient: workers send concurrently, so arrival order varies."""
-    return {m["body"].get("to", m["body"].get("bsuid")): m for m in sandbox.messages}
+    return {m["body"].get("to", m["body"].get("bsuid")): m for m in callbell_sandbox.messages}
 
 
 class TestArguments:

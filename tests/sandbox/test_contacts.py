@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
@@ -24,54 +24,45 @@ from airflow_provider_callbell.sandbox.server import (
     DEFAULT_TEMPLATES,
     InboundValidationError,
 )
-from tests.sandbox.test_sandbox import TEXT, TOKEN, read_lines_in_background, send
+from tests.helpers import read_lines_in_background
+from tests.sandbox.helpers import TEXT, send
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+pytestmark = pytest.mark.callbell_sandbox(status_interval=0.05)
 
 PHONE = "+31612345678"
 ISO_SECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-@pytest.fixture
-def sandbox() -> Iterator[CallbellSandbox]:
-    with CallbellSandbox(status_interval=0.05) as running:
-        yield running
-
-
-@pytest.fixture
-def client() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield session
-
-
-def inbound(sandbox: CallbellSandbox, body: Any) -> requests.Response:
-    return requests.post(f"http://127.0.0.1:{sandbox.port}/_sandbox/inbound", json=body, timeout=5)
+def inbound(callbell_sandbox: CallbellSandbox, body: Any) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox/inbound", json=body, timeout=5)
 
 
 def contact_by_phone(
-    client: requests.Session, sandbox: CallbellSandbox, number: str, **params: str
+    client: requests.Session, callbell_sandbox: CallbellSandbox, number: str, **params: str
 ) -> requests.Response:
-    return client.get(f"{sandbox.url}/contacts/phone/{number}", params=params, timeout=5)
+    return client.get(f"{callbell_sandbox.url}/contacts/phone/{number}", params=params, timeout=5)
 
 
-def listing(client: requests.Session, sandbox: CallbellSandbox, contact_uuid: str, page: int = 1) -> Any:
-    response = client.get(f"{sandbox.url}/contacts/{contact_uuid}/messages", params={"page": page}, timeout=5)
+def listing(
+    client: requests.Session, callbell_sandbox: CallbellSandbox, contact_uuid: str, page: int = 1
+) -> Any:
+    response = client.get(
+        f"{callbell_sandbox.url}/contacts/{contact_uuid}/messages", params={"page": page}, timeout=5
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
 class TestContacts:
     def test_first_send_creates_the_contact_and_later_sends_reuse_it(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        send(client, sandbox, TEXT)
-        send(client, sandbox, {**TEXT, "to": "+31 6 1234 5678"})  # same number, other spelling
-        send(client, sandbox, {**TEXT, "to": "+31687654321"})
-        assert [c["phoneNumber"] for c in sandbox.contacts] == [PHONE, "+31687654321"]
-        contact = contact_by_phone(client, sandbox, PHONE).json()["contact"]
-        assert contact == sandbox.contacts[0]
+        send(client, callbell_sandbox, TEXT)
+        send(client, callbell_sandbox, {**TEXT, "to": "+31 6 1234 5678"})  # same number, other spelling
+        send(client, callbell_sandbox, {**TEXT, "to": "+31687654321"})
+        assert [c["phoneNumber"] for c in callbell_sandbox.contacts] == [PHONE, "+31687654321"]
+        contact = contact_by_phone(client, callbell_sandbox, PHONE).json()["contact"]
+        assert contact == callbell_sandbox.contacts[0]
         assert re.fullmatch(r"[0-9a-f]{32}", contact["uuid"])
         assert contact["source"] == "whatsapp"
         assert ISO_SECONDS.fullmatch(contact["createdAt"])
@@ -88,26 +79,26 @@ class TestContacts:
         ],
     )
     def test_phone_lookup_ignores_formatting(
-        self, sandbox: CallbellSandbox, client: requests.Session, spelling: str
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, spelling: str
     ) -> None:
-        send(client, sandbox, TEXT)
-        response = contact_by_phone(client, sandbox, spelling)
+        send(client, callbell_sandbox, TEXT)
+        response = contact_by_phone(client, callbell_sandbox, spelling)
         assert response.status_code == 200
         assert response.json()["contact"]["phoneNumber"] == PHONE
 
     def test_first_answer_creates_the_contact_and_a_send_joins_it(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        sandbox.receive(PHONE, "hi, anyone there?")
-        (contact,) = sandbox.contacts
-        uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        assert [c["uuid"] for c in sandbox.contacts] == [contact["uuid"]]
-        assert [m.get("uuid") for m in sandbox.conversation(contact["uuid"])] == [uuid, None]
+        callbell_sandbox.receive(PHONE, "hi, anyone there?")
+        (contact,) = callbell_sandbox.contacts
+        uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        assert [c["uuid"] for c in callbell_sandbox.contacts] == [contact["uuid"]]
+        assert [m.get("uuid") for m in callbell_sandbox.conversation(contact["uuid"])] == [uuid, None]
 
-    def test_get_contact_by_uuid(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        send(client, sandbox, TEXT)
-        (contact,) = sandbox.contacts
-        response = client.get(f"{sandbox.url}/contacts/{contact['uuid']}", timeout=5)
+    def test_get_contact_by_uuid(self, callbell_sandbox: CallbellSandbox, client: requests.Session) -> None:
+        send(client, callbell_sandbox, TEXT)
+        (contact,) = callbell_sandbox.contacts
+        response = client.get(f"{callbell_sandbox.url}/contacts/{contact['uuid']}", timeout=5)
         assert response.status_code == 200
         assert response.json() == {"contact": contact}
 
@@ -120,69 +111,77 @@ class TestContacts:
             pytest.param(f"/contacts/phone/{PHONE}?channel_uuid=nope", id="unknown-channel"),
         ],
     )
-    def test_unknown_is_json_404(self, sandbox: CallbellSandbox, client: requests.Session, path: str) -> None:
-        send(client, sandbox, TEXT)
-        response = client.get(f"{sandbox.url}{path}", timeout=5)
+    def test_unknown_is_json_404(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, path: str
+    ) -> None:
+        send(client, callbell_sandbox, TEXT)
+        response = client.get(f"{callbell_sandbox.url}{path}", timeout=5)
         assert response.status_code == 404
         assert "error" in response.json()
 
     def test_channel_uuid_searches_that_channel(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
         telegram = next(c for c in DEFAULT_CHANNELS if c["type"] == "telegram")
-        send(client, sandbox, {**TEXT, "from": "telegram", "to": "tg-4242"})
-        assert contact_by_phone(client, sandbox, "tg-4242").status_code == 404  # main WhatsApp channel
-        found = contact_by_phone(client, sandbox, "tg-4242", channel_uuid=telegram["uuid"])
+        send(client, callbell_sandbox, {**TEXT, "from": "telegram", "to": "tg-4242"})
+        assert (
+            contact_by_phone(client, callbell_sandbox, "tg-4242").status_code == 404
+        )  # main WhatsApp channel
+        found = contact_by_phone(client, callbell_sandbox, "tg-4242", channel_uuid=telegram["uuid"])
         assert found.status_code == 200
         assert found.json()["contact"]["source"] == "telegram"
 
     def test_bsuid_recipient_gets_its_own_contact(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
         body = {key: value for key, value in TEXT.items() if key != "to"}
-        send(client, sandbox, {**body, "bsuid": "BSUID-1"})
-        (contact,) = sandbox.contacts
+        send(client, callbell_sandbox, {**body, "bsuid": "BSUID-1"})
+        (contact,) = callbell_sandbox.contacts
         assert (contact["bsuid"], contact["phoneNumber"]) == ("BSUID-1", None)
-        assert sandbox.conversation(contact["uuid"])[0]["to"] == "BSUID-1"
+        assert callbell_sandbox.conversation(contact["uuid"])[0]["to"] == "BSUID-1"
 
     def test_send_fields_return_the_real_contact(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        first = send(client, sandbox, {**TEXT, "fields": "contact,conversation"}).json()["message"]
-        second = send(client, sandbox, {**TEXT, "fields": "contact,conversation"}).json()["message"]
-        assert first["contact"] == second["contact"] == sandbox.contacts[0]
+        first = send(client, callbell_sandbox, {**TEXT, "fields": "contact,conversation"}).json()["message"]
+        second = send(client, callbell_sandbox, {**TEXT, "fields": "contact,conversation"}).json()["message"]
+        assert first["contact"] == second["contact"] == callbell_sandbox.contacts[0]
         assert first["conversation"] == second["conversation"]
-        assert first["conversation"]["href"] == sandbox.contacts[0]["conversationHref"]
+        assert first["conversation"]["href"] == callbell_sandbox.contacts[0]["conversationHref"]
 
-    def test_contact_endpoints_need_the_token(self, sandbox: CallbellSandbox) -> None:
-        sandbox.receive(PHONE, "yes")
-        contact_uuid = sandbox.contacts[0]["uuid"]
+    def test_contact_endpoints_need_the_token(self, callbell_sandbox: CallbellSandbox) -> None:
+        callbell_sandbox.receive(PHONE, "yes")
+        contact_uuid = callbell_sandbox.contacts[0]["uuid"]
         for path in (
             f"/contacts/phone/{PHONE}",
             f"/contacts/{contact_uuid}",
             f"/contacts/{contact_uuid}/messages",
         ):
-            assert requests.get(f"{sandbox.url}{path}", timeout=5).status_code == 401
+            assert requests.get(f"{callbell_sandbox.url}{path}", timeout=5).status_code == 401
 
-    def test_reset_forgets_contacts(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        send(client, sandbox, TEXT)
-        sandbox.reset()
-        assert sandbox.contacts == []
-        assert contact_by_phone(client, sandbox, PHONE).status_code == 404
+    def test_reset_forgets_contacts(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
+        send(client, callbell_sandbox, TEXT)
+        callbell_sandbox.reset()
+        assert callbell_sandbox.contacts == []
+        assert contact_by_phone(client, callbell_sandbox, PHONE).status_code == 404
 
 
 class TestConversation:
     def test_lists_newest_first_with_sent_and_received_as_documented(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        first = send(client, sandbox, {**TEXT, "content": {"text": "Publish? YES or NO"}}).json()["message"]
-        sandbox.receive(PHONE, "maybe")
-        second = send(client, sandbox, {**TEXT, "content": {"text": "Please answer YES or NO"}}).json()[
+        first = send(client, callbell_sandbox, {**TEXT, "content": {"text": "Publish? YES or NO"}}).json()[
             "message"
         ]
-        sandbox.receive("+31 6 1234 5678", "yes")
-        contact_uuid = sandbox.contacts[0]["uuid"]
-        data = listing(client, sandbox, contact_uuid)
+        callbell_sandbox.receive(PHONE, "maybe")
+        second = send(
+            client, callbell_sandbox, {**TEXT, "content": {"text": "Please answer YES or NO"}}
+        ).json()["message"]
+        callbell_sandbox.receive("+31 6 1234 5678", "yes")
+        contact_uuid = callbell_sandbox.contacts[0]["uuid"]
+        data = listing(client, callbell_sandbox, contact_uuid)
         assert data["meta"] == {"page": 1, "pages": 1}
         messages = data["messages"]
         assert [(m["status"], m["text"], m.get("uuid")) for m in messages] == [
@@ -206,14 +205,14 @@ class TestConversation:
         )
         assert all(ISO_SECONDS.fullmatch(m["createdAt"]) for m in messages)
         assert [m["createdAt"] for m in messages] == sorted((m["createdAt"] for m in messages), reverse=True)
-        assert sandbox.conversation(contact_uuid) == messages
+        assert callbell_sandbox.conversation(contact_uuid) == messages
 
     def test_pages_hold_messages_page_size_newest_first(self, client: requests.Session) -> None:
-        with CallbellSandbox(messages_page_size=2) as sandbox:
+        with CallbellSandbox(messages_page_size=2) as callbell_sandbox:
             for number in range(5):
-                sandbox.receive(PHONE, f"answer {number}")
-            contact_uuid = sandbox.contacts[0]["uuid"]
-            pages = [listing(client, sandbox, contact_uuid, page) for page in (1, 2, 3, 4)]
+                callbell_sandbox.receive(PHONE, f"answer {number}")
+            contact_uuid = callbell_sandbox.contacts[0]["uuid"]
+            pages = [listing(client, callbell_sandbox, contact_uuid, page) for page in (1, 2, 3, 4)]
         assert [[m["text"] for m in page["messages"]] for page in pages] == [
             ["answer 4", "answer 3"],
             ["answer 2", "answer 1"],
@@ -223,20 +222,24 @@ class TestConversation:
         assert [page["meta"] for page in pages] == [{"page": n, "pages": 3} for n in (1, 2, 3, 4)]
 
     @pytest.mark.parametrize("page", ["0", "-1", "x"])
-    def test_bad_page_is_400(self, sandbox: CallbellSandbox, client: requests.Session, page: str) -> None:
-        sandbox.receive(PHONE, "yes")
-        url = f"{sandbox.url}/contacts/{sandbox.contacts[0]['uuid']}/messages?page={page}"
+    def test_bad_page_is_400(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, page: str
+    ) -> None:
+        callbell_sandbox.receive(PHONE, "yes")
+        url = f"{callbell_sandbox.url}/contacts/{callbell_sandbox.contacts[0]['uuid']}/messages?page={page}"
         response = client.get(url, timeout=5)
         assert response.status_code == 400
         assert response.json()["error"]["field"] == "page"
 
     def test_deleted_messages_leave_the_conversation(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        kept = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        gone = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        assert client.delete(f"{sandbox.url}/messages/{gone}", timeout=5).status_code == 204
-        assert [m["uuid"] for m in sandbox.conversation(sandbox.contacts[0]["uuid"])] == [kept]
+        kept = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        gone = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        assert client.delete(f"{callbell_sandbox.url}/messages/{gone}", timeout=5).status_code == 204
+        assert [m["uuid"] for m in callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])] == [
+            kept
+        ]
 
     @pytest.mark.parametrize(
         ("extra", "text"),
@@ -246,44 +249,51 @@ class TestConversation:
         ],
     )
     def test_template_is_listed_with_its_text_filled(
-        self, sandbox: CallbellSandbox, client: requests.Session, extra: dict[str, Any], text: str
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, extra: dict[str, Any], text: str
     ) -> None:
         body = {**TEXT, "template_uuid": DEFAULT_TEMPLATES[0]["uuid"], "optin_contact": True, **extra}
-        assert send(client, sandbox, body).status_code == 200
-        assert sandbox.conversation(sandbox.contacts[0]["uuid"])[0]["text"] == text
+        assert send(client, callbell_sandbox, body).status_code == 200
+        assert callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])[0]["text"] == text
 
     def test_image_without_caption_has_no_text(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
         image = {**TEXT, "type": "image", "content": {"url": "https://x.test/a.png"}}
-        send(client, sandbox, image)
-        assert sandbox.conversation(sandbox.contacts[0]["uuid"])[0]["text"] is None
+        send(client, callbell_sandbox, image)
+        assert callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])[0]["text"] is None
 
 
 class TestInbound:
     def test_http_inbound_answers_201_with_the_stored_message(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        response = inbound(sandbox, {"from": PHONE, "text": "yes", "channel": "whatsapp"})
+        response = inbound(callbell_sandbox, {"from": PHONE, "text": "yes", "channel": "whatsapp"})
         assert response.status_code == 201
         message = response.json()["message"]
         assert (message["status"], message["text"], message["from"]) == ("received", "yes", "31612345678")
         assert "uuid" not in message
-        contact = contact_by_phone(client, sandbox, PHONE).json()["contact"]
-        assert listing(client, sandbox, contact["uuid"])["messages"] == [message]
-        assert sandbox.requests[-1]["path"] == f"/v1/contacts/{contact['uuid']}/messages"
-        assert all(r["path"].startswith("/v1/") for r in sandbox.requests)  # inbound is not an API call
+        contact = contact_by_phone(client, callbell_sandbox, PHONE).json()["contact"]
+        assert listing(client, callbell_sandbox, contact["uuid"])["messages"] == [message]
+        assert callbell_sandbox.requests[-1]["path"] == f"/v1/contacts/{contact['uuid']}/messages"
+        assert all(
+            r["path"].startswith("/v1/") for r in callbell_sandbox.requests
+        )  # inbound is not an API call
 
-    def test_channel_defaults_to_whatsapp_and_other_channels_take_ids(self, sandbox: CallbellSandbox) -> None:
-        assert inbound(sandbox, {"from": PHONE, "text": "ok"}).json()["message"]["channel"] == "whatsapp"
-        telegram = inbound(sandbox, {"from": "tg-4242", "text": "ok", "channel": "telegram"})
+    def test_channel_defaults_to_whatsapp_and_other_channels_take_ids(
+        self, callbell_sandbox: CallbellSandbox
+    ) -> None:
+        assert (
+            inbound(callbell_sandbox, {"from": PHONE, "text": "ok"}).json()["message"]["channel"]
+            == "whatsapp"
+        )
+        telegram = inbound(callbell_sandbox, {"from": "tg-4242", "text": "ok", "channel": "telegram"})
         assert telegram.status_code == 201
-        assert [c["source"] for c in sandbox.contacts] == ["whatsapp", "telegram"]
+        assert [c["source"] for c in callbell_sandbox.contacts] == ["whatsapp", "telegram"]
 
     def test_needs_no_token_and_ignores_faults(self) -> None:
-        with CallbellSandbox(error_rate=1.0, drop_rate=1.0, rate_limit=1) as sandbox:
+        with CallbellSandbox(error_rate=1.0, drop_rate=1.0, rate_limit=1) as callbell_sandbox:
             for _ in range(3):
-                assert inbound(sandbox, {"from": PHONE, "text": "yes"}).status_code == 201
+                assert inbound(callbell_sandbox, {"from": PHONE, "text": "yes"}).status_code == 201
 
     @pytest.mark.parametrize(
         ("body", "field"),
@@ -298,25 +308,25 @@ class TestInbound:
         ],
     )
     def test_bad_answer_is_422_naming_the_field(
-        self, sandbox: CallbellSandbox, body: dict[str, Any], field: str
+        self, callbell_sandbox: CallbellSandbox, body: dict[str, Any], field: str
     ) -> None:
-        response = inbound(sandbox, body)
+        response = inbound(callbell_sandbox, body)
         assert response.status_code == 422
         assert response.json()["error"]["field"] == field
-        assert sandbox.contacts == []
+        assert callbell_sandbox.contacts == []
 
-    def test_body_not_a_json_object_is_400(self, sandbox: CallbellSandbox) -> None:
-        url = f"http://127.0.0.1:{sandbox.port}/_sandbox/inbound"
+    def test_body_not_a_json_object_is_400(self, callbell_sandbox: CallbellSandbox) -> None:
+        url = f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox/inbound"
         assert requests.post(url, data=b"yes", timeout=5).status_code == 400
         assert requests.post(url, json=["yes"], timeout=5).status_code == 400
 
-    def test_python_receive_validates_like_http(self, sandbox: CallbellSandbox) -> None:
+    def test_python_receive_validates_like_http(self, callbell_sandbox: CallbellSandbox) -> None:
         with pytest.raises(InboundValidationError, match="from: must be a phone number") as caught:
-            sandbox.receive("nobody", "yes")
+            callbell_sandbox.receive("nobody", "yes")
         assert caught.value.field == "from"
         with pytest.raises(InboundValidationError, match="channel"):
-            sandbox.receive(PHONE, "yes", channel="sms")
-        assert sandbox.contacts == []
+            callbell_sandbox.receive(PHONE, "yes", channel="sms")
+        assert callbell_sandbox.contacts == []
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:
@@ -328,49 +338,55 @@ def wait_for(condition: Any, timeout: float = 5.0) -> None:
 
 class TestAutoReply:
     def test_without_delay_every_send_is_answered_at_once(self, client: requests.Session) -> None:
-        with CallbellSandbox(auto_reply="YES") as sandbox:
-            uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-            messages = sandbox.conversation(sandbox.contacts[0]["uuid"])
+        with CallbellSandbox(auto_reply="YES") as callbell_sandbox:
+            uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+            messages = callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])
         assert [(m["status"], m["text"], m.get("uuid")) for m in messages] == [
             ("received", "YES", None),
             ("sent", "Hello!", uuid),
         ]
 
     def test_delayed_answer_arrives_later(self, client: requests.Session) -> None:
-        with CallbellSandbox(auto_reply="ACK", auto_reply_delay=0.3) as sandbox:
+        with CallbellSandbox(auto_reply="ACK", auto_reply_delay=0.3) as callbell_sandbox:
             started = time.monotonic()
-            send(client, sandbox, TEXT)
-            contact_uuid = sandbox.contacts[0]["uuid"]
-            assert [m["status"] for m in sandbox.conversation(contact_uuid)] == ["sent"]
-            wait_for(lambda: len(sandbox.conversation(contact_uuid)) == 2)
+            send(client, callbell_sandbox, TEXT)
+            contact_uuid = callbell_sandbox.contacts[0]["uuid"]
+            assert [m["status"] for m in callbell_sandbox.conversation(contact_uuid)] == ["sent"]
+            wait_for(lambda: len(callbell_sandbox.conversation(contact_uuid)) == 2)
             assert time.monotonic() - started >= 0.3
-            assert sandbox.conversation(contact_uuid)[0]["text"] == "ACK"
+            assert callbell_sandbox.conversation(contact_uuid)[0]["text"] == "ACK"
 
     def test_failing_recipient_gets_no_answer(self, client: requests.Session) -> None:
-        with CallbellSandbox(auto_reply="YES", failing_recipients={PHONE: "not on WhatsApp"}) as sandbox:
-            send(client, sandbox, TEXT)
-            assert [m["status"] for m in sandbox.conversation(sandbox.contacts[0]["uuid"])] == ["sent"]
+        with CallbellSandbox(
+            auto_reply="YES", failing_recipients={PHONE: "not on WhatsApp"}
+        ) as callbell_sandbox:
+            send(client, callbell_sandbox, TEXT)
+            assert [
+                m["status"] for m in callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])
+            ] == ["sent"]
 
     def test_stop_cancels_pending_answers_and_leaves_no_thread(self, client: requests.Session) -> None:
         threads_before = threading.active_count()
-        sandbox = CallbellSandbox(auto_reply="late", auto_reply_delay=30)
-        with sandbox:
+        callbell_sandbox = CallbellSandbox(auto_reply="late", auto_reply_delay=30)
+        with callbell_sandbox:
             for _ in range(3):
-                send(client, sandbox, TEXT)
+                send(client, callbell_sandbox, TEXT)
             assert threading.active_count() >= threads_before + 3
             started = time.monotonic()
         assert time.monotonic() - started < 5
         assert threading.active_count() == threads_before
-        assert [m["status"] for m in sandbox.conversation(sandbox.contacts[0]["uuid"])] == ["sent"] * 3
+        assert [m["status"] for m in callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])] == [
+            "sent"
+        ] * 3
 
     def test_configure_turns_it_on_and_off_live(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        sandbox.configure(auto_reply="ok")
-        send(client, sandbox, TEXT)
-        sandbox.configure(auto_reply=None)
-        send(client, sandbox, TEXT)
-        statuses = [m["status"] for m in sandbox.conversation(sandbox.contacts[0]["uuid"])]
+        callbell_sandbox.configure(auto_reply="ok")
+        send(client, callbell_sandbox, TEXT)
+        callbell_sandbox.configure(auto_reply=None)
+        send(client, callbell_sandbox, TEXT)
+        statuses = [m["status"] for m in callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])]
         assert statuses == ["sent", "received", "sent"]
 
     @pytest.mark.parametrize(
@@ -381,9 +397,9 @@ class TestAutoReply:
             pytest.param({"auto_reply": "  "}, id="blank-text"),
         ],
     )
-    def test_bad_knobs_are_refused(self, sandbox: CallbellSandbox, knobs: dict[str, Any]) -> None:
+    def test_bad_knobs_are_refused(self, callbell_sandbox: CallbellSandbox, knobs: dict[str, Any]) -> None:
         with pytest.raises(ValueError, match="auto_reply"):
-            sandbox.configure(**knobs)
+            callbell_sandbox.configure(**knobs)
         with pytest.raises(ValueError, match="auto_reply"):
             CallbellSandbox(**knobs)
 

@@ -9,28 +9,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.sandbox.server import DEFAULT_CHANNELS, DEFAULT_TEMPLATES
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.helpers import read_lines_in_background
+from tests.sandbox.helpers import TEXT, TOKEN, send
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.callbell_sandbox(status_interval=0.05)
 
-TOKEN = "sandbox-token"
-TEXT = {"to": "+31612345678", "from": "whatsapp", "type": "text", "content": {"text": "Hello!"}}
 IMAGE = {
     "to": "+31612345678",
     "from": "whatsapp",
@@ -40,63 +37,46 @@ IMAGE = {
 TEMPLATE = {**TEXT, "content": {}, "template_uuid": DEFAULT_TEMPLATES[0]["uuid"], "optin_contact": True}
 
 
-@pytest.fixture
-def sandbox() -> Iterator[CallbellSandbox]:
-    with CallbellSandbox(status_interval=0.05) as running:
-        yield running
-
-
-@pytest.fixture
-def client() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield session
-
-
-def send(client: requests.Session, sandbox: CallbellSandbox, body: Any) -> requests.Response:
-    return client.post(f"{sandbox.url}/messages/send", json=body, timeout=5)
-
-
-def statuses(sandbox: CallbellSandbox) -> list[Any]:
-    return [record["status"] for record in sandbox.requests]
+def statuses(callbell_sandbox: CallbellSandbox) -> list[Any]:
+    return [record["status"] for record in callbell_sandbox.requests]
 
 
 class TestLifecycle:
     def test_context_manager_serves_then_frees_port_and_threads(self) -> None:
         threads_before = threading.active_count()
-        with CallbellSandbox() as sandbox, requests.Session() as session:
-            assert sandbox.url == f"http://127.0.0.1:{sandbox.port}/v1"
-            assert sandbox.port > 0
+        with CallbellSandbox() as callbell_sandbox, requests.Session() as session:
+            assert callbell_sandbox.url == f"http://127.0.0.1:{callbell_sandbox.port}/v1"
+            assert callbell_sandbox.port > 0
             # leave an idle keep-alive connection open: stop() must still return and clean up
-            assert session.get(f"{sandbox.url}/auth/me", timeout=5).status_code == 401
-            url = sandbox.url
+            assert session.get(f"{callbell_sandbox.url}/auth/me", timeout=5).status_code == 401
+            url = callbell_sandbox.url
         assert threading.active_count() == threads_before
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{url}/auth/me", timeout=5)
 
     def test_connection_json_is_exact(self) -> None:
-        with CallbellSandbox(token="t0k") as sandbox:
-            assert sandbox.connection_json == (
-                f'{{"conn_type": "callbell", "host": "http://127.0.0.1:{sandbox.port}/v1", "password": "t0k"}}'
+        with CallbellSandbox(token="t0k") as callbell_sandbox:
+            assert callbell_sandbox.connection_json == (
+                f'{{"conn_type": "callbell", "host": "http://127.0.0.1:{callbell_sandbox.port}/v1", "password": "t0k"}}'
             )
 
     def test_stop_is_idempotent_and_start_twice_fails(self) -> None:
-        sandbox = CallbellSandbox().start()
+        callbell_sandbox = CallbellSandbox().start()
         with pytest.raises(RuntimeError, match="already running"):
-            sandbox.start()
-        sandbox.stop()
-        sandbox.stop()
+            callbell_sandbox.start()
+        callbell_sandbox.stop()
+        callbell_sandbox.stop()
 
     def test_stop_cuts_injected_latency_short(self) -> None:
-        sandbox = CallbellSandbox(latency=30).start()
+        callbell_sandbox = CallbellSandbox(latency=30).start()
         headers = {"Authorization": f"Bearer {TOKEN}"}
         caller = threading.Thread(
-            target=requests.get, args=(f"{sandbox.url}/auth/me",), kwargs={"headers": headers}
+            target=requests.get, args=(f"{callbell_sandbox.url}/auth/me",), kwargs={"headers": headers}
         )
         caller.start()
         time.sleep(0.1)
         started = time.monotonic()
-        sandbox.stop()
+        callbell_sandbox.stop()
         caller.join()
         assert time.monotonic() - started < 2
 
@@ -123,15 +103,19 @@ class TestAuth:
         ],
     )
     def test_bad_credentials_are_401_and_nothing_is_stored(
-        self, sandbox: CallbellSandbox, headers: dict[str, str], method: str, path: str
+        self, callbell_sandbox: CallbellSandbox, headers: dict[str, str], method: str, path: str
     ) -> None:
-        response = requests.request(method, sandbox.url + path, json=TEXT, headers=headers, timeout=5)
+        response = requests.request(
+            method, callbell_sandbox.url + path, json=TEXT, headers=headers, timeout=5
+        )
         assert response.status_code == 401
         assert response.json() == {"error": "Unauthorized"}
-        assert sandbox.messages == []
+        assert callbell_sandbox.messages == []
 
-    def test_auth_me_answers_like_callbell(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        response = client.get(f"{sandbox.url}/auth/me", timeout=5)
+    def test_auth_me_answers_like_callbell(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
+        response = client.get(f"{callbell_sandbox.url}/auth/me", timeout=5)
         assert response.json() == {
             "status": "ok",
             "user_email": "sandbox@example.com",
@@ -139,8 +123,10 @@ class TestAuth:
             "api_key": TOKEN,
         }
 
-    def test_unknown_path_is_json_404(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        response = client.get(f"{sandbox.url}/contacts/nobody", timeout=5)
+    def test_unknown_path_is_json_404(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
+        response = client.get(f"{callbell_sandbox.url}/contacts/nobody", timeout=5)
         assert response.status_code == 404
         assert response.headers["Content-Type"] == "application/json"
         assert "error" in response.json()
@@ -174,16 +160,16 @@ class TestSendMessage:
         ],
     )
     def test_valid_message_is_enqueued_and_stored(
-        self, sandbox: CallbellSandbox, client: requests.Session, body: dict[str, Any]
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, body: dict[str, Any]
     ) -> None:
         before = time.time()
-        response = send(client, sandbox, body)
+        response = send(client, callbell_sandbox, body)
         assert response.status_code == 200, response.text
         message = response.json()["message"]
         assert message["status"] == "enqueued"
         assert len(message["uuid"]) == 32
         int(message["uuid"], 16)
-        [stored] = sandbox.messages
+        [stored] = callbell_sandbox.messages
         assert stored["uuid"] == message["uuid"]
         assert stored["body"] == body
         assert before <= stored["received_at"] <= time.time()
@@ -197,25 +183,27 @@ class TestSendMessage:
         ],
     )
     def test_fields_add_objects_to_the_answer(
-        self, sandbox: CallbellSandbox, client: requests.Session, fields: str, expected: set[str]
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, fields: str, expected: set[str]
     ) -> None:
-        answer = send(client, sandbox, {**TEXT, "fields": fields}).json()["message"]
+        answer = send(client, callbell_sandbox, {**TEXT, "fields": fields}).json()["message"]
         assert set(answer) == {"uuid", "status", *expected}
         if "contact" in answer:
             assert answer["contact"]["phoneNumber"] == TEXT["to"]
             assert answer["contact"]["source"] == "whatsapp"
 
-    def test_messages_keep_arrival_order(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
+    def test_messages_keep_arrival_order(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
         uuids = [
-            send(client, sandbox, {**TEXT, "content": {"text": str(i)}}).json()["message"]["uuid"]
+            send(client, callbell_sandbox, {**TEXT, "content": {"text": str(i)}}).json()["message"]["uuid"]
             for i in range(5)
         ]
-        assert [message["uuid"] for message in sandbox.messages] == uuids
+        assert [message["uuid"] for message in callbell_sandbox.messages] == uuids
 
-    def test_messages_is_a_copy(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        send(client, sandbox, TEXT)
-        sandbox.messages[0]["body"]["to"] = "changed"
-        assert sandbox.messages[0]["body"]["to"] == TEXT["to"]
+    def test_messages_is_a_copy(self, callbell_sandbox: CallbellSandbox, client: requests.Session) -> None:
+        send(client, callbell_sandbox, TEXT)
+        callbell_sandbox.messages[0]["body"]["to"] = "changed"
+        assert callbell_sandbox.messages[0]["body"]["to"] == TEXT["to"]
 
 
 class TestValidation:
@@ -261,14 +249,14 @@ class TestValidation:
         ],
     )
     def test_broken_rule_is_422_naming_the_field(
-        self, sandbox: CallbellSandbox, client: requests.Session, body: dict[str, Any], field: str
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, body: dict[str, Any], field: str
     ) -> None:
-        response = send(client, sandbox, body)
+        response = send(client, callbell_sandbox, body)
         assert response.status_code == 422, response.text
         error = response.json()["error"]
         assert error["field"] == field
         assert error["message"]
-        assert sandbox.messages == []
+        assert callbell_sandbox.messages == []
 
     @pytest.mark.parametrize(
         "data",
@@ -279,32 +267,34 @@ class TestValidation:
         ],
     )
     def test_body_not_a_json_object_is_400(
-        self, sandbox: CallbellSandbox, client: requests.Session, data: bytes
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, data: bytes
     ) -> None:
-        response = client.post(f"{sandbox.url}/messages/send", data=data, timeout=5)
+        response = client.post(f"{callbell_sandbox.url}/messages/send", data=data, timeout=5)
         assert response.status_code == 400
-        assert sandbox.messages == []
+        assert callbell_sandbox.messages == []
 
 
 class TestStatus:
-    def status(self, client: requests.Session, sandbox: CallbellSandbox, uuid: str) -> requests.Response:
-        return client.get(f"{sandbox.url}/messages/status/{uuid}", timeout=5)
+    def status(
+        self, client: requests.Session, callbell_sandbox: CallbellSandbox, uuid: str
+    ) -> requests.Response:
+        return client.get(f"{callbell_sandbox.url}/messages/status/{uuid}", timeout=5)
 
-    def wait_until(self, sandbox: CallbellSandbox, steps: float, interval: float = 0.05) -> None:
+    def wait_until(self, callbell_sandbox: CallbellSandbox, steps: float, interval: float = 0.05) -> None:
         """Sleep until ``steps`` status intervals after the (only) message was received."""
-        target = sandbox.messages[0]["received_at"] + steps * interval
+        target = callbell_sandbox.messages[0]["received_at"] + steps * interval
         time.sleep(max(0.0, target - time.time()))
 
     def test_progresses_with_time(self, client: requests.Session) -> None:
         # Each check lands half an interval from a step: 0.125 s of slack for a busy machine (with
         # 0.05 s intervals, a 25 ms scheduling delay on a loaded 2-core runner read the next status).
         interval = 0.25
-        with CallbellSandbox(status_interval=interval) as sandbox:
-            uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-            seen = [self.status(client, sandbox, uuid).json()["message"]]
+        with CallbellSandbox(status_interval=interval) as callbell_sandbox:
+            uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+            seen = [self.status(client, callbell_sandbox, uuid).json()["message"]]
             for steps in (1.5, 2.5, 3.5, 6):
-                self.wait_until(sandbox, steps, interval)
-                seen.append(self.status(client, sandbox, uuid).json()["message"])
+                self.wait_until(callbell_sandbox, steps, interval)
+                seen.append(self.status(client, callbell_sandbox, uuid).json()["message"])
         assert [message["status"] for message in seen] == ["enqueued", "sent", "delivered", "read", "read"]
         assert all(message["uuid"] == uuid and message["messageStatusPayload"] == {} for message in seen)
 
@@ -319,33 +309,33 @@ class TestStatus:
         self, client: requests.Session, body: dict[str, Any]
     ) -> None:
         failing = {"+31612345678": "number not on WhatsApp", "US.1": "blocked"}
-        with CallbellSandbox(status_interval=0.05, failing_recipients=failing) as sandbox:
-            uuid = send(client, sandbox, body).json()["message"]["uuid"]
-            assert self.status(client, sandbox, uuid).json()["message"]["status"] == "enqueued"
-            self.wait_until(sandbox, 4)
-            message = self.status(client, sandbox, uuid).json()["message"]
+        with CallbellSandbox(status_interval=0.05, failing_recipients=failing) as callbell_sandbox:
+            uuid = send(client, callbell_sandbox, body).json()["message"]["uuid"]
+            assert self.status(client, callbell_sandbox, uuid).json()["message"]["status"] == "enqueued"
+            self.wait_until(callbell_sandbox, 4)
+            message = self.status(client, callbell_sandbox, uuid).json()["message"]
         assert message["status"] == "failed"
         assert message["messageStatusPayload"] == {"reason": failing[body["to"] or body["bsuid"]]}
 
-    def test_unknown_uuid_is_404(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        assert self.status(client, sandbox, "0" * 32).status_code == 404
+    def test_unknown_uuid_is_404(self, callbell_sandbox: CallbellSandbox, client: requests.Session) -> None:
+        assert self.status(client, callbell_sandbox, "0" * 32).status_code == 404
 
 
 class TestDelete:
     def test_delete_answers_204_and_hides_the_message(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        response = client.delete(f"{sandbox.url}/messages/{uuid}", timeout=5)
+        uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        response = client.delete(f"{callbell_sandbox.url}/messages/{uuid}", timeout=5)
         assert response.status_code == 204
         assert response.content == b""
-        assert client.get(f"{sandbox.url}/messages/status/{uuid}", timeout=5).status_code == 404
-        assert client.delete(f"{sandbox.url}/messages/{uuid}", timeout=5).status_code == 404
-        [stored] = sandbox.messages
+        assert client.get(f"{callbell_sandbox.url}/messages/status/{uuid}", timeout=5).status_code == 404
+        assert client.delete(f"{callbell_sandbox.url}/messages/{uuid}", timeout=5).status_code == 404
+        [stored] = callbell_sandbox.messages
         assert stored["deleted"] is True
 
-    def test_unknown_uuid_is_404(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        assert client.delete(f"{sandbox.url}/messages/{'0' * 32}", timeout=5).status_code == 404
+    def test_unknown_uuid_is_404(self, callbell_sandbox: CallbellSandbox, client: requests.Session) -> None:
+        assert client.delete(f"{callbell_sandbox.url}/messages/{'0' * 32}", timeout=5).status_code == 404
 
 
 class TestPaging:
@@ -361,12 +351,12 @@ class TestPaging:
         return items
 
     def test_templates_pages_give_all_templates(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        first = client.get(f"{sandbox.url}/templates", timeout=5).json()
+        first = client.get(f"{callbell_sandbox.url}/templates", timeout=5).json()
         assert first["meta"] == {"page": 1, "pages": 2}
         assert len(first["templates"]) == 2
-        templates = self.collect(client, f"{sandbox.url}/templates", "templates")
+        templates = self.collect(client, f"{callbell_sandbox.url}/templates", "templates")
         assert templates == list(DEFAULT_TEMPLATES)
         assert {t["status"] for t in templates} == {"approved", "pending", "rejected"}
         assert all(
@@ -376,9 +366,9 @@ class TestPaging:
 
     def test_custom_items_and_page_size(self, client: requests.Session) -> None:
         templates = [{"uuid": f"{i:032x}", "title": f"t{i}", "status": "approved"} for i in range(7)]
-        with CallbellSandbox(templates=templates, page_size=3) as sandbox:
-            assert client.get(f"{sandbox.url}/templates", timeout=5).json()["meta"]["pages"] == 3
-            assert self.collect(client, f"{sandbox.url}/templates", "templates") == templates
+        with CallbellSandbox(templates=templates, page_size=3) as callbell_sandbox:
+            assert client.get(f"{callbell_sandbox.url}/templates", timeout=5).json()["meta"]["pages"] == 3
+            assert self.collect(client, f"{callbell_sandbox.url}/templates", "templates") == templates
 
     @pytest.mark.parametrize(
         ("query", "types"),
@@ -391,97 +381,107 @@ class TestPaging:
         ],
     )
     def test_channels_filter_before_paging(
-        self, sandbox: CallbellSandbox, client: requests.Session, query: str, types: list[str]
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, query: str, types: list[str]
     ) -> None:
-        channels = self.collect(client, f"{sandbox.url}/channels{query}", "channels")
+        channels = self.collect(client, f"{callbell_sandbox.url}/channels{query}", "channels")
         assert [channel["type"] for channel in channels] == types
 
     def test_inactive_channels_are_filtered(self, client: requests.Session) -> None:
         channels = [{**DEFAULT_CHANNELS[0]}, {**DEFAULT_CHANNELS[1], "active": False}]
-        with CallbellSandbox(channels=channels) as sandbox:
-            answer = client.get(f"{sandbox.url}/channels?active=false", timeout=5).json()
+        with CallbellSandbox(channels=channels) as callbell_sandbox:
+            answer = client.get(f"{callbell_sandbox.url}/channels?active=false", timeout=5).json()
         assert answer == {"channels": [channels[1]], "meta": {"page": 1, "pages": 1}}
 
-    def test_page_past_the_end_is_empty(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        answer = client.get(f"{sandbox.url}/templates?page=9", timeout=5).json()
+    def test_page_past_the_end_is_empty(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
+        answer = client.get(f"{callbell_sandbox.url}/templates?page=9", timeout=5).json()
         assert answer == {"templates": [], "meta": {"page": 9, "pages": 2}}
 
     @pytest.mark.parametrize("page", [pytest.param("0", id="zero"), pytest.param("x", id="not-int")])
-    def test_bad_page_is_400(self, sandbox: CallbellSandbox, client: requests.Session, page: str) -> None:
-        assert client.get(f"{sandbox.url}/templates?page={page}", timeout=5).status_code == 400
+    def test_bad_page_is_400(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session, page: str
+    ) -> None:
+        assert client.get(f"{callbell_sandbox.url}/templates?page={page}", timeout=5).status_code == 400
 
 
 class TestFaults:
     def test_rate_limit_answers_429_with_retry_after(self, client: requests.Session) -> None:
-        with CallbellSandbox(rate_limit=5) as sandbox:
-            responses = [send(client, sandbox, TEXT) for _ in range(8)]
+        with CallbellSandbox(rate_limit=5) as callbell_sandbox:
+            responses = [send(client, callbell_sandbox, TEXT) for _ in range(8)]
             assert [r.status_code for r in responses] == [200] * 5 + [429] * 3
             assert all(int(r.headers["Retry-After"]) >= 1 for r in responses[5:])
-            assert len(sandbox.messages) == 5
-            sandbox.reset()  # clears the window too
-            assert send(client, sandbox, TEXT).status_code == 200
+            assert len(callbell_sandbox.messages) == 5
+            callbell_sandbox.reset()  # clears the window too
+            assert send(client, callbell_sandbox, TEXT).status_code == 200
 
     def test_rate_limit_window_slides(self, client: requests.Session) -> None:
-        with CallbellSandbox(rate_limit=2) as sandbox:
-            assert [send(client, sandbox, TEXT).status_code for _ in range(3)] == [200, 200, 429]
+        with CallbellSandbox(rate_limit=2) as callbell_sandbox:
+            assert [send(client, callbell_sandbox, TEXT).status_code for _ in range(3)] == [200, 200, 429]
             time.sleep(1.05)
-            assert send(client, sandbox, TEXT).status_code == 200
+            assert send(client, callbell_sandbox, TEXT).status_code == 200
 
     def test_unauthenticated_requests_do_not_use_the_rate_limit(self, client: requests.Session) -> None:
-        with CallbellSandbox(rate_limit=2) as sandbox:
+        with CallbellSandbox(rate_limit=2) as callbell_sandbox:
             for _ in range(5):
-                requests.post(f"{sandbox.url}/messages/send", json=TEXT, timeout=5)
-            assert send(client, sandbox, TEXT).status_code == 200
+                requests.post(f"{callbell_sandbox.url}/messages/send", json=TEXT, timeout=5)
+            assert send(client, callbell_sandbox, TEXT).status_code == 200
 
     def test_error_rate_answers_503_before_storing(self, client: requests.Session) -> None:
-        with CallbellSandbox(error_rate=1.0) as sandbox:
-            response = send(client, sandbox, TEXT)
+        with CallbellSandbox(error_rate=1.0) as callbell_sandbox:
+            response = send(client, callbell_sandbox, TEXT)
             assert response.status_code == 503
             assert response.json() == {"error": "sandbox injected failure"}
-            assert sandbox.messages == []
+            assert callbell_sandbox.messages == []
 
     def test_flaky_recipient_is_refused_its_first_sends_only(self, client: requests.Session) -> None:
         other = {**TEXT, "to": "+31687654321"}
-        with CallbellSandbox(flaky_recipients={TEXT["to"]: 2}) as sandbox:
-            answers = [send(client, sandbox, body).status_code for body in (TEXT, other, TEXT, TEXT, TEXT)]
+        with CallbellSandbox(flaky_recipients={TEXT["to"]: 2}) as callbell_sandbox:
+            answers = [
+                send(client, callbell_sandbox, body).status_code for body in (TEXT, other, TEXT, TEXT, TEXT)
+            ]
             assert answers == [503, 200, 503, 200, 200]
-            assert [m["body"]["to"] for m in sandbox.messages] == [other["to"], TEXT["to"], TEXT["to"]]
-            sandbox.reset()  # the refusals start over
-            assert send(client, sandbox, TEXT).status_code == 503
+            assert [m["body"]["to"] for m in callbell_sandbox.messages] == [
+                other["to"],
+                TEXT["to"],
+                TEXT["to"],
+            ]
+            callbell_sandbox.reset()  # the refusals start over
+            assert send(client, callbell_sandbox, TEXT).status_code == 503
 
     def test_drop_rate_closes_without_answer(self, client: requests.Session) -> None:
-        with CallbellSandbox(drop_rate=1.0) as sandbox:
+        with CallbellSandbox(drop_rate=1.0) as callbell_sandbox:
             with pytest.raises(requests.ConnectionError):
-                send(client, sandbox, TEXT)
-            assert sandbox.messages == []
-            assert statuses(sandbox) == ["dropped"]
+                send(client, callbell_sandbox, TEXT)
+            assert callbell_sandbox.messages == []
+            assert statuses(callbell_sandbox) == ["dropped"]
 
     def test_latency_delays_the_answer(self, client: requests.Session) -> None:
-        with CallbellSandbox(latency=0.2) as sandbox:
+        with CallbellSandbox(latency=0.2) as callbell_sandbox:
             started = time.monotonic()
-            assert send(client, sandbox, TEXT).status_code == 200
+            assert send(client, callbell_sandbox, TEXT).status_code == 200
             assert time.monotonic() - started >= 0.2
 
     def test_seed_makes_faults_reproducible(self, client: requests.Session) -> None:
         def run() -> list[Any]:
-            with CallbellSandbox(seed=7, error_rate=0.4, drop_rate=0.2) as sandbox:
+            with CallbellSandbox(seed=7, error_rate=0.4, drop_rate=0.2) as callbell_sandbox:
                 for _ in range(30):
                     with contextlib.suppress(requests.ConnectionError):
-                        send(client, sandbox, TEXT)
-                return statuses(sandbox)
+                        send(client, callbell_sandbox, TEXT)
+                return statuses(callbell_sandbox)
 
         first = run()
         assert first == run()
         assert {200, 503, "dropped"} <= set(first)
 
     def test_configure_changes_knobs_while_running(
-        self, sandbox: CallbellSandbox, client: requests.Session
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
     ) -> None:
-        sandbox.configure(error_rate=1.0)
-        assert send(client, sandbox, TEXT).status_code == 503
-        sandbox.configure(error_rate=0.0, failing_recipients={TEXT["to"]: "gone"}, status_interval=0)
-        uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        status = client.get(f"{sandbox.url}/messages/status/{uuid}", timeout=5).json()["message"]
+        callbell_sandbox.configure(error_rate=1.0)
+        assert send(client, callbell_sandbox, TEXT).status_code == 503
+        callbell_sandbox.configure(error_rate=0.0, failing_recipients={TEXT["to"]: "gone"}, status_interval=0)
+        uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        status = client.get(f"{callbell_sandbox.url}/messages/status/{uuid}", timeout=5).json()["message"]
         assert status["status"] == "failed"
 
     @pytest.mark.parametrize(
@@ -496,10 +496,10 @@ class TestFaults:
         ],
     )
     def test_configure_rejects_bad_knobs(
-        self, sandbox: CallbellSandbox, knobs: dict[str, Any], error: type[Exception]
+        self, callbell_sandbox: CallbellSandbox, knobs: dict[str, Any], error: type[Exception]
     ) -> None:
         with pytest.raises(error):
-            sandbox.configure(**knobs)
+            callbell_sandbox.configure(**knobs)
 
     def test_handles_300_requests_per_second_from_10_threads(self) -> None:
         errors: list[BaseException] = []
@@ -513,9 +513,10 @@ class TestFaults:
             except BaseException as exc:  # reported below, in the test's own thread
                 errors.append(exc)
 
-        with CallbellSandbox(rate_limit=None) as sandbox:
+        with CallbellSandbox(rate_limit=None) as callbell_sandbox:
             workers = [
-                threading.Thread(target=worker, args=(f"{sandbox.url}/messages/send",)) for _ in range(10)
+                threading.Thread(target=worker, args=(f"{callbell_sandbox.url}/messages/send",))
+                for _ in range(10)
             ]
             started = time.monotonic()
             for thread in workers:
@@ -524,17 +525,19 @@ class TestFaults:
                 thread.join()
             elapsed = time.monotonic() - started
             assert not errors
-            assert len(sandbox.messages) == 600
+            assert len(callbell_sandbox.messages) == 600
         assert elapsed < 2.0, f"600 requests took {elapsed:.2f}s"
 
 
 class TestInspection:
-    def test_http_inspection_and_reset(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        uuid = send(client, sandbox, TEXT).json()["message"]["uuid"]
-        requests.get(f"{sandbox.url}/auth/me", timeout=5)
-        base = f"http://127.0.0.1:{sandbox.port}/_sandbox"
+    def test_http_inspection_and_reset(
+        self, callbell_sandbox: CallbellSandbox, client: requests.Session
+    ) -> None:
+        uuid = send(client, callbell_sandbox, TEXT).json()["message"]["uuid"]
+        requests.get(f"{callbell_sandbox.url}/auth/me", timeout=5)
+        base = f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox"
         messages = requests.get(f"{base}/messages", timeout=5).json()["messages"]
-        assert messages == sandbox.messages
+        assert messages == callbell_sandbox.messages
         assert messages[0]["uuid"] == uuid
         recorded = requests.get(f"{base}/requests", timeout=5).json()["requests"]
         assert [(r["method"], r["path"], r["status"]) for r in recorded] == [
@@ -543,34 +546,22 @@ class TestInspection:
         ]
         assert all(isinstance(r["at"], float) for r in recorded)
         assert requests.post(f"{base}/reset", timeout=5).status_code == 200
-        assert sandbox.messages == []
-        assert sandbox.requests == []
+        assert callbell_sandbox.messages == []
+        assert callbell_sandbox.requests == []
 
     def test_inspection_ignores_faults_and_auth(self) -> None:
-        with CallbellSandbox(error_rate=1.0, drop_rate=1.0, rate_limit=1) as sandbox:
+        with CallbellSandbox(error_rate=1.0, drop_rate=1.0, rate_limit=1) as callbell_sandbox:
             for _ in range(3):
-                response = requests.get(f"http://127.0.0.1:{sandbox.port}/_sandbox/messages", timeout=5)
+                response = requests.get(
+                    f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox/messages", timeout=5
+                )
                 assert response.json() == {"messages": []}
-            assert sandbox.requests == []
+            assert callbell_sandbox.requests == []
 
-    def test_python_reset(self, sandbox: CallbellSandbox, client: requests.Session) -> None:
-        send(client, sandbox, TEXT)
-        sandbox.reset()
-        assert (sandbox.messages, sandbox.requests) == ([], [])
-
-
-def read_lines_in_background(process: subprocess.Popen[str]) -> queue.Queue[str]:
-    """Queue the process's stdout lines, so the test can wait for each with a timeout."""
-    lines: queue.Queue[str] = queue.Queue()
-    stdout = process.stdout
-    assert stdout is not None
-
-    def pump() -> None:
-        for line in stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
+    def test_python_reset(self, callbell_sandbox: CallbellSandbox, client: requests.Session) -> None:
+        send(client, callbell_sandbox, TEXT)
+        callbell_sandbox.reset()
+        assert (callbell_sandbox.messages, callbell_sandbox.requests) == ([], [])
 
 
 class TestCli:
@@ -655,3 +646,14 @@ class TestPytestPlugin:
             result = pytester.runpytest("-p", plugin)
         result.assert_outcomes(passed=1)
         assert "AIRFLOW_CONN_CALLBELL_DEFAULT" not in os.environ  # the fixture restored the environment
+
+    @pytest.mark.callbell_sandbox(token="marked-token", failing_recipients={"+31600000000": "blocked"})
+    def test_the_marker_sets_the_fixtures_options(self, callbell_sandbox: CallbellSandbox) -> None:
+        assert callbell_sandbox.token == "marked-token"
+        assert json.loads(os.environ["AIRFLOW_CONN_CALLBELL_DEFAULT"])["password"] == "marked-token"
+        with requests.Session() as session:
+            session.headers["Authorization"] = "Bearer marked-token"
+            uuid = send(session, callbell_sandbox, {**TEXT, "to": "+31600000000"}).json()["message"]["uuid"]
+            time.sleep(0.2)  # the module's marker: one status step every 0.05 s
+            status = session.get(f"{callbell_sandbox.url}/messages/status/{uuid}", timeout=5).json()
+        assert status["message"]["status"] == "failed"

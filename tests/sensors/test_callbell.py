@@ -24,7 +24,7 @@ from airflow_provider_callbell.sensors.callbell import CallbellMessageStatusSens
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
 from airflow_provider_callbell.version_compat import AirflowFailException, AirflowSensorTimeout
 from tests.compat import TaskDeferred, import_string
-from tests.conftest import BASE_URL, UUID
+from tests.helpers import BASE_URL, UUID
 
 STATUS_URL = f"{BASE_URL}/messages/status/{UUID}"
 

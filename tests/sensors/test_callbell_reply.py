@@ -16,7 +16,7 @@ from airflow_provider_callbell.sensors.callbell import CallbellReplySensor
 from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
 from airflow_provider_callbell.version_compat import AirflowSensorTimeout
 from tests.compat import TaskDeferred, import_string, modules_added_by
-from tests.conftest import BASE_URL, UUID, set_connection
+from tests.helpers import BASE_URL, UUID, set_connection
 
 PHONE = "+31612345678"
 REPROMPT = "Please reply YES or NO"
@@ -37,8 +37,8 @@ def ask(text: str = "Publish? YES or NO") -> str:
     return CallbellHook().send_message(PHONE, content={"text": text})["uuid"]
 
 
-def sent_texts(sandbox: Any) -> list[str]:
-    return [m["body"]["content"]["text"] for m in sandbox.messages]
+def sent_texts(callbell_sandbox: Any) -> list[str]:
+    return [m["body"]["content"]["text"] for m in callbell_sandbox.messages]
 
 
 def deferral(task: CallbellReplySensor, ctx: Any = None) -> TaskDeferred:

@@ -14,7 +14,7 @@ from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
 from tests.compat import import_string
-from tests.conftest import TOKEN, UUID
+from tests.helpers import TOKEN, UUID
 
 CLASSPATH = "airflow_provider_callbell.triggers.callbell.CallbellMessageStatusTrigger"
 

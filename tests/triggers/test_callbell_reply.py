@@ -17,7 +17,7 @@ from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.replies import check_replies
 from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
 from tests.compat import import_string
-from tests.conftest import TOKEN, UUID
+from tests.helpers import TOKEN, UUID
 
 PHONE = "+31612345678"
 CONTACT_UUID = "414a6d692bd645ed803f2e7ce360d4c8"

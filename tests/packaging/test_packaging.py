@@ -11,7 +11,7 @@ from packaging.requirements import Requirement
 
 import airflow_provider_callbell
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _airflow_requirement() -> Requirement:

@@ -36,7 +36,7 @@ from airflow_provider_callbell.version_compat import (
 if TYPE_CHECKING:
     from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="make docs builds the site on Airflow 3")
 

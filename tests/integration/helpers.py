@@ -1,4 +1,5 @@
-"""Real Airflow runs: a throwaway AIRFLOW_HOME with SQLite, ``airflow dags test`` in a subprocess."""
+"""Real Airflow runs: a throwaway AIRFLOW_HOME with SQLite, ``airflow dags test`` in a subprocess,
+and Airflow's servers started in a process group of their own and stopped whatever happens."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from airflow_provider_callbell.sandbox import CallbellSandbox
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from airflow_provider_callbell.sandbox import CallbellSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -172,16 +173,3 @@ def webserver(airflow: Airflow) -> Iterator[str]:
     }
     with serve(airflow, args, "/health", env) as base_url:
         yield base_url
-
-
-@pytest.fixture(scope="session")
-def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
-    instance = Airflow(tmp_path_factory.mktemp("airflow_home"))
-    instance.cli("db", "migrate")
-    return instance
-
-
-@pytest.fixture
-def sandbox():
-    with CallbellSandbox(status_interval=0.2) as running:
-        yield running

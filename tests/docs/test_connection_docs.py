@@ -11,9 +11,9 @@ from airflow_provider_callbell.exceptions import CallbellConnectionConfigError
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.hooks.callbell import DEFAULT_CHANNEL, DEFAULT_TIMEOUT, CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
-from tests.conftest import set_connection
+from tests.helpers import set_connection
 
-PAGE = (Path(__file__).resolve().parents[1] / "docs" / "connection.md").read_text()
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "connection.md").read_text()
 
 
 def table_rows(heading: str) -> list[list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow_provider_callbell.validation import MESSAGE_FIELDS, fields_table
 from tests.compat import DagBag
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "sending.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "sending.md"
 
 
 def test_the_field_table_is_made_from_message_fields():
