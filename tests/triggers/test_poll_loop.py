@@ -18,7 +18,7 @@ from airflow_provider_callbell.triggers.callbell import (
     CallbellPollTrigger,
     CallbellReplyTrigger,
 )
-from tests.conftest import UUID
+from tests.helpers import UUID
 
 PHONE = "+31612345678"
 QUESTION = {"text": "Publish?", "uuid": UUID, "status": "sent", "createdAt": "2026-11-30T08:00:00Z"}
