@@ -20,7 +20,8 @@ DEFAULT_CONN_ID = "callbell_default"
 
 
 class CallbellHookMixin:
-    """The ``callbell_conn_id`` of a class that talks to Callbell, and its :class:`CallbellHook`.
+    """The ``callbell_conn_id`` of a class that talks to Callbell, and its
+    :class:`~airflow_provider_callbell.hooks.callbell.CallbellHook`.
 
     A class mixes it in before its Airflow base class and keeps ``callbell_conn_id`` in its own
     ``__init__`` (Airflow reads an operator's explicit parameters to check ``partial``/``expand``)::
