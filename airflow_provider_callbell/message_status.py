@@ -3,7 +3,8 @@
 One function, :func:`message_outcome`, decides it from the ``message`` object of
 ``GET /messages/status/:uuid``. The sensor's poke, the trigger (to know when to stop polling) and the
 sensor's ``execute_complete`` all call it, so poke mode and deferrable mode cannot disagree. Nothing
-here touches the network or imports Airflow beyond the exceptions.
+here touches the network or imports Airflow beyond the exceptions, and those only on the way to
+raising one: the sensors import this module when a DAG file is parsed (their default statuses).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
-
-from airflow_provider_callbell.exceptions import CallbellMessageFailedError, CallbellValidationError
 
 MessageStatus = Literal["enqueued", "sent", "delivered", "read", "failed", "mismatch", "deleted"]
 MESSAGE_STATUSES: tuple[str, ...] = get_args(MessageStatus)
@@ -36,6 +35,8 @@ def check_status_sets(target_statuses: Any, failure_statuses: Any) -> tuple[tupl
     One string is one status. Every value must be a status Callbell documents (a typo would make a
     sensor wait until its timeout), there must be a target, and no status may be in both lists.
     """
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+
     targets = _statuses("target_statuses", target_statuses)
     failures = _statuses("failure_statuses", failure_statuses)
     if not targets:
@@ -51,6 +52,8 @@ def check_status_sets(target_statuses: Any, failure_statuses: Any) -> tuple[tupl
 
 
 def _statuses(field: str, statuses: Any) -> tuple[str, ...]:
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+
     try:
         values = (statuses,) if isinstance(statuses, str) else tuple(statuses)
     except TypeError:
@@ -82,6 +85,8 @@ def message_outcome(
     status = str(message.get("status"))
     uuid = str(message.get("uuid", "?"))
     if status in failure_statuses or (status in FINAL_STATUSES and status not in target_statuses):
+        from airflow_provider_callbell.exceptions import CallbellMessageFailedError
+
         raise CallbellMessageFailedError(uuid, status, failure_reason(message))
     if status in target_statuses:
         return status

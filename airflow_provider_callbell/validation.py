@@ -1,16 +1,18 @@
 """Every rule of Callbell's ``POST /messages/send``, checked before anything is sent.
 
-One description of a message, :class:`MessageFields`, names its 14 fields with their types and
-meaning; the field tuple :data:`MESSAGE_FIELDS`, the hook's and the validator's signatures, the
-parse-time checks of the operators and the notifier, and the field table of the docs all derive from
-it. One function, :func:`build_send_payload`, turns a message into the exact JSON body Callbell
+One description of a message, :class:`MessageFields` (the recipient ``to`` over
+:class:`~airflow_provider_callbell.fields.MessageOptions`), names its 14 fields with their types and
+meaning; the field tuple :data:`~airflow_provider_callbell.fields.MESSAGE_FIELDS`, the hook's and the
+validator's signatures, the parse-time checks of the operators and the notifier, and the field table
+of the docs all derive from it. One function, :func:`build_send_payload`, turns a message into the exact JSON body Callbell
 documents, or raises :class:`~airflow_provider_callbell.exceptions.CallbellValidationError` naming
 the field at fault, what it should be and, for the common mistakes, the fix.
 
 Any Python value in any field gives that error and nothing else (deep nesting, hostile objects, lone
 surrogates, megabyte strings included), and every check takes time linear in its input, lengths
 first: a value too long is refused before it is parsed or matched. Nothing here touches the network
-or imports ``requests``: the operators import this module when a DAG file is parsed.
+or imports ``requests``. The operators, the sensors and the notifier import this module when they
+are built (a DAG file's literal fields are checked then), not when their module is imported.
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, TypedDict
 from urllib.parse import urlsplit
 
 from airflow_provider_callbell.exceptions import CallbellValidationError
+from airflow_provider_callbell.fields import MESSAGE_FIELDS as MESSAGE_FIELDS
+from airflow_provider_callbell.fields import BotStatus as BotStatus
+from airflow_provider_callbell.fields import ChannelType as ChannelType
+from airflow_provider_callbell.fields import MessageContent as MessageContent
+from airflow_provider_callbell.fields import MessageOptions as MessageOptions
+from airflow_provider_callbell.fields import MessageType as MessageType
+from airflow_provider_callbell.fields import ResponseField as ResponseField
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from typing_extensions import Unpack
-
-MessageType = Literal["text", "image", "document", "audio", "video"]
-ChannelType = Literal["whatsapp", "facebook", "instagram", "telegram"]
-BotStatus = Literal["bot_start", "bot_end"]
-ResponseField = Literal["contact", "conversation"]
 
 MESSAGE_TYPES: tuple[str, ...] = get_args(MessageType)
 CHANNEL_TYPES: tuple[str, ...] = get_args(ChannelType)
@@ -69,61 +73,17 @@ _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 _UUID_RE = re.compile(r"[0-9A-Fa-f-]{32,36}")
 
 
-class MessageContent(TypedDict, total=False):
-    """The ``content`` object: ``text`` for text messages and captions, ``url`` for media."""
-
-    text: str
-    url: str
-
-
-class MessageOptions(TypedDict, total=False):
-    """Every field of a message but its recipient ``to``, each with what it means (see :class:`MessageFields`)."""
-
-    type: Annotated[MessageType, "``text`` (the default), ``image``, ``document``, ``audio`` or ``video``"]
-    content: Annotated[
-        Mapping[str, Any] | str | None,
-        '``{"text": ...}`` for text, ``{"url": ...}`` for media (with ``"text"`` as an image\'s caption), '
-        "as a dict or a JSON string",
-    ]
-    from_: Annotated[
-        ChannelType | None,
-        "the channel type, ``from`` in Callbell's API: ``whatsapp``, ``facebook``, ``instagram`` or "
-        "``telegram``; default: the connection's ``from`` extra, else ``whatsapp``",
-    ]
-    bsuid: Annotated[str | None, "WhatsApp Business Suite User ID, instead of ``to``"]
-    channel_uuid: Annotated[
-        str | None, "the sending channel; default: the connection's ``channel_uuid`` extra"
-    ]
-    template_uuid: Annotated[str | None, "an approved template to send (outside WhatsApp's 24-hour window)"]
-    optin_contact: Annotated[bool | None, "must be ``True`` with a template: the contact opted in"]
-    template_values: Annotated[
-        Sequence[str] | str | None, "the values of the template's placeholders ``{{1}}``, ``{{2}}``..."
-    ]
-    assigned_user: Annotated[str | None, "e-mail of the team member to assign the conversation to"]
-    team_uuid: Annotated[str | None, "the team to assign the conversation to"]
-    fields: Annotated[
-        Sequence[ResponseField] | str | None, "extra objects in the answer: ``contact``, ``conversation``"
-    ]
-    bot_status: Annotated[BotStatus | None, "``bot_start`` or ``bot_end``"]
-    metadata: Annotated[
-        Mapping[str, str] | str | None, "up to 10 string pairs echoed in webhooks; never put secrets there"
-    ]
-
-
 class MessageFields(MessageOptions, total=False):
     """One message, as the hook, the operators, the notifier and a bulk send take it.
 
-    ``None`` means absent. The recipient ``to`` stands apart in :class:`MessageOptions` only so that
+    ``None`` means absent. The recipient ``to`` stands apart from
+    :class:`~airflow_provider_callbell.fields.MessageOptions` only so that
     ``CallbellHook.send_message`` can take it by position.
     """
 
     to: Annotated[
         str | None, "phone number (WhatsApp, ``+`` and country code) or platform id of the recipient"
     ]
-
-
-#: The fields of one message, in the order of the operator's parameters: ``to`` first.
-MESSAGE_FIELDS: tuple[str, ...] = ("to", *MessageOptions.__annotations__)
 
 
 # The JSON body of ``POST /messages/send``, holding only the fields that were given, in the order of

@@ -245,3 +245,17 @@ def test_parse_time_checks_import_nothing_heavy():
         f"airflow_provider_callbell.{name}.callbell" for name in ("operators", "notifications", "sensors")
     )
     assert modules_added_by(modules, watched) == []
+
+
+def test_importing_leaves_the_rules_to_the_first_check():
+    """A DAG file that imports the operators, the notifier or the sensors pays for the rules (and the
+    reply rule, the notifier's summary) only when it builds one: ``make bench``'s import cost."""
+    watched = [
+        "airflow_provider_callbell.validation",
+        "airflow_provider_callbell.replies",
+        "airflow_provider_callbell.notifications.events",
+    ]
+    modules = ",".join(
+        f"airflow_provider_callbell.{name}.callbell" for name in ("operators", "notifications", "sensors")
+    )
+    assert modules_added_by(modules, watched) == []

@@ -39,6 +39,7 @@ from airflow_provider_callbell.exceptions import (
     CallbellInvalidResponseError,
     CallbellValidationError,
 )
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID
 from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
 from airflow_provider_callbell.paging import MessagesCut, Pager
 from airflow_provider_callbell.ratelimit import RateGate
@@ -104,7 +105,7 @@ class CallbellHook(BaseHook):
     """
 
     conn_name_attr = "callbell_conn_id"
-    default_conn_name = "callbell_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "Callbell"
 

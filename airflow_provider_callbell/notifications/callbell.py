@@ -1,7 +1,10 @@
 """Tell someone how a DAG run or a task went, from an Airflow callback, through Callbell.
 
-Nothing here imports ``requests``, ``httpx`` or the hook at module level: a DAG file that attaches a
-notifier to its callbacks pays only for this module.
+Nothing here imports ``requests``, ``httpx`` or the hook at module level, nor the message rules or the
+summary: a DAG file that attaches a notifier pays for this module and the list of message fields; the
+rules (:mod:`~airflow_provider_callbell.validation`) come when a notifier is built, to check its
+literal fields, and the summary (:mod:`~airflow_provider_callbell.notifications.events`) when a
+callback fires.
 """
 
 from __future__ import annotations
@@ -11,13 +14,12 @@ import copy
 import hashlib
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from airflow_provider_callbell.validation import MESSAGE_FIELDS, TEXT_MAX_CHARS, check_literal_fields
-from airflow_provider_callbell.version_compat import AIRFLOW_V_3_2_PLUS, BaseNotifier, Variable
+from airflow_provider_callbell.fields import MESSAGE_FIELDS
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
+from airflow_provider_callbell.version_compat import BaseNotifier, Variable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -25,21 +27,14 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
+    from airflow_provider_callbell.notifications.events import CallbackEvent
+
 
 #: Every Airflow Variable the notifier writes is named ``callbell_notifier.<dedupe key>``.
 STATE_VARIABLE_PREFIX = "callbell_notifier."
 _VARIABLE_KEY_MAX_CHARS = 250  # the length of Airflow's variable.key column
 _UNSAFE_KEY_CHARS = re.compile(r"[^\w.-]")
 
-#: Outcome -> (icon, what happened), for the default summary.
-_WORDING: dict[str, tuple[str, str]] = {
-    "success": ("✅", "succeeded"),
-    "failed": ("❌", "failed"),
-    "up_for_retry": ("🔁", "failed and will be retried"),
-    "upstream_failed": ("❌", "did not run: an upstream task failed"),
-    "skipped": ("⏭️", "was skipped"),
-}
 #: Outcome -> health, for ``only_on_change``; outcomes not listed (a deadline, a running task) are
 #: always news.
 _HEALTH: dict[str, str] = {
@@ -51,7 +46,7 @@ _HEALTH: dict[str, str] = {
 }
 
 
-class CallbellNotifier(BaseNotifier):
+class CallbellNotifier(CallbellHookMixin, BaseNotifier):
     """
     Send a Callbell message from an Airflow callback: "the pipeline is done", or "it broke, and why".
 
@@ -139,7 +134,7 @@ class CallbellNotifier(BaseNotifier):
         fields: str | Sequence[str] | None = None,
         bot_status: str | None = None,
         metadata: Mapping[str, str] | str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         only_on_change: bool = False,
         quiet_retries: bool = False,
         dedupe_window: timedelta | float | None = None,
@@ -169,19 +164,15 @@ class CallbellNotifier(BaseNotifier):
         )
         self.dedupe_key = dedupe_key
         # A wrong literal is a DAG import error, not an alert found broken when it is needed. Without
-        # content the message is the summary, made when the callback fires.
+        # content the message is the summary, made when the callback fires. The rules are imported
+        # here, not with the module: a DAG file that never builds a notifier skips them.
+        from airflow_provider_callbell.validation import check_literal_fields
+
         check_literal_fields(
             "CallbellNotifier",
             {name: getattr(self, name) for name in MESSAGE_FIELDS},
             unknown=() if content is not None else ("content",),
         )
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
 
     def __call__(self, *args: Any) -> None:
         # BaseNotifier renders the template fields in place, once and for good; but one parsed DAG
@@ -200,6 +191,8 @@ class CallbellNotifier(BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the message, unless an alert-fatigue option says this outcome is not news."""
+        from airflow_provider_callbell.notifications.events import CallbackEvent
+
         event = CallbackEvent.from_context(context)
         if self.quiet_retries and event.outcome == "up_for_retry":
             self.log.info("No Callbell notification for %s: Airflow will retry it (quiet_retries)", event.key)
@@ -269,167 +262,12 @@ class CallbellNotifier(BaseNotifier):
 send_callbell_notification = CallbellNotifier
 
 
-@dataclass(frozen=True)
-class CallbackEvent:
-    """What a callback's context says happened, read once from whichever kind of context it is.
+class _Memory(NamedTuple):
+    """What the notifier remembers about one key, as JSON in one Airflow Variable.
 
-    Task callbacks get the task instance's context; DAG-level callbacks get the context of the run's
-    last relevant task instance plus a ``reason`` (``success``, ``task_failure``, ...); a Deadline
-    Alert gets ``{"dag_run": {...}, "deadline": {...}}``.
+    A ``NamedTuple`` rather than a frozen dataclass: as immutable, and five times cheaper to define
+    when a DAG file imports the notifier.
     """
-
-    level: Literal["task", "dag", "deadline", "hitl"]
-    outcome: str  # a task instance state, "success"/"failed" for a DAG run, or "deadline_missed"
-    dag_id: str
-    run_id: str
-    task_id: str | None = None
-    map_index: int = -1
-    try_number: int | None = None
-    max_tries: int | None = None
-    error: str | None = None
-    log_url: str | None = None
-    detail: str | None = None  # the DAG's failure reason, or the deadline
-    request: HITLRequest | None = None  # what a Human-in-the-loop task asks
-
-    @classmethod
-    def from_context(cls, context: Mapping[str, Any]) -> CallbackEvent:
-        ti = context.get("ti")
-        raw_state = getattr(ti, "state", None)  # an enum, or a plain str on some paths
-        state = str(getattr(raw_state, "value", raw_state)) if raw_state else None
-        dag = context.get("dag")
-        dag_id = str(getattr(dag, "dag_id", None) or getattr(ti, "dag_id", "?"))
-        run_id = str(context.get("run_id") or getattr(ti, "run_id", "?"))
-        if "deadline" in context:
-            dag_run = context.get("dag_run") or {}
-            return cls(
-                level="deadline",
-                outcome="deadline_missed",
-                dag_id=str(dag_run.get("dag_id", dag_id)),
-                run_id=str(dag_run.get("dag_run_id", dag_run.get("run_id", run_id))),
-                detail=str(context["deadline"].get("deadline_time", "")),
-            )
-        if "reason" in context:  # only DAG-level callbacks carry a reason
-            reason = str(context["reason"])
-            failed = reason != "success"
-            # Name the task only when it is known to have failed the run: Airflow 3.2+ hands that task
-            # instance (without its state) for a task failure; Airflow 2.x (with its state) and 3.0-3.1
-            # (without) hand the run's last task instance, whichever it is.
-            known_to_fail = state == "failed" or (state is None and AIRFLOW_V_3_2_PLUS)
-            failed_ti = ti if reason == "task_failure" and known_to_fail else None
-            return cls(
-                level="dag",
-                outcome="failed" if failed else "success",
-                dag_id=dag_id,
-                run_id=run_id,
-                task_id=getattr(failed_ti, "task_id", None),
-                log_url=_log_url(failed_ti),
-                detail=reason,
-            )
-        map_index = getattr(ti, "map_index", None)
-        exception = context.get("exception")
-        # A Human-in-the-loop task calls its notifiers while it runs; its own callbacks come later.
-        request = HITLRequest.from_context(context) if state in (None, "running") and not exception else None
-        return cls(
-            level="hitl" if request else "task",
-            outcome=state or "unknown",
-            dag_id=dag_id,
-            run_id=run_id,
-            task_id=getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", "?"),
-            map_index=map_index if isinstance(map_index, int) else -1,
-            try_number=getattr(ti, "try_number", None),
-            max_tries=getattr(ti, "max_tries", None),
-            error=f"{type(exception).__name__}: {exception}"
-            if isinstance(exception, BaseException)
-            else (str(exception) if exception else None),
-            log_url=_log_url(ti),
-            request=request,
-        )
-
-    @property
-    def key(self) -> str:
-        """The default dedupe key: the DAG for DAG-level callbacks, the task (instance) for task ones."""
-        if self.level == "dag":
-            return self.dag_id
-        if self.level == "deadline":
-            return f"{self.dag_id}.deadline"
-        return f"{self.dag_id}.{self.task_id}" + (f".{self.map_index}" if self.map_index >= 0 else "")
-
-    def summary(self) -> str:
-        """The default message: what happened, the error, the log link; at most 4096 characters."""
-        icon, verb = _WORDING.get(self.outcome, ("🔔", f"is {self.outcome}"))
-        if self.level == "deadline":
-            return _fit(f"⏰ DAG {self.dag_id} missed its deadline ({self.detail}) in run {self.run_id}")
-        if self.level == "dag":
-            headline = f"{icon} DAG {self.dag_id} {verb} in run {self.run_id}"
-            if self.outcome == "failed":
-                failed_task = f"; failed task: {self.task_id}" if self.task_id else ""
-                headline += f" ({self.detail}{failed_task})"
-            return _fit(headline, log_url=self.log_url)
-        task = f"{self.task_id}[{self.map_index}]" if self.map_index >= 0 else self.task_id
-        if self.request is not None:
-            headline = f"🙋 DAG {self.dag_id}: task {task} needs your input (run {self.run_id})"
-            return _fit(headline, self.request.details(), self.request.link, link_label="Respond in Airflow")
-        tries = (
-            f" (try {self.try_number} of {self.max_tries + 1})"
-            if self.try_number and self.max_tries  # only worth saying when retries are configured
-            else ""
-        )
-        headline = f"{icon} DAG {self.dag_id}: task {task} {verb} in run {self.run_id}{tries}"
-        return _fit(headline, self.error, self.log_url)
-
-
-@dataclass(frozen=True)
-class HITLRequest:
-    """What a Human-in-the-loop task (standard provider, Airflow 3.1+) asks, read from the task itself.
-
-    Read by duck typing, so that nothing here imports the standard provider (absent on Airflow 2.x).
-    """
-
-    subject: str
-    body: str | None
-    options: tuple[str, ...]
-    multiple: bool = False
-    defaults: tuple[str, ...] = ()
-    timeout: str | None = None  # ISO 8601, when the defaults are taken
-    link: str | None = None  # the task's "Required actions" page in Airflow's UI
-
-    @classmethod
-    def from_context(cls, context: Mapping[str, Any]) -> HITLRequest | None:
-        task = context.get("task")
-        make_link = getattr(task, "generate_link_to_ui_from_context", None)
-        options = getattr(task, "options", None)
-        if not callable(make_link) or not isinstance(options, (list, tuple)):
-            return None
-        try:
-            link = make_link(context=context)
-        except Exception:  # no [api] base_url: a request without its link beats no request
-            link = None
-        extra = getattr(task, "hitl_summary_extra", None)
-        timeout = extra.get("timeout_datetime") if isinstance(extra, dict) else None
-        body = getattr(task, "body", None)
-        return cls(
-            subject=str(getattr(task, "subject", "")),
-            body=str(body) if body else None,
-            options=tuple(str(option) for option in options),
-            multiple=bool(getattr(task, "multiple", False)),
-            defaults=tuple(str(d) for d in getattr(task, "defaults", None) or ()),
-            timeout=str(timeout) if timeout else None,
-            link=link if isinstance(link, str) else None,
-        )
-
-    def details(self) -> str:
-        """Subject, body, options and defaults, one part per line."""
-        choose = " (one or more)" if self.multiple else ""
-        lines = [self.subject, self.body or "", f"Options{choose}: {', '.join(self.options)}"]
-        if self.defaults:
-            when = f" by {self.timeout}" if self.timeout else ""
-            lines.append(f"Without an answer{when}: {', '.join(self.defaults)}")
-        return "\n".join(line for line in lines if line)
-
-
-@dataclass(frozen=True)
-class _Memory:
-    """What the notifier remembers about one key, as JSON in one Airflow Variable."""
 
     health: str | None = None  # "ok" or "failing": what the last message told, for only_on_change
     notified_at: float | None = None  # Unix time of the last message sent, for dedupe_window
@@ -464,20 +302,14 @@ def _state_key(key: str) -> str:
     return name
 
 
-def _log_url(ti: Any) -> str | None:
-    try:
-        url = getattr(ti, "log_url", None)
-    except Exception:  # it reads the config; a summary without a link beats no summary
-        return None
-    return url if isinstance(url, str) else None
+def __getattr__(name: str) -> Any:
+    """``CallbackEvent`` and ``HITLRequest`` from their old place, imported on first use.
 
+    They moved to :mod:`~airflow_provider_callbell.notifications.events`, which only a firing callback
+    needs: a DAG file that attaches the notifier does not pay for them.
+    """
+    if name in ("CallbackEvent", "HITLRequest"):
+        from airflow_provider_callbell.notifications import events
 
-def _fit(headline: str, error: str | None = None, log_url: str | None = None, link_label: str = "Log") -> str:
-    """Join the parts of a summary, shortening the error first so the log link survives the limit."""
-    tail = f"\n{link_label}: {log_url}" if log_url else ""
-    if error:
-        room = TEXT_MAX_CHARS - len(headline) - len(tail) - 1  # 1 for the newline before the error
-        error = error if len(error) <= room else error[: max(room - 1, 0)] + "…"
-        headline = f"{headline}\n{error}" if room > 0 else headline
-    text = headline + tail
-    return text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 1] + "…"
+        return getattr(events, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

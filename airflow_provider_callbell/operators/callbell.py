@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from collections import ChainMap
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_provider_callbell.exceptions import CallbellBulkSendError, CallbellValidationError
-from airflow_provider_callbell.validation import (
-    MESSAGE_FIELDS,
-    check_literal_fields,
-    check_max_rps,
-    raised_for,
-)
+from airflow_provider_callbell.fields import MESSAGE_FIELDS
+from airflow_provider_callbell.fields import RECIPIENT_KEYS as RECIPIENT_KEYS
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.version_compat import BaseOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-    from jinja2 import Environment, Template
-
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
     from airflow_provider_callbell.version_compat import Context
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
@@ -34,22 +24,9 @@ XCOM_SUMMARY_KEY = "callbell_summary"
 XCOM_RESULTS_MAX = 10_000
 #: How many failures the summary lists (it counts them all).
 XCOM_FAILURES_MAX = 100
-#: Where a recipient's identity goes in its message; every other key of a recipient is a template value.
-RECIPIENT_KEYS = ("to", "bsuid")
 
 
-class _CallbellOperatorMixin:
-    callbell_conn_id: str
-
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
-
-
-class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
+class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
     """
     Send a WhatsApp, Telegram, Instagram or Facebook message through Callbell.
 
@@ -113,7 +90,7 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         fields: str | Sequence[str] | None = None,
         bot_status: str | None = None,
         metadata: Mapping[str, str] | str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,7 +109,10 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         self.bot_status = bot_status
         self.metadata = metadata
         self.callbell_conn_id = callbell_conn_id
-        # A wrong literal is a DAG import error naming the task, not a failure at run time.
+        # A wrong literal is a DAG import error naming the task, not a failure at run time. The rules
+        # are imported here, not with the module: a DAG file that never builds this operator skips them.
+        from airflow_provider_callbell.validation import check_literal_fields
+
         check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
@@ -142,7 +122,7 @@ class CallbellSendMessageOperator(_CallbellOperatorMixin, BaseOperator):
         return uuid
 
 
-class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
+class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
     """
     Send many Callbell messages from one task, concurrently at up to the account's rate limit.
 
@@ -207,10 +187,12 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         message: Mapping[str, Any] | str | None = None,
         max_rps: float | None = None,
         max_workers: int | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_provider_callbell.exceptions import CallbellValidationError
+
         if (messages is None) == (recipients is None):
             raise CallbellValidationError(
                 "give either messages (complete messages) or recipients (with one message for each)"
@@ -223,6 +205,8 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         if message is not None:
             self._check_message_literals(message)
         if max_rps is not None:
+            from airflow_provider_callbell.validation import check_max_rps, raised_for
+
             with raised_for(f"task {self.task_id!r}"):
                 check_max_rps(max_rps)
         self.messages = messages
@@ -238,12 +222,16 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
         ``message`` is not a template field (Airflow never renders it, only its string values are
         rendered per recipient), so a JSON string that does not parse now never will.
         """
-        template = _message_template(message)
+        from airflow_provider_callbell.recipients import message_template
+        from airflow_provider_callbell.validation import check_literal_fields
+
+        template = message_template(message)
         fields = {"from_" if key == "from" else key: value for key, value in template.items()}
         check_literal_fields(f"task {self.task_id!r}: message", fields, unknown=RECIPIENT_KEYS)
 
     def execute(self, context: Context) -> list[str | None] | None:
         from airflow_provider_callbell.bulk import describe_failures, is_delivery_unknown
+        from airflow_provider_callbell.exceptions import CallbellBulkSendError
         from airflow_provider_callbell.progress import SENT_EARLIER, VariableProgress
 
         ti = context["ti"]
@@ -306,106 +294,16 @@ class CallbellSendMessagesOperator(_CallbellOperatorMixin, BaseOperator):
 
     def _each_message(self, context: Context) -> Iterator[Mapping[str, Any]]:
         """The messages to send, one at a time: as given, or rendered for each recipient."""
+        from airflow_provider_callbell.recipients import json_list, render_for_recipients
+
         if self.recipients is None:
-            yield from _json_list("messages", self.messages)
+            yield from json_list("messages", self.messages)
             return
-        from jinja2 import TemplateError
-
-        try:
-            # The DAG's environment, as Airflow renders template fields with: its macros, filters and
-            # StrictUndefined, so that a misspelt recipient key fails instead of sending a blank.
-            env = self.get_template_env(dag=self.dag if self.has_dag() else None)  # type: ignore[no-untyped-call]
-            render = _compile(_message_template(self.message), env)
-        except TemplateError as err:
-            raise CallbellValidationError(f"message is not a valid template: {err}") from None
-        for index, value in enumerate(_json_list("recipients", self.recipients)):
-            recipient = _recipient(index, value)
-            try:
-                rendered = render(
-                    ChainMap({"recipient": recipient}, cast("MutableMapping[str, Any]", context))
-                )
-            except TemplateError as err:
-                raise CallbellValidationError(
-                    f"message could not be rendered for recipients[{index}]: {err}; nothing was sent"
-                ) from None
-            rendered.update({key: recipient[key] for key in RECIPIENT_KEYS if recipient.get(key) is not None})
-            yield rendered
-
-
-def _json_list(name: str, value: Any) -> Iterable[Any]:
-    """A list as given (or any iterable, such as a resolved XComArg), or parsed from a JSON list."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise CallbellValidationError(
-                f"{name} must be a list or a JSON list, got {value[:200]!r}"
-            ) from None
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or hasattr(value, "keys"):
-        raise CallbellValidationError(f"{name} must be a list or a JSON list, got {type(value).__name__}")
-    return cast("Iterable[Any]", value)
-
-
-def _message_template(message: Any) -> dict[str, Any]:
-    """Check the per-recipient message: a dict of message fields, the recipient's identity excepted."""
-    if isinstance(message, str):
-        try:
-            message = json.loads(message)
-        except ValueError:
-            raise CallbellValidationError(
-                f"message must be an object or a JSON object, got {message[:200]!r}"
-            ) from None
-    if not isinstance(message, dict):
-        raise CallbellValidationError(f"message must be an object of message fields, got {message!r}")
-    allowed = set(MESSAGE_FIELDS) - set(RECIPIENT_KEYS) | {"from"}
-    for key in message:
-        if key in RECIPIENT_KEYS:
-            raise CallbellValidationError(
-                f"message must not contain {key!r}: each recipient gives its own (recipients=[{{{key!r}: ...}}])"
-            )
-        if key not in allowed:
-            raise CallbellValidationError(
-                f"{key!r} is not a message field; expected {', '.join(sorted(allowed))}"
-            )
-    return message
-
-
-def _recipient(index: int, value: Any) -> dict[str, Any]:
-    """A recipient as a dict with ``to`` or ``bsuid``: a bare string is a ``to``."""
-    if isinstance(value, str):
-        return {"to": value}
-    if isinstance(value, dict) and any(value.get(key) is not None for key in RECIPIENT_KEYS):
-        return value
-    raise CallbellValidationError(
-        f"recipients[{index}] must be a phone number or platform id, or an object with 'to' or 'bsuid', "
-        f"got {value!r}"
-    )
-
-
-def _compile(template: Any, env: Environment) -> Callable[[Mapping[str, Any]], Any]:
-    """Compile every Jinja string of ``template`` once; the result renders the whole structure."""
-    if isinstance(template, str):
-        if "{{" not in template and "{%" not in template:
-            return lambda _: template
-        compiled = env.from_string(template)
-        return lambda scope: _render(compiled, scope)
-    if isinstance(template, dict):
-        parts = {key: _compile(value, env) for key, value in template.items()}
-        return lambda scope: {key: part(scope) for key, part in parts.items()}
-    if isinstance(template, (list, tuple)):
-        items = [_compile(value, env) for value in template]
-        return lambda scope: [item(scope) for item in items]
-    return lambda _: template
-
-
-def _render(template: Template, scope: Mapping[str, Any]) -> Any:
-    """``template.render(scope)`` without copying ``scope`` into a dict, as Airflow renders fields.
-
-    The task's context is looked up only for the names the template uses: it is not copied once per
-    recipient, and Airflow 2's context does not warn about every deprecated key it holds.
-    """
-    context = template.new_context(ChainMap(scope, template.globals), shared=True)  # type: ignore[arg-type]
-    try:
-        return template.environment.concat(template.root_render_func(context))
-    except Exception:
-        return template.environment.handle_exception()
+        # The DAG's environment, as Airflow renders template fields with: its macros, filters and
+        # StrictUndefined, so that a misspelt recipient key fails instead of sending a blank.
+        yield from render_for_recipients(
+            self.message,
+            self.recipients,
+            lambda: self.get_template_env(dag=self.dag if self.has_dag() else None),  # type: ignore[no-untyped-call]
+            context,
+        )

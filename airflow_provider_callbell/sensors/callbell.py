@@ -7,21 +7,13 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, error_from_event
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_TARGET_STATUSES,
     check_status_sets,
     message_outcome,
 )
-from airflow_provider_callbell.replies import (
-    MAX_PAGES_PER_POLL,
-    ReplyCheck,
-    ReplyRule,
-    check_replies,
-    log_check,
-)
-from airflow_provider_callbell.validation import is_templated, raised_for, validate_phone, validate_uuid
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.version_compat import (
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -35,10 +27,10 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
+    from airflow_provider_callbell.replies import ReplyCheck, ReplyRule
 
 
-class CallbellMessageStatusSensor(BaseSensorOperator):
+class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
     """
     Wait for a sent message to reach a delivery status, e.g. until the on-call person's phone has it.
 
@@ -87,7 +79,7 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         message_uuid: str,
         target_statuses: Sequence[str] = DEFAULT_TARGET_STATUSES,
         failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -96,18 +88,16 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
         self.callbell_conn_id = callbell_conn_id
         self.deferrable = deferrable
+        # The rules are imported here, not with the module: a DAG file that never builds a sensor skips them.
+        from airflow_provider_callbell.validation import is_templated, raised_for, validate_uuid
+
         if not is_templated(message_uuid):  # a wrong literal is a DAG import error naming the task
             with raised_for(f"task {self.task_id!r}"):
                 validate_uuid("message_uuid", message_uuid)
 
-    @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
-
     def execute(self, context: Context) -> Any:
+        from airflow_provider_callbell.validation import validate_uuid
+
         validate_uuid("message_uuid", self.message_uuid)
         if self.deferrable:
             from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
@@ -127,6 +117,8 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+
         try:
             message = self.hook.get_message_status(self.message_uuid)
         except CallbellAPIError as err:
@@ -140,6 +132,8 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Turn the trigger's event into the same result or error that poke mode gives."""
+        from airflow_provider_callbell.exceptions import CallbellError, error_from_event
+
         if event["event"] == "status":
             status = message_outcome(event["message"], self.target_statuses, self.failure_statuses)
             if status is None:  # only if the DAG's statuses changed while the task was deferred
@@ -156,7 +150,7 @@ class CallbellMessageStatusSensor(BaseSensorOperator):
         raise error_from_event(event)
 
 
-class CallbellReplySensor(BaseSensorOperator):
+class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
     """
     Wait for someone to answer over WhatsApp (or another Callbell channel): an acknowledgement, a YES/NO.
 
@@ -220,12 +214,20 @@ class CallbellReplySensor(BaseSensorOperator):
         pattern: str | None = None,
         reprompt: str | None = None,
         channel_uuid: str | None = None,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         # A wrong literal is a DAG import error naming the task; templated values are checked rendered.
+        from airflow_provider_callbell.replies import ReplyRule
+        from airflow_provider_callbell.validation import (
+            is_templated,
+            raised_for,
+            validate_phone,
+            validate_uuid,
+        )
+
         with raised_for(f"task {self.task_id!r}"):
             ReplyRule.build(choices, pattern)
             if not is_templated(to):
@@ -244,18 +246,15 @@ class CallbellReplySensor(BaseSensorOperator):
         self._since: datetime | None = None
 
     @cached_property
-    def hook(self) -> CallbellHook:
-        """The hook, imported here so that parsing a DAG never imports ``requests``."""
-        from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-        return CallbellHook(callbell_conn_id=self.callbell_conn_id)
-
-    @cached_property
     def rule(self) -> ReplyRule:
         """The accepted answers and the reprompt, once ``reprompt`` is rendered."""
+        from airflow_provider_callbell.replies import ReplyRule
+
         return ReplyRule.build(self.choices, self.pattern, self.reprompt)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_callbell.validation import validate_phone, validate_uuid
+
         self.to = validate_phone("to", self.to)
         if self.after_message_uuid is not None:
             validate_uuid("after_message_uuid", self.after_message_uuid)
@@ -297,6 +296,8 @@ class CallbellReplySensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+
         try:
             check = self._check()
             if check.needs_reprompt:
@@ -313,6 +314,8 @@ class CallbellReplySensor(BaseSensorOperator):
 
     def _check(self) -> ReplyCheck:
         """Read the conversation as far as the question (or the start) and apply the rule."""
+        from airflow_provider_callbell.replies import MAX_PAGES_PER_POLL, ReplyCheck, check_replies, log_check
+
         if self._contact_uuid is None:
             contact = self.hook.get_contact_by_phone(self.to, self.channel_uuid)
             if contact is None:
@@ -336,6 +339,8 @@ class CallbellReplySensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Turn the trigger's event into the result poke mode gives, or reprompt and wait again."""
+        from airflow_provider_callbell.exceptions import CallbellAPIError, error_from_event
+
         if event["event"] == "reply":
             reply: dict[str, Any] = event["reply"]
             return reply

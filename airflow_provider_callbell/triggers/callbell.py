@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from abc import abstractmethod
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from airflow_provider_callbell.message_status import (
     check_status_sets,
     message_outcome,
 )
+from airflow_provider_callbell.mixins import DEFAULT_CONN_ID
 from airflow_provider_callbell.replies import (
     MAX_PAGES_PER_POLL,
     ReplyCheck,
@@ -37,12 +39,102 @@ START_SPREAD = 1.0
 POLL_JITTER = 0.1
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from airflow_provider_callbell.hooks.callbell import CallbellHook
 
 
-class CallbellMessageStatusTrigger(BaseTrigger):
+class CallbellPollTrigger(BaseTrigger):
+    """
+    Ask Callbell the same question until it has an answer, a refusal or a deadline: every trigger's loop.
+
+    A subclass says how to ask once (:meth:`poll_once`: the event payload, or ``None`` to ask again)
+    and what its timeout event is (:meth:`timeout_event`); this class owns the rest, so both triggers
+    wait the same way:
+
+    - the first poll comes within ``min(poll_interval, START_SPREAD)`` random seconds of the start,
+      each later one after ``poll_interval`` give or take ``POLL_JITTER`` (10%), every sleep cut to
+      the deadline: triggers that start together do not poll together;
+    - a transient :class:`~airflow_provider_callbell.exceptions.CallbellAPIError` (no answer, ``429``,
+      ``5xx``) is logged and asked again at the next poll; any other
+      :class:`~airflow_provider_callbell.exceptions.CallbellError` ends the run with
+      ``{"event": "error", "reason", "status_code", "endpoint", "body"}``
+      (:func:`~airflow_provider_callbell.exceptions.error_event`);
+    - once ``end_time`` has passed, the run ends with :meth:`timeout_event`;
+    - one hook, and its one async client, serves every poll of a run and is closed when the run ends,
+      cancelled included.
+
+    ``serialize()`` gives the class's own path with :meth:`serialize_kwargs` and the three arguments
+    below: plain JSON values, never the token, which the hook reads from the connection at each start.
+
+    :param end_time: Unix time after which the trigger gives up with its timeout event.
+    :param poll_interval: seconds between two polls.
+    :param callbell_conn_id: the Airflow connection holding the API token.
+    """
+
+    def __init__(
+        self, *, end_time: float, poll_interval: float = 60.0, callbell_conn_id: str = DEFAULT_CONN_ID
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.end_time = end_time
+        self.poll_interval = poll_interval
+        self.callbell_conn_id = callbell_conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                **self.serialize_kwargs(),
+                "end_time": self.end_time,
+                "poll_interval": self.poll_interval,
+                "callbell_conn_id": self.callbell_conn_id,
+            },
+        )
+
+    @abstractmethod
+    def serialize_kwargs(self) -> dict[str, Any]:
+        """The subclass's own ``__init__`` arguments, as plain JSON values."""
+
+    @abstractmethod
+    async def poll_once(self, hook: CallbellHook) -> dict[str, Any] | None:
+        """Ask once: the payload of the event that ends the run, or ``None`` to ask again later."""
+
+    @abstractmethod
+    def timeout_event(self) -> dict[str, Any]:
+        """The payload of the event fired once ``end_time`` has passed."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+        hook = CallbellHook(self.callbell_conn_id)
+        try:
+            yield TriggerEvent(await self._poll_until_settled(hook))  # type: ignore[no-untyped-call]
+        finally:
+            await hook.aclose()  # cancelled too: the run's one async client never outlives it
+
+    async def _poll_until_settled(self, hook: CallbellHook) -> dict[str, Any]:
+        await asyncio.sleep(min(random.uniform(0, min(self.poll_interval, START_SPREAD)), self._remaining()))
+        while True:
+            try:
+                payload = await self.poll_once(hook)
+            except CallbellError as err:
+                if not (isinstance(err, CallbellAPIError) and err.is_transient):
+                    return error_event(err)
+                self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
+            else:
+                if payload is not None:
+                    return payload
+            remaining = self._remaining()
+            if remaining <= 0:
+                return self.timeout_event()
+            jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            await asyncio.sleep(min(self.poll_interval * jitter, remaining))
+
+    def _remaining(self) -> float:
+        return max(self.end_time - time.time(), 0.0)
+
+
+class CallbellMessageStatusTrigger(CallbellPollTrigger):
     """
     Poll ``GET /messages/status/:uuid`` until the message's status settles what a sensor waits for.
 
@@ -60,11 +152,10 @@ class CallbellMessageStatusTrigger(BaseTrigger):
       misconfigured; retrying cannot help. ``body`` is a redacted excerpt of the answer.
 
     No answer (none within the deadline included), ``429`` and ``5xx`` are transient: the trigger
-    logs them and asks again at the next poll, until ``end_time``. Polls are spread: the first
-    comes within a second of the start, the next ones every ``poll_interval`` give or take 10%
-    (see ``START_SPREAD``). One HTTP client serves every poll
-    of a run and is closed when the run ends. The serialized form holds only these plain arguments;
-    the token is read from the connection by the hook each time the trigger starts.
+    logs them and asks again at the next poll, until ``end_time``. Polls are spread and one HTTP
+    client serves a whole run, as :class:`CallbellPollTrigger` says. The serialized form holds only
+    these plain arguments; the token is read from the connection by the hook each time the trigger
+    starts.
 
     :param message_uuid: the message to follow.
     :param end_time: Unix time after which the trigger gives up with a timeout event.
@@ -82,69 +173,39 @@ class CallbellMessageStatusTrigger(BaseTrigger):
         target_statuses: Sequence[str] = DEFAULT_TARGET_STATUSES,
         failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
         poll_interval: float = 60.0,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__(end_time=end_time, poll_interval=poll_interval, callbell_conn_id=callbell_conn_id)
         self.message_uuid = message_uuid
-        self.end_time = end_time
         self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
-        self.poll_interval = poll_interval
-        self.callbell_conn_id = callbell_conn_id
+        self._last_status: str | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "message_uuid": self.message_uuid,
-                "end_time": self.end_time,
-                "target_statuses": list(self.target_statuses),
-                "failure_statuses": list(self.failure_statuses),
-                "poll_interval": self.poll_interval,
-                "callbell_conn_id": self.callbell_conn_id,
+    def serialize_kwargs(self) -> dict[str, Any]:
+        return {
+            "message_uuid": self.message_uuid,
+            "target_statuses": list(self.target_statuses),
+            "failure_statuses": list(self.failure_statuses),
+        }
+
+    async def poll_once(self, hook: CallbellHook) -> dict[str, Any] | None:
+        message = await hook.aget_message_status(self.message_uuid)
+        status = message.get("status")
+        if status != self._last_status:  # one log line per change, not per poll
+            self.log.info("Callbell message %s is %s", self.message_uuid, status)
+            self._last_status = status
+        if not self._settled(message):
+            return None
+        return {
+            "event": "status",
+            "message": {
+                "uuid": self.message_uuid,
+                "status": status,
+                "messageStatusPayload": message.get("messageStatusPayload"),
             },
-        )
+        }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in _with_one_client(self.callbell_conn_id, self._poll):
-            yield event
-
-    async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
-        last_status: str | None = None
-        await asyncio.sleep(min(random.uniform(0, min(self.poll_interval, START_SPREAD)), self._remaining()))
-        while True:
-            try:
-                message = await hook.aget_message_status(self.message_uuid)
-            except CallbellError as err:
-                if not (isinstance(err, CallbellAPIError) and err.is_transient):
-                    yield _event(error_event(err))
-                    return
-                self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
-            else:
-                status = message.get("status")
-                if status != last_status:
-                    self.log.info("Callbell message %s is %s", self.message_uuid, status)
-                    last_status = status
-                if self._settled(message):
-                    yield _event(
-                        {
-                            "event": "status",
-                            "message": {
-                                "uuid": self.message_uuid,
-                                "status": status,
-                                "messageStatusPayload": message.get("messageStatusPayload"),
-                            },
-                        }
-                    )
-                    return
-            remaining = self._remaining()
-            if remaining <= 0:
-                yield _event({"event": "timeout", "status": last_status})
-                return
-            jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-            await asyncio.sleep(min(self.poll_interval * jitter, remaining))
-
-    def _remaining(self) -> float:
-        return max(self.end_time - time.time(), 0.0)
+    def timeout_event(self) -> dict[str, Any]:
+        return {"event": "timeout", "status": self._last_status}
 
     def _settled(self, message: dict[str, Any]) -> bool:
         """Whether the sensor's rule has an answer (a result or an error) for this status."""
@@ -154,25 +215,7 @@ class CallbellMessageStatusTrigger(BaseTrigger):
             return True  # the sensor raises it, with Callbell's reason, when it resumes
 
 
-async def _with_one_client(
-    conn_id: str, poll: Callable[[CallbellHook], AsyncIterator[TriggerEvent]]
-) -> AsyncIterator[TriggerEvent]:
-    """Run ``poll`` with one hook, whose one async client is closed when the run ends (cancelled too)."""
-    from airflow_provider_callbell.hooks.callbell import CallbellHook
-
-    hook = CallbellHook(conn_id)
-    try:
-        async for event in poll(hook):
-            yield event
-    finally:
-        await hook.aclose()
-
-
-def _event(payload: dict[str, Any]) -> TriggerEvent:
-    return TriggerEvent(payload)  # type: ignore[no-untyped-call]
-
-
-class CallbellReplyTrigger(BaseTrigger):
+class CallbellReplyTrigger(CallbellPollTrigger):
     """
     Poll a contact's conversation until an accepted answer arrives, for a deferred reply sensor.
 
@@ -190,7 +233,8 @@ class CallbellReplyTrigger(BaseTrigger):
     - ``{"event": "timeout"}`` once ``end_time`` has passed;
     - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused for good.
 
-    No answer, ``429`` and ``5xx`` are logged and asked again at the next poll. The serialized form
+    No answer, ``429`` and ``5xx`` are logged and asked again at the next poll. Polls are spread and
+    one HTTP client serves a whole run, as :class:`CallbellPollTrigger` says. The serialized form
     holds only these plain arguments (ids, the rule, times), never the token.
 
     :param to: the phone number that must answer.
@@ -219,74 +263,48 @@ class CallbellReplyTrigger(BaseTrigger):
         pattern: str | None = None,
         reprompt: str | None = None,
         poll_interval: float = 60.0,
-        callbell_conn_id: str = "callbell_default",
+        callbell_conn_id: str = DEFAULT_CONN_ID,
     ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__(end_time=end_time, poll_interval=poll_interval, callbell_conn_id=callbell_conn_id)
         self.to = to
-        self.end_time = end_time
         self.after_message_uuid = after_message_uuid
         self.since = since
         self.contact_uuid = contact_uuid
         self.channel_uuid = channel_uuid
         self.rule = ReplyRule.build(choices, pattern, reprompt)
-        self.poll_interval = poll_interval
-        self.callbell_conn_id = callbell_conn_id
+        self._last_check: ReplyCheck | None = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "to": self.to,
-                "end_time": self.end_time,
-                "after_message_uuid": self.after_message_uuid,
-                "since": self.since,
+    def serialize_kwargs(self) -> dict[str, Any]:
+        return {
+            "to": self.to,
+            "after_message_uuid": self.after_message_uuid,
+            "since": self.since,
+            "contact_uuid": self.contact_uuid,
+            "channel_uuid": self.channel_uuid,
+            "choices": list(self.rule.choices) if self.rule.choices else None,
+            "pattern": self.rule.pattern,
+            "reprompt": self.rule.reprompt,
+        }
+
+    async def poll_once(self, hook: CallbellHook) -> dict[str, Any] | None:
+        check = await self._check(hook)
+        if check != self._last_check:  # one log line per change, not per poll
+            log_check(self.log, check, self.to, self.after_message_uuid)
+            self._last_check = check
+        if check.reply is not None:
+            self.log.info("%s answered %r", self.to, check.reply["text"])
+            return {"event": "reply", "reply": check.reply}
+        if check.needs_reprompt:
+            return {
+                "event": "reprompt",
                 "contact_uuid": self.contact_uuid,
-                "channel_uuid": self.channel_uuid,
-                "choices": list(self.rule.choices) if self.rule.choices else None,
-                "pattern": self.rule.pattern,
-                "reprompt": self.rule.reprompt,
-                "poll_interval": self.poll_interval,
-                "callbell_conn_id": self.callbell_conn_id,
-            },
-        )
+                "since": self.since,
+                "end_time": self.end_time,
+            }
+        return None
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        async for event in _with_one_client(self.callbell_conn_id, self._poll):
-            yield event
-
-    async def _poll(self, hook: CallbellHook) -> AsyncIterator[TriggerEvent]:
-        last: ReplyCheck | None = None
-        while True:
-            try:
-                check = await self._check(hook)
-                if check != last:  # one log line per change, not per poll
-                    log_check(self.log, check, self.to, self.after_message_uuid)
-                    last = check
-            except CallbellError as err:
-                if not (isinstance(err, CallbellAPIError) and err.is_transient):
-                    yield _event(error_event(err))
-                    return
-                self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
-            else:
-                if check.reply is not None:
-                    self.log.info("%s answered %r", self.to, check.reply["text"])
-                    yield _event({"event": "reply", "reply": check.reply})
-                    return
-                if check.needs_reprompt:
-                    yield _event(
-                        {
-                            "event": "reprompt",
-                            "contact_uuid": self.contact_uuid,
-                            "since": self.since,
-                            "end_time": self.end_time,
-                        }
-                    )
-                    return
-            remaining = self.end_time - time.time()
-            if remaining <= 0:
-                yield _event({"event": "timeout"})
-                return
-            await asyncio.sleep(min(self.poll_interval, remaining))
+    def timeout_event(self) -> dict[str, Any]:
+        return {"event": "timeout"}
 
     async def _check(self, hook: CallbellHook) -> ReplyCheck:
         """The sensor's ``_check``, over the async client: one request per poll once the contact is known."""
