@@ -253,7 +253,7 @@ def test_importing_leaves_the_rules_to_the_first_check():
     watched = [
         "airflow_provider_callbell.validation",
         "airflow_provider_callbell.replies",
-        "airflow_provider_callbell.notifications.events",
+        "airflow_provider_callbell.callback_events",
     ]
     modules = ",".join(
         f"airflow_provider_callbell.{name}.callbell" for name in ("operators", "notifications", "sensors")

@@ -3,7 +3,7 @@
 Nothing here imports ``requests``, ``httpx`` or the hook at module level, nor the message rules or the
 summary: a DAG file that attaches a notifier pays for this module and the list of message fields; the
 rules (:mod:`~airflow_provider_callbell.validation`) come when a notifier is built, to check its
-literal fields, and the summary (:mod:`~airflow_provider_callbell.notifications.events`) when a
+literal fields, and the summary (:mod:`~airflow_provider_callbell.callback_events`) when a
 callback fires.
 """
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
-    from airflow_provider_callbell.notifications.events import CallbackEvent
+    from airflow_provider_callbell.callback_events import CallbackEvent
 
 
 #: Every Airflow Variable the notifier writes is named ``callbell_notifier.<dedupe key>``.
@@ -191,7 +191,7 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
 
     def notify(self, context: Context) -> None:
         """Send the message, unless an alert-fatigue option says this outcome is not news."""
-        from airflow_provider_callbell.notifications.events import CallbackEvent
+        from airflow_provider_callbell.callback_events import CallbackEvent
 
         event = CallbackEvent.from_context(context)
         if self.quiet_retries and event.outcome == "up_for_retry":
@@ -305,11 +305,11 @@ def _state_key(key: str) -> str:
 def __getattr__(name: str) -> Any:
     """``CallbackEvent`` and ``HITLRequest`` from their old place, imported on first use.
 
-    They moved to :mod:`~airflow_provider_callbell.notifications.events`, which only a firing callback
+    They moved to :mod:`~airflow_provider_callbell.callback_events`, which only a firing callback
     needs: a DAG file that attaches the notifier does not pay for them.
     """
     if name in ("CallbackEvent", "HITLRequest"):
-        from airflow_provider_callbell.notifications import events
+        from airflow_provider_callbell import callback_events
 
-        return getattr(events, name)
+        return getattr(callback_events, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

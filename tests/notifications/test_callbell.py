@@ -12,16 +12,16 @@ from unittest import mock
 
 import pytest
 
+from airflow_provider_callbell import callback_events
+from airflow_provider_callbell.callback_events import CallbackEvent
 from airflow_provider_callbell.exceptions import CallbellAPIError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.notifications import callbell as notifications
-from airflow_provider_callbell.notifications import events
 from airflow_provider_callbell.notifications.callbell import (
     STATE_VARIABLE_PREFIX,
     CallbellNotifier,
     send_callbell_notification,
 )
-from airflow_provider_callbell.notifications.events import CallbackEvent
 from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.compat import DAG, TaskInstanceState, modules_added_by
@@ -227,7 +227,7 @@ class TestDefaultSummary:
     ):
         # Airflow 3's task instance carries no state: 3.2+ hands the one that failed the run, 3.0-3.1
         # the run's last one, and a timed-out run's last task did not fail it.
-        monkeypatch.setattr(events, "AIRFLOW_V_3_2_PLUS", airflow_3_2_plus)
+        monkeypatch.setattr(callback_events, "AIRFLOW_V_3_2_PLUS", airflow_3_2_plus)
         summary = CallbackEvent.from_context(
             {**dag_context(reason), "ti": task_context(None)["ti"]}
         ).summary()
@@ -477,13 +477,13 @@ class TestImportCost:
         assert modules_added_by(modules, watched) == []
 
     def test_the_rules_and_the_summary_wait_for_a_notifier_and_a_callback(self):
-        watched = ["airflow_provider_callbell.validation", "airflow_provider_callbell.notifications.events"]
+        watched = ["airflow_provider_callbell.validation", "airflow_provider_callbell.callback_events"]
         assert modules_added_by("airflow_provider_callbell.notifications.callbell", watched) == []
 
     def test_callback_event_keeps_its_old_import_path(self):
         from airflow_provider_callbell.notifications.callbell import CallbackEvent as old
         from airflow_provider_callbell.notifications.callbell import HITLRequest
 
-        assert (old, HITLRequest) == (CallbackEvent, events.HITLRequest)
+        assert (old, HITLRequest) == (CallbackEvent, callback_events.HITLRequest)
         with pytest.raises(AttributeError, match="no attribute 'CallbackEvents'"):
             notifications.CallbackEvents  # noqa: B018

@@ -8,8 +8,8 @@ from unittest import mock
 
 import pytest
 
+from airflow_provider_callbell.callback_events import CallbackEvent
 from airflow_provider_callbell.notifications.callbell import CallbellNotifier
-from airflow_provider_callbell.notifications.events import CallbackEvent
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.helpers import SEND_URL, UUID
 

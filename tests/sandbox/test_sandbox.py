@@ -501,7 +501,9 @@ class TestFaults:
         with pytest.raises(error):
             callbell_sandbox.configure(**knobs)
 
-    def test_handles_300_requests_per_second_from_10_threads(self) -> None:
+    def test_serves_600_requests_from_10_threads_at_once(self) -> None:
+        # How fast it serves them is the benchmark's to measure (make bench sends through a sandbox at
+        # 300 requests/s): a timed assertion here failed on a loaded 2-core machine.
         errors: list[BaseException] = []
 
         def worker(url: str) -> None:
@@ -518,15 +520,13 @@ class TestFaults:
                 threading.Thread(target=worker, args=(f"{callbell_sandbox.url}/messages/send",))
                 for _ in range(10)
             ]
-            started = time.monotonic()
             for thread in workers:
                 thread.start()
             for thread in workers:
                 thread.join()
-            elapsed = time.monotonic() - started
             assert not errors
             assert len(callbell_sandbox.messages) == 600
-        assert elapsed < 2.0, f"600 requests took {elapsed:.2f}s"
+            assert len({message["uuid"] for message in callbell_sandbox.messages}) == 600
 
 
 class TestInspection:
