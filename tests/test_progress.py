@@ -8,7 +8,7 @@ import pytest
 
 from airflow_provider_callbell import progress
 from airflow_provider_callbell.progress import VariableProgress, progress_key
-from tests.operators.test_callbell_bulk import Variables
+from tests.helpers import Variables
 
 
 class Writes(Variables):

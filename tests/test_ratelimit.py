@@ -6,7 +6,7 @@ import pytest
 
 from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
 from airflow_provider_callbell.ratelimit import RateGate
-from tests.test_retry import Waits
+from tests.helpers import Waits
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX, RetryPolicy, parse_retry_after
-from tests.helpers import TOKEN, UUID, set_connection
+from tests.helpers import TOKEN, UUID, Waits, set_connection
 
 OK = (200, {}, json.dumps({"message": {"uuid": UUID, "status": "enqueued"}}), 0.0)
 
@@ -74,19 +74,6 @@ def server(monkeypatch):
     yield scripted
     scripted.httpd.shutdown()
     scripted.httpd.server_close()
-
-
-class Waits(list):
-    """Records the waits the policy asks for instead of sleeping them, and advances a fake clock."""
-
-    now = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 @pytest.fixture

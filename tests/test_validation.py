@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -15,9 +15,7 @@ from airflow_provider_callbell.validation import (
     validate_uuid,
 )
 from tests.adversarial import ADVERSARIAL, MEGABYTE, Hostile, deep_list
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from tests.helpers import assert_valid_body
 
 URL = "https://example.com/my_image.jpeg"
 
@@ -346,14 +344,6 @@ class TestUuid:
     def test_refuses_anything_else(self, bad):
         with pytest.raises(CallbellValidationError, match="uuid must be a Callbell message uuid"):
             validate_uuid("uuid", bad)
-
-
-def assert_valid_body(body: Mapping[str, Any]) -> None:
-    """A body Callbell can take: strict JSON (no NaN), UTF-8, exact built-in types, no nulls."""
-    text = json.dumps(body, allow_nan=False, ensure_ascii=False)
-    text.encode("utf-8")  # no lone surrogates
-    assert json.loads(text) == body  # exact built-in types: nothing serialises differently
-    assert None not in body.values()
 
 
 class TestAnyValue:

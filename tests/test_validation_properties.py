@@ -22,8 +22,7 @@ from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.validation import CHANNEL_TYPES, MESSAGE_TYPES, build_send_payload
 from tests.adversarial import ADVERSARIAL
-from tests.helpers import SEND_URL, TOKEN, UUID
-from tests.test_validation import assert_valid_body
+from tests.helpers import SEND_URL, TOKEN, UUID, assert_valid_body
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

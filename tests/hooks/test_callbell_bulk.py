@@ -20,8 +20,7 @@ import pytest
 from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RetryPolicy
-from tests.helpers import TOKEN, set_connection
-from tests.test_retry import Waits
+from tests.helpers import TOKEN, Waits, set_connection
 
 
 class BulkServer:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import airflow_provider_callbell
-from tests.sandbox.test_sandbox import read_lines_in_background
+from tests.helpers import read_lines_in_background
 
 if TYPE_CHECKING:
     import queue

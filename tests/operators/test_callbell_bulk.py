@@ -22,23 +22,9 @@ from airflow_provider_callbell.operators.callbell import (
     CallbellSendMessagesOperator,
 )
 from tests.compat import DAG
+from tests.helpers import Variables
 
 KEY = "callbell_progress/bulk_dag/send/manual__1/-1"
-
-
-class Variables(dict):
-    """Stands in for ``airflow.sdk.Variable``: the same three calls, kept in this dict."""
-
-    def get(self, key: str, default: Any = None, deserialize_json: bool = False) -> Any:  # type: ignore[override]
-        if key not in self:
-            return default
-        return json.loads(self[key]) if deserialize_json else self[key]
-
-    def set(self, key: str, value: Any, description: str | None = None, serialize_json: bool = False) -> None:
-        self[key] = json.dumps(value) if serialize_json else value
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
 
 
 @pytest.fixture
