@@ -28,7 +28,7 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
+from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellValidationError
 
 if TYPE_CHECKING:
     import threading
@@ -54,7 +54,9 @@ PROGRESS_LOG_SECONDS = 10.0
 
 
 class Log(Protocol):
-    """The two logger methods a bulk send uses (Airflow's and the standard library's loggers fit)."""
+    """The logger methods a bulk send uses (Airflow's and the standard library's loggers fit)."""
+
+    def debug(self, msg: str, /, *args: Any) -> Any: ...
 
     def info(self, msg: str, /, *args: Any) -> Any: ...
 
@@ -254,6 +256,35 @@ def describe_failures(results: Sequence[Mapping[str, Any]], groups: int = 5) -> 
     if len(reasons) > groups:
         parts.append(f"and {len(reasons) - groups} other kinds of failure")
     return "; ".join(parts)
+
+
+def send_line(
+    line: bytes,
+    *,
+    post: Callable[[Mapping[str, Any]], dict[str, Any]],
+    redact: Callable[[str], str],
+    log: Log,
+) -> dict[str, Any]:
+    """One worker's send of one spooled body with ``post``: a compact result or a failure record.
+
+    It never raises: a failure is that message's record, never the end of the send, even for an
+    error nobody foresaw (a bug, an answer of an unknown shape), whose text goes through ``redact``.
+    """
+    payload = json.loads(line)
+    recipient = payload.get("to", payload.get("bsuid"))
+    try:
+        message = post(payload)
+    except CallbellError as err:
+        log.debug("Callbell refused a message to %s: %s", recipient, err)
+        return failure_record(err, payload)
+    except Exception as err:  # a bug or an answer nobody foresaw: this message's failure, not the send's
+        unexpected = CallbellAPIError(
+            redact(f"unexpected {type(err).__name__}: {err}"), endpoint="POST /messages/send"
+        )
+        log.warning("Callbell: a message to %s failed: %s", recipient, unexpected)
+        return failure_record(unexpected, payload)
+    log.debug("Callbell enqueued message %s to %s", message["uuid"], recipient)
+    return compact(message)
 
 
 class _NotStarted(Exception):

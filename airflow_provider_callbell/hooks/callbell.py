@@ -10,8 +10,7 @@ async client, then the API. How a request travels and how an answer is read is t
 from __future__ import annotations
 
 import asyncio
-import json
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -19,9 +18,8 @@ from airflow_provider_callbell import answers
 from airflow_provider_callbell.bulk import (
     DEFAULT_MAX_RPS,
     MAX_WORKERS,
-    compact,
     default_workers,
-    failure_record,
+    send_line,
     send_spooled,
     spool_messages,
 )
@@ -260,29 +258,6 @@ class CallbellHook(BaseHook):
         data = self._request("POST", "/messages/send", json=payload)
         return answers.sent_message(data, "POST /messages/send", self._invalid)
 
-    def _send_spooled(self, line: bytes) -> dict[str, Any]:
-        """One bulk worker's send: a compact result for success or failure, never an exception."""
-        payload = json.loads(line)
-        try:
-            message = self._post_message(payload)
-        except CallbellError as err:
-            self.log.debug(
-                "Callbell refused a message to %s: %s", payload.get("to", payload.get("bsuid")), err
-            )
-            return failure_record(err, payload)
-        except Exception as err:  # a bug or an answer nobody foresaw: this message's failure, not the send's
-            unexpected = CallbellAPIError(
-                self._redact(f"unexpected {type(err).__name__}: {err}"), endpoint="POST /messages/send"
-            )
-            self.log.warning(
-                "Callbell: a message to %s failed: %s", payload.get("to", payload.get("bsuid")), unexpected
-            )
-            return failure_record(unexpected, payload)
-        self.log.debug(
-            "Callbell enqueued message %s to %s", message["uuid"], payload.get("to", payload.get("bsuid"))
-        )
-        return compact(message)
-
     def send_message(self, to: str | None = None, **options: Unpack[MessageOptions]) -> dict[str, Any]:
         """Validate one message, enqueue it with ``POST /messages/send`` and return Callbell's ``message``.
 
@@ -372,7 +347,7 @@ class CallbellHook(BaseHook):
             )
             return send_spooled(
                 spool,
-                self._send_spooled,
+                partial(send_line, post=self._post_message, redact=self._redact, log=self.log),
                 workers=workers,
                 progress=progress,
                 log=self.log,

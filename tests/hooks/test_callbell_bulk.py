@@ -223,9 +223,9 @@ class TestSendMessages:
     def test_sends_at_the_default_rate_unless_told(self, server, monkeypatch):
         rates: list[float | None] = []
         hook = CallbellHook()
-        original = hook._send_spooled
+        original = hook._post_message
         monkeypatch.setattr(
-            hook, "_send_spooled", lambda line: rates.append(hook._gate.max_rps) or original(line)
+            hook, "_post_message", lambda payload: rates.append(hook._gate.max_rps) or original(payload)
         )
         hook.send_messages([message(0)])
         hook.send_messages([message(1)], max_rps=50)
