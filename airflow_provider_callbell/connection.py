@@ -141,9 +141,9 @@ def env_var(conn_id: str) -> str:
 def how_to_define(conn_id: str) -> str:
     """The two ways to define a Callbell connection from a shell, for error messages."""
     return (
-        f"define it with `airflow connections add {conn_id} --conn-type callbell --conn-password "
+        f"define it with `airflow connections add {conn_id} --conn-type {CONN_TYPE} --conn-password "
         f"<API token>` or with the environment variable {env_var(conn_id)}="
-        """'{"conn_type": "callbell", "password": "<API token>"}'"""
+        f"""'{{"conn_type": "{CONN_TYPE}", "password": "<API token>"}}'"""
     )
 
 

@@ -37,28 +37,46 @@ from airflow_provider_callbell.sandbox.answers import Answer, error, json_object
 from airflow_provider_callbell.sandbox.api import CallbellApi
 from airflow_provider_callbell.sandbox.inbox import Inbox
 from airflow_provider_callbell.sandbox.rules import (
+    BOT_STATUSES,
     BUSINESS_NUMBER,
+    CHANNEL_TYPES,
+    DASHBOARD_URL,
     DEFAULT_CHANNELS,
     DEFAULT_TEMPLATES,
     JSON,
+    MESSAGE_TYPES,
+    RESPONSE_FIELDS,
     InboundValidationError,
+    SandboxValidationError,
     SendValidationError,
+    validate_inbound,
+    validate_send,
 )
-from airflow_provider_callbell.sandbox.store import Knobs, Store
+from airflow_provider_callbell.sandbox.store import STATUS_STEPS, Knobs, Store, status_at
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
-# What this module offers: the facade, and the account data and errors that tests import from here
-# (they are defined in ``rules``).
+# What this module offers: the facade, and the names it offered before the sandbox was layered (the
+# rules, the account data and the status steps, defined in ``rules`` and ``store``).
 __all__ = [
+    "BOT_STATUSES",
     "BUSINESS_NUMBER",
+    "CHANNEL_TYPES",
+    "DASHBOARD_URL",
     "DEFAULT_CHANNELS",
     "DEFAULT_TEMPLATES",
+    "MESSAGE_TYPES",
+    "RESPONSE_FIELDS",
+    "STATUS_STEPS",
     "CallbellSandbox",
     "InboundValidationError",
+    "SandboxValidationError",
     "SendValidationError",
+    "status_at",
+    "validate_inbound",
+    "validate_send",
 ]
 
 
