@@ -50,13 +50,7 @@ def render_for_recipients(
 
 def json_list(name: str, value: Any) -> Iterable[Any]:
     """A list as given (or any iterable, such as a resolved XComArg), or parsed from a JSON list."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise CallbellValidationError(
-                f"{name} must be a list or a JSON list, got {value[:200]!r}"
-            ) from None
+    value = _from_json(name, value, "a list or a JSON list")
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or hasattr(value, "keys"):
         raise CallbellValidationError(f"{name} must be a list or a JSON list, got {type(value).__name__}")
     return cast("Iterable[Any]", value)
@@ -64,13 +58,7 @@ def json_list(name: str, value: Any) -> Iterable[Any]:
 
 def message_template(message: Any) -> dict[str, Any]:
     """Check the per-recipient message: a dict of message fields, the recipient's identity excepted."""
-    if isinstance(message, str):
-        try:
-            message = json.loads(message)
-        except ValueError:
-            raise CallbellValidationError(
-                f"message must be an object or a JSON object, got {message[:200]!r}"
-            ) from None
+    message = _from_json("message", message, "an object or a JSON object")
     if not isinstance(message, dict):
         raise CallbellValidationError(f"message must be an object of message fields, got {message!r}")
     allowed = set(MESSAGE_FIELDS) - set(RECIPIENT_KEYS) | {"from"}
@@ -84,6 +72,16 @@ def message_template(message: Any) -> dict[str, Any]:
                 f"{key!r} is not a message field; expected {', '.join(sorted(allowed))}"
             )
     return message
+
+
+def _from_json(name: str, value: Any, expected: str) -> Any:
+    """``value`` as given, or parsed when it is JSON text (a templated field renders to text)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise CallbellValidationError(f"{name} must be {expected}, got {value[:200]!r}") from None
 
 
 def _recipient(index: int, value: Any) -> dict[str, Any]:

@@ -70,11 +70,11 @@ class Airflow:
             check=check,
         )
 
-    def dags_test(self, dag_id: str, sandbox: CallbellSandbox | None, **env: str) -> DagRunResult:
-        """Run ``airflow dags test``; the default connection points at ``sandbox`` unless ``env`` says."""
-        if sandbox is not None:
-            env = {"AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json, **env}
-        proc = self.cli("dags", "test", dag_id, LOGICAL_DATE, env=env, check=False)
+    def last_run(self, dag_id: str, also_show: str = "") -> dict[str, Any]:
+        """The DAG's last run: ``run_id``, ``state`` and ``xcoms`` (``scripts/read_xcoms.py``).
+
+        ``also_show`` is added to the failure message, e.g. the output of the run that failed.
+        """
         read = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "read_xcoms.py"), dag_id],
             env=self.env,
@@ -82,8 +82,16 @@ class Airflow:
             text=True,
             check=False,
         )
-        assert read.returncode == 0, f"read_xcoms.py failed:\n{read.stderr[-3000:]}\n{proc.stderr[-3000:]}"
-        found = json.loads(read.stdout.strip().splitlines()[-1])
+        assert read.returncode == 0, f"read_xcoms.py failed:\n{read.stderr[-3000:]}\n{also_show[-3000:]}"
+        found: dict[str, Any] = json.loads(read.stdout.strip().splitlines()[-1])
+        return found
+
+    def dags_test(self, dag_id: str, sandbox: CallbellSandbox | None, **env: str) -> DagRunResult:
+        """Run ``airflow dags test``; the default connection points at ``sandbox`` unless ``env`` says."""
+        if sandbox is not None:
+            env = {"AIRFLOW_CONN_CALLBELL_DEFAULT": sandbox.connection_json, **env}
+        proc = self.cli("dags", "test", dag_id, LOGICAL_DATE, env=env, check=False)
+        found = self.last_run(dag_id, also_show=proc.stderr)
         return DagRunResult(
             proc.returncode, proc.stdout + proc.stderr, found["run_id"], found["state"], found["xcoms"]
         )

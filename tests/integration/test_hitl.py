@@ -7,11 +7,9 @@ page does, and the run finishes with the approval.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,7 +19,7 @@ import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.integration.helpers import BIN, LOGICAL_DATE, ROOT, Airflow, api_server
+from tests.integration.helpers import BIN, LOGICAL_DATE, Airflow, api_server
 
 pytestmark = [
     pytest.mark.integration,
@@ -83,14 +81,7 @@ def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(
                 os.killpg(dag_test.pid, signal.SIGKILL)
                 dag_test.wait()
     assert dag_test.returncode == 0, output[-3000:]
-    read = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "read_xcoms.py"), DAG_ID],
-        env=airflow.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = json.loads(read.stdout.strip().splitlines()[-1])
+    found = airflow.last_run(DAG_ID)
     assert found["state"] == "success"
     values = {(row["task_id"], row["key"]): row["value"] for row in found["xcoms"]}
     assert values[("publish", "return_value")] == "published"
