@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from airflow_provider_callbell.sandbox import CallbellSandbox
+from tests.celery.helpers import CeleryDeployment, celery_deployment
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: Seconds per delivery step of a sandbox message: the deferred sensor waits three steps for "read",
+#: polling every second from the triggerer while the bulk sends run.
+STATUS_INTERVAL = 8.0
+
+
+@pytest.fixture(scope="module")
+def celery_sandbox() -> Iterator[CallbellSandbox]:
+    """The sandbox every process of the deployment sends to, enforcing Callbell's 300 requests/s."""
+    with CallbellSandbox(status_interval=STATUS_INTERVAL, rate_limit=300) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(
+    celery_sandbox: CallbellSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CeleryDeployment]:
+    """One CeleryExecutor deployment for the module's tests (starting one takes a minute)."""
+    connection = json.loads(celery_sandbox.connection_json)
+    with celery_deployment(tmp_path_factory.mktemp("celery_home"), json.dumps(connection)) as deployment:
+        yield deployment

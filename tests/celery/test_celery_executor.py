@@ -1,0 +1,119 @@
+"""The provider on a real CeleryExecutor deployment (``make test-celery``): Redis, PostgreSQL, Airflow 3's
+API server, scheduler, DAG processor and triggerer, and two Celery workers, against the sandbox
+enforcing Callbell's 300 requests per second. The tests run in order on one deployment."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.celery.dags import celery_shared_limit, celery_worker_killed
+
+if TYPE_CHECKING:
+    from airflow_provider_callbell.sandbox import CallbellSandbox
+    from tests.celery.helpers import CeleryDeployment
+
+pytestmark = pytest.mark.celery
+
+LIMIT = 300  # requests per second, the sandbox's as Callbell's
+
+
+def _report(capsys: pytest.CaptureFixture[str], *lines: str) -> None:
+    with capsys.disabled():
+        print("\n" + "\n".join(f"[test-celery] {line}" for line in lines))
+
+
+def test_two_bulk_sends_on_two_workers_share_the_account_limit(
+    celery_airflow: CeleryDeployment, celery_sandbox: CallbellSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dag_id = "celery_shared_limit"
+    run_id = celery_airflow.trigger(dag_id)
+    state = celery_airflow.wait_for_run(dag_id, run_id, timeout=300)
+    assert state == "success", celery_airflow.logs()
+
+    bulk = {
+        task_id: celery_airflow.task_instance(dag_id, run_id, task_id)
+        for task_id in celery_shared_limit.RECIPIENTS
+    }
+    assert {task_id: ti["hostname"] for task_id, ti in bulk.items()} == {
+        "bulk_a": "worker_a.test",
+        "bulk_b": "worker_b.test",
+    }
+    messages = celery_sandbox.messages
+    sent_to = Counter(message["body"]["to"] for message in messages)
+    for recipients in celery_shared_limit.RECIPIENTS.values():
+        assert {sent_to[to] for to in recipients} == {1}  # every message stored once
+    bulk_times = {
+        task_id: sorted(m["received_at"] for m in messages if m["body"]["to"] in set(recipients))
+        for task_id, recipients in celery_shared_limit.RECIPIENTS.items()
+    }
+    # At once: each bulk send began before the other one ended.
+    assert bulk_times["bulk_a"][0] < bulk_times["bulk_b"][-1]
+    assert bulk_times["bulk_b"][0] < bulk_times["bulk_a"][-1]
+    start = min(times[0] for times in bulk_times.values())
+    end = max(times[-1] for times in bulk_times.values())
+    requests = celery_sandbox.requests
+    during = [r for r in requests if start <= r["at"] <= end]
+    accepted = sum(r["status"] != 429 for r in during)
+    too_many = sum(r["status"] == 429 for r in requests)
+    share = accepted / (end - start) / LIMIT
+    others = Counter(
+        (r["method"], r["path"].split("/")[2])
+        for r in during
+        if not r["path"].startswith("/v1/messages/send")
+    )
+    _report(
+        capsys,
+        f"shared limit: {sum(map(len, bulk_times.values()))} bulk messages from 2 workers in {end - start:.1f} s",
+        f"  {accepted / (end - start):.0f} requests/s accepted = {share:.1%} of the {LIMIT}/s limit",
+        f"  429 answers: {too_many} of {len(requests)} requests ({too_many / len(requests):.2%})",
+        f"  beside them: {dict(others)}",
+    )
+    # The sensor and the notifier drew on the same limit while the bulk sends ran.
+    assert sent_to[celery_shared_limit.ON_CALL] == 2  # the incident and the notifier's message
+    assert too_many <= 0.01 * len(requests)
+    assert share >= 0.9
+
+
+def test_a_worker_killed_mid_send_is_retried_on_the_other_without_sending_twice(
+    celery_airflow: CeleryDeployment, celery_sandbox: CallbellSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dag_id, task_id = "celery_worker_killed", "bulk"
+    recipients = set(celery_worker_killed.RECIPIENTS)
+    run_id = celery_airflow.trigger(dag_id)
+
+    def sent() -> int:
+        return sum(message["body"]["to"] in recipients for message in celery_sandbox.messages)
+
+    deadline = time.monotonic() + 180
+    while sent() < celery_worker_killed.MESSAGES // 3:  # a third of the way
+        assert time.monotonic() < deadline, celery_airflow.logs()
+        time.sleep(0.1)
+    victim = celery_airflow.task_instance(dag_id, run_id, task_id)["hostname"]
+    celery_airflow.kill_worker(victim.removesuffix(".test"))
+    sent_before_kill = sent()
+
+    state = celery_airflow.wait_for_run(dag_id, run_id, timeout=300)
+    tries = celery_airflow.tries(dag_id, run_id, task_id)
+    summary = celery_airflow.xcom(dag_id, run_id, task_id, "callbell_summary")
+    sent_to = Counter(m["body"]["to"] for m in celery_sandbox.messages if m["body"]["to"] in recipients)
+    twice = sum(count > 1 for count in sent_to.values())
+    _report(
+        capsys,
+        f"worker killed: SIGKILL to {victim} after {sent_before_kill} of {len(recipients)} messages were stored",
+        "  tries: " + ", ".join(f"#{t['try_number']} on {t['hostname']}: {t['state']}" for t in tries),
+        f"  retry: {summary['sent_earlier']} recorded as sent by the first try, {summary['sent']} sent, "
+        f"{summary['unknown']} unknown (may have gone out: not resent), {summary['failed']} failed",
+        f"  stored by the sandbox: {sum(sent_to.values())} messages to {len(sent_to)} recipients, {twice} twice",
+    )
+    assert [t["hostname"] for t in tries] == [victim, *{"worker_a.test", "worker_b.test"} - {victim}]
+    assert twice == 0  # at most once: nothing sent twice, though a worker died in the middle
+    assert summary["failed"] == 0
+    assert summary["sent_earlier"] + summary["sent"] + summary["unknown"] == len(recipients)
+    reached = summary["sent_earlier"] + summary["sent"]
+    assert reached <= len(sent_to) <= reached + summary["unknown"]
+    # Unknown fates fail the task (a person checks them); without any, the retry completes the send.
+    assert state == ("failed" if summary["unknown"] else "success")
