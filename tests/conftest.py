@@ -4,12 +4,16 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import SEND_URL, UUID, set_connection
 from tests.integration.helpers import Airflow
 from tests.redis_server import MISSING, RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Airflow reads AIRFLOW_HOME when it is first imported, which happens after this file is loaded: give
 # the in-process tests a throwaway home, so that no config, SQLite file or log lands in ~/airflow.
@@ -84,13 +88,15 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> RedisServer:
-    """A throwaway redis-server for the session (stopped by a finalizer, even on Ctrl-C)."""
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server for the session, stopped at its end, even after Ctrl-C."""
     if shutil.which("redis-server") is None:
         pytest.skip(MISSING)
     server = RedisServer(tmp_path_factory.mktemp("redis"))
-    request.addfinalizer(server.stop)
-    return server
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
