@@ -35,12 +35,13 @@ from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellError,
     CallbellInvalidResponseError,
+    CallbellRateLimitError,
     CallbellValidationError,
 )
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID
 from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
 from airflow_provider_callbell.paging import MessagesCut, Pager
-from airflow_provider_callbell.ratelimit import RateGate
+from airflow_provider_callbell.ratelimit import RateGate, gate_for
 from airflow_provider_callbell.transport import aio, protocol, sync
 from airflow_provider_callbell.transport.caps import redact
 from airflow_provider_callbell.validation import DEFAULT_CHANNEL as DEFAULT_CHANNEL
@@ -154,15 +155,32 @@ class CallbellHook(BaseHook):
         return self._settings
 
     def _settings_of(self, conn: Connection, extras: Mapping[str, Any]) -> CallbellSettings:
-        return CallbellSettings.from_connection(
+        settings = CallbellSettings.from_connection(
             self.callbell_conn_id, conn, extras, timeout=self.timeout, retry_policy=self.retry_policy
         )
+        if settings.allow_plain_http:
+            self.log.warning(
+                "Callbell connection %r allows plain http (extra allow_plain_http): the API token travels "
+                "unencrypted to an http:// Base URL that is not this machine (here %s); use it only on a "
+                "trusted network, for a sandbox",
+                self.callbell_conn_id,
+                settings.base_url,
+            )
+        return settings
 
     @cached_property
     def _gate(self) -> RateGate:
-        """When each request may start: spacing during a bulk send, and the shared pause after a 429."""
+        """When each request may start: spacing during a bulk send, and the pause after a 429; shared by
+        every process of the account when the connection names a ``rate_limit_storage``."""
         retry = self._settings.retry
-        return RateGate(clock=retry.clock, sleep=retry.sleep)
+        return gate_for(self._settings, log=self.log, clock=retry.clock, sleep=retry.sleep)
+
+    async def _agate(self) -> RateGate:
+        """``_gate`` for async code: made off the event loop (it may import the storage's client)."""
+        if "_gate" not in self.__dict__:
+            await self._asettings()
+            await asyncio.to_thread(lambda: self._gate)
+        return self._gate
 
     @cached_property
     def session(self) -> requests.Session:
@@ -215,10 +233,20 @@ class CallbellHook(BaseHook):
         return sync.send(session, settings, method, path, json=json, params=params, log=self.log)
 
     async def _arequest(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        """``_request`` for async code (triggers), over ``httpx``; it does not retry."""
+        """``_request`` for async code (triggers), over ``httpx``; it does not retry.
+
+        With a shared rate limit, the request takes its place in the account's window first, and a
+        ``429`` pauses the account in every process; neither blocks the event loop.
+        """
         settings = await self._asettings()
+        gate = await self._agate()
         client = await self._aclient(settings)
-        return await aio.send(client, settings, method, path, params=params, log=self.log)
+        await gate.aacquire()
+        try:
+            return await aio.send(client, settings, method, path, params=params, log=self.log)
+        except CallbellRateLimitError as err:
+            await gate.apause(1.0 if err.retry_after is None else err.retry_after)
+            raise
 
     def _redact(self, text: str) -> str:
         """``text`` from a server without the token or any ``Authorization`` value, before it is kept."""

@@ -29,5 +29,7 @@ def celery_airflow(
 ) -> Iterator[CeleryDeployment]:
     """One CeleryExecutor deployment for the module's tests (starting one takes a minute)."""
     connection = json.loads(celery_sandbox.connection_json)
+    # One rate limit for the account, kept in the deployment's Redis (a database of its own).
+    connection["extra"] = {"rate_limit_storage": "{redis}/1"}
     with celery_deployment(tmp_path_factory.mktemp("celery_home"), json.dumps(connection)) as deployment:
         yield deployment

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ import pytest
 import requests
 
 from tests.integration.helpers import BIN, ROOT, Airflow, api_server, free_port, process_group
+from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -57,26 +57,6 @@ def _wait_until(what: str, ready: Any, log: Path | None = None, timeout: float =
             tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
             pytest.fail(f"{what} not ready in {timeout:.0f} s\n{tail}")
         time.sleep(0.25)
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """Debian's ``redis-server`` on a free loopback port, nothing persisted; yields ``redis://host:port``."""
-    port = free_port()
-    log = workdir / "redis.log"
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    with process_group(command, dict(os.environ), log) as proc:
-        _wait_until("redis-server", lambda: proc.poll() is None and _answers_ping(port), log)
-        yield f"redis://127.0.0.1:{port}"
 
 
 def _postgres_bin(name: str) -> str:
@@ -226,7 +206,9 @@ def celery_deployment(home: Path, connection_json: str) -> Iterator[CeleryDeploy
     ``rate_limit_storage``).
     """
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(redis_server(home))
+        redis = RedisServer(home)  # Debian's redis-server, as the rate limit's own tests run it
+        stack.callback(redis.stop)
+        redis_url = redis.url.removesuffix("/0")
         database = stack.enter_context(postgres_server())
         airflow = Airflow(home, dags_folder=DAGS)
         airflow.env.update(
