@@ -228,6 +228,7 @@ def celery_deployment(home: Path, connection_json: str) -> Iterator[CeleryDeploy
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
                 "AIRFLOW_CONN_CALLBELL_DEFAULT": connection_json.replace("{redis}", redis_url),
+                "CALLBELL_TEST_BARRIER": f"{redis_url}/2",  # the test DAGs' start_together
             }
         )
         began = time.monotonic()
