@@ -26,11 +26,11 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.integration.helpers import BIN, ROOT, Airflow, api_server, free_port, process_group
+from tests.integration.helpers import BIN, ROOT, Airflow, free_port, process_group
 from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 DAGS = Path(__file__).resolve().parent / "dags"
 #: The two workers: each listens on the default queue and on a queue of its own (a task sent there runs
@@ -50,7 +50,10 @@ def worker_hostname() -> str:
     return os.environ["CALLBELL_TEST_WORKER_HOSTNAME"]
 
 
-def _wait_until(what: str, ready: Any, log: Path | None = None, timeout: float = STARTUP_TIMEOUT) -> None:
+def wait_until(
+    ready: Callable[[], bool], what: str, timeout: float = STARTUP_TIMEOUT, log: Path | None = None
+) -> None:
+    """Poll ``ready`` until it is true; fail the test naming ``what`` (and the log's tail) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
@@ -106,10 +109,10 @@ def postgres_server() -> Iterator[str]:
         # SIGINT is PostgreSQL's fast shutdown: it ends the sessions still open instead of waiting.
         with process_group(command, dict(os.environ), log, stop_signal=signal.SIGINT) as proc:
             ready = [_postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
-            _wait_until(
-                "PostgreSQL",
+            wait_until(
                 lambda: proc.poll() is None and subprocess.run(ready, check=False).returncode == 0,
-                log,
+                "PostgreSQL",
+                log=log,
             )
             yield f"postgresql+psycopg2://airflow@127.0.0.1:{port}/postgres"
     finally:
@@ -124,7 +127,8 @@ class CeleryDeployment:
     base_url: str
     redis_url: str
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    startup_seconds: float = 0.0
+    #: Seconds from the start of ``airflow db migrate`` until each step was done.
+    startup: dict[str, float] = field(default_factory=dict)
     _token: str = ""
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -146,7 +150,7 @@ class CeleryDeployment:
 
     def trigger(self, dag_id: str) -> str:
         """Start a run of ``dag_id`` once the DAG processor has parsed it; its run id."""
-        _wait_until(f"DAG {dag_id}", lambda: self._dag_known(dag_id))
+        wait_until(lambda: self._dag_known(dag_id), f"DAG {dag_id}")
         run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
         run_id: str = run["dag_run_id"]
         return run_id
@@ -160,10 +164,10 @@ class CeleryDeployment:
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Wait until the run ends; its final state."""
-        _wait_until(
-            f"run {run_id} of {dag_id}",
+        wait_until(
             lambda: self.run_state(dag_id, run_id) in {"success", "failed"},
-            timeout=timeout,
+            f"run {run_id} of {dag_id}",
+            timeout,
         )
         return self.run_state(dag_id, run_id)
 
@@ -183,6 +187,11 @@ class CeleryDeployment:
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.api("GET", path)["value"]
+
+    @property
+    def barrier_url(self) -> str:
+        """The Redis database of the test DAGs' ``start_together`` barrier."""
+        return f"{self.redis_url}/2"
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL every process of one worker at once (the worker, its pool, the tasks it runs): a lost node."""
@@ -228,26 +237,40 @@ def celery_deployment(home: Path, connection_json: str) -> Iterator[CeleryDeploy
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
                 "AIRFLOW_CONN_CALLBELL_DEFAULT": connection_json.replace("{redis}", redis_url),
-                "CALLBELL_TEST_BARRIER": f"{redis_url}/2",  # the test DAGs' start_together
+                "CALLBELL_TEST_BARRIER": f"{redis_url}/2",  # CeleryDeployment.barrier_url
             }
         )
         began = time.monotonic()
         migrate = airflow.cli("db", "migrate", check=False)
         assert migrate.returncode == 0, migrate.stderr[-3000:]
-        base_url = stack.enter_context(api_server(airflow, apps="all"))
-        port = base_url.rsplit(":", 1)[1]
-        # The execution API builds itself on its first request, which takes a minute on a busy machine
-        # and holds up the server meanwhile: warm it before the workers start calling it.
-        _wait_until(
-            "the execution API", lambda: _answers(f"{base_url}/execution/health"), home / "api-server.log"
-        )
+        deployment = CeleryDeployment(airflow, f"http://127.0.0.1:{free_port()}", redis_url)
+        deployment.startup["db migrate"] = time.monotonic() - began
+        port = deployment.base_url.rsplit(":", 1)[1]
         airflow.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://localhost:{port}/execution/"
-        deployment = CeleryDeployment(airflow, base_url, redis_url)
-        for component in ("scheduler", "dag-processor", "triggerer"):
-            args = [component] + (["--skip-serve-logs"] if component == "triggerer" else [])
-            stack.enter_context(
-                process_group([str(BIN / "airflow"), *args], airflow.env, home / f"{component}.log")
+        # Every component starts at once (each takes tens of seconds to import Airflow on a busy
+        # machine); the workers call the API server only once a task runs.
+        components = {
+            "api-server": [
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--apps",
+                "all",
+                "--workers",
+                "1",
+            ],
+            "scheduler": ["scheduler"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        }
+        started = {
+            name: stack.enter_context(
+                process_group([str(BIN / "airflow"), *args], airflow.env, home / f"{name}.log")
             )
+            for name, args in components.items()
+        }
         for name in WORKERS:
             env = {
                 **airflow.env,
@@ -264,16 +287,47 @@ def celery_deployment(home: Path, connection_json: str) -> Iterator[CeleryDeploy
                 f"default,{name}",
                 "--skip-serve-logs",
             ]
-            log = home / f"{name}.log"
-            deployment.workers[name] = stack.enter_context(process_group(command, env, log))
+            deployment.workers[name] = stack.enter_context(process_group(command, env, home / f"{name}.log"))
+        # Stopping: every Airflow process is told at once, then each group is waited for (the ExitStack,
+        # in reverse order: the workers first, PostgreSQL and Redis last).
+        stack.callback(_terminate, [*started.values(), *deployment.workers.values()])
+        api_log = home / "api-server.log"
+        api_health = f"{deployment.base_url}/api/v2/monitor/health"
+        wait_until(
+            lambda: _running(started["api-server"], api_log) and _answers(api_health),
+            "the API server",
+            log=api_log,
+        )
+        # The execution API builds itself on its first request, which takes a minute on a busy machine
+        # and holds up the server meanwhile: warm it before a task calls it.
+        wait_until(
+            lambda: _answers(f"{deployment.base_url}/execution/health"), "the execution API", log=api_log
+        )
+        deployment.startup["API server"] = time.monotonic() - began
         for name, worker in deployment.workers.items():
             log = home / f"{name}.log"
-            _wait_until(f"Celery {name}", lambda log=log, w=worker: _ready(w, log), log)
-        _wait_until(
-            "scheduler, DAG processor and triggerer", lambda: _healthy(base_url), home / "scheduler.log"
+            wait_until(lambda log=log, w=worker: _ready(w, log), f"Celery {name}", log=log)
+        deployment.startup["workers"] = time.monotonic() - began
+        wait_until(
+            lambda: _healthy(deployment.base_url),
+            "scheduler, DAG processor and triggerer",
+            log=home / "scheduler.log",
         )
-        deployment.startup_seconds = time.monotonic() - began
-        yield deployment  # the ExitStack stops everything in reverse order: the workers first
+        deployment.startup["all"] = time.monotonic() - began
+        yield deployment
+
+
+def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
+    for proc in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _running(proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """True while ``proc`` runs; fails the test at once if it exited."""
+    if proc.poll() is not None:
+        pytest.fail(f"{proc.args[1:3]} exited {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+    return True
 
 
 def _answers(url: str) -> bool:
@@ -285,11 +339,7 @@ def _answers(url: str) -> bool:
 
 def _ready(worker: subprocess.Popen[bytes], log: Path) -> bool:
     """Whether a Celery worker said it is ready; fails the test at once if it exited."""
-    if worker.poll() is not None:
-        pytest.fail(
-            f"the Celery worker exited {worker.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-        )
-    return " ready." in log.read_text(errors="replace")
+    return _running(worker, log) and " ready." in log.read_text(errors="replace")
 
 
 def _healthy(base_url: str) -> bool:

@@ -180,13 +180,12 @@ def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
 
 
 @contextmanager
-def api_server(airflow: Airflow, env: dict[str, str] | None = None, apps: str = "core") -> Iterator[str]:
+def api_server(airflow: Airflow, env: dict[str, str] | None = None) -> Iterator[str]:
     """Airflow 3's API server (REST API and UI) where everyone is an admin; yields its base URL.
 
-    ``env`` adds settings, e.g. ``AIRFLOW__CORE__TEST_CONNECTION`` for the Test button; ``apps`` ``all``
-    adds the execution API, which the workers and the triggerer of a distributed executor talk to.
+    ``env`` adds settings, e.g. ``AIRFLOW__CORE__TEST_CONNECTION`` for the Test button.
     """
-    args = ["api-server", "--host", "127.0.0.1", "--apps", apps, "--workers", "1"]
+    args = ["api-server", "--host", "127.0.0.1", "--apps", "core", "--workers", "1"]
     # The simple auth manager makes everyone an admin here; clients still fetch and send a token, as
     # they do against a real deployment.
     admins = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
