@@ -59,7 +59,7 @@ def wait_until(
         if time.monotonic() > deadline:
             tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
             pytest.fail(f"{what} not ready in {timeout:.0f} s\n{tail}")
-        time.sleep(0.25)
+        time.sleep(0.5)
 
 
 def _postgres_bin(name: str) -> str:
