@@ -363,7 +363,9 @@ def _log_message(message: Message, recipient: Any) -> None:
     content = body["content"]
     detail = _excerpt(str(content.get("text" if body["type"] == "text" else "url") or ""))
     kind = f"template {body['type']}" if body.get("template_uuid") is not None else body["type"]
-    log.info("%s message %s to %s via %s: %s", kind, message.uuid, _printable(recipient), body["from"], detail)
+    log.info(
+        "%s message %s to %s via %s: %s", kind, message.uuid, _printable(recipient), body["from"], detail
+    )
 
 
 def _excerpt(text: str) -> str:

@@ -81,7 +81,9 @@ def body_length(headers: Message) -> int:
     length = int(value)
     if length > MAX_BODY_BYTES:
         raise Refused(
-            _refused(413, "Content-Length", f"{length} bytes is over the sandbox's {MAX_BODY_BYTES}-byte limit")
+            _refused(
+                413, "Content-Length", f"{length} bytes is over the sandbox's {MAX_BODY_BYTES}-byte limit"
+            )
         )
     return length
 
@@ -119,7 +121,9 @@ class Guard:
         if origin is not None and origin.strip().lower() != f"http://{host}":
             return error(403, "Origin", f"{origin!r} is not this sandbox's own page")
         if not path.startswith("/v1/") and _media_type(headers) != "application/json":
-            return error(415, "Content-Type", "must be application/json (send {} when there is nothing to say)")
+            return error(
+                415, "Content-Type", "must be application/json (send {} when there is nothing to say)"
+            )
         return None
 
 

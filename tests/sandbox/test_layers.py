@@ -4,8 +4,9 @@ Why: the sandbox once kept its rules, models, routes and HTTP layer in one modul
 reached into, and that module imported the inbox inside a function to dodge the cycle. The modules
 are now layered (the rules and the text formatting; answers and the store; the request guard, the
 Callbell routes and the inbox side by side; the server; the entry points), and these tests read every
-module's imports with :mod:`ast` (those under ``TYPE_CHECKING`` and inside functions included) so that a new import going sideways or upwards fails
-here, with its module and line, rather than as a puzzling import error one day.
+module's imports with :mod:`ast` (those under ``TYPE_CHECKING`` and inside functions included) so
+that a new import going sideways or upwards fails here, with its module and line, rather than as a
+puzzling import error one day.
 """
 
 from __future__ import annotations
