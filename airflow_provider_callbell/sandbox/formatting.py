@@ -16,8 +16,9 @@ did). The rules, as WhatsApp applies them:
 
 Parsing is done here rather than in the page so that it is tested without a browser. The result is
 plain data (text, and ``[tag, children]`` for a styled span) that the page turns into DOM nodes with
-every text as a text node. It runs in O(n log n) on any input: closing marks are found by bisection
-over precomputed positions, never by rescanning, since a customer's text is input from outside.
+every text as a text node. It runs in O(n log n) on any input, and visits only the marks: closing
+marks are found by bisection over positions computed once, never by rescanning, since a customer's
+text is input from outside.
 """
 
 from __future__ import annotations
@@ -34,11 +35,20 @@ Piece: TypeAlias = "str | tuple[str, list[Piece]]"
 MARKS = {"*": "strong", "_": "em", "~": "s", "`": "code"}
 FENCE = "```"
 URL = re.compile(r"https?://\S+")
+_MARK = re.compile(r"[*_~`]")
+_NEWLINE = re.compile(r"\n")
 _URL_TAIL = ".,;:!?)]}'\"*_~`"  # punctuation that ends a sentence rather than the address
+
+
+#: The longest text formatted: a WhatsApp Business message holds at most 4,096 characters. A longer
+#: one (only the sandbox accepts it) is shown as it is, which bounds the work of one bubble.
+FORMATTED_MAX_CHARS = 4096
 
 
 def formatted(text: str) -> list[Piece]:
     """``text`` split into plain and styled pieces, as WhatsApp would show it."""
+    if len(text) > FORMATTED_MAX_CHARS:
+        return [text]
     return _parse(text, frozenset())
 
 
@@ -47,7 +57,11 @@ def _is_word(char: str) -> bool:
 
 
 class _Scan:
-    """Where marks may close in one text: each computed once, so every opening mark costs a bisection."""
+    """Where marks may open and close in one text, each found once: every mark then costs a bisection.
+
+    Only the marks themselves are visited (found by a regular expression, in C), so a text without
+    any costs next to nothing.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -57,11 +71,12 @@ class _Scan:
             if end > len("https://"):
                 self.urls.append((match.start(), match.start() + end))
         self.url_starts = [start for start, _ in self.urls]
-        self.newlines = [i for i, char in enumerate(text) if char == "\n"]
+        self.newlines = [match.start() for match in _NEWLINE.finditer(text)]
+        self.marks = [match.start() for match in _MARK.finditer(text) if not self.in_url(match.start())]
         self.closers: dict[str, list[int]] = {mark: [] for mark in (*MARKS, FENCE)}
-        for i, char in enumerate(text):
-            if char in MARKS and self.closes(i, 1) and not self.in_url(i):
-                self.closers[char].append(i)
+        for i in self.marks:
+            if self.closes(i, 1):
+                self.closers[text[i]].append(i)
             if text.startswith(FENCE, i) and self.closes(i, len(FENCE)):
                 self.closers[FENCE].append(i)
 
@@ -86,11 +101,6 @@ class _Scan:
         k = bisect.bisect_right(self.url_starts, i) - 1
         return k >= 0 and self.urls[k][0] <= i < self.urls[k][1]
 
-    def url_at(self, i: int) -> int | None:
-        """Where the URL starting at ``i`` ends, if one does."""
-        k = bisect.bisect_left(self.url_starts, i)
-        return self.urls[k][1] if k < len(self.urls) and self.urls[k][0] == i else None
-
     def closer(self, mark: str, after: int, same_line: bool) -> int | None:
         """The first position past ``after`` where ``mark`` closes a span, if any (on the same line)."""
         positions = self.closers[mark]
@@ -109,8 +119,7 @@ def _parse(text: str, inside: frozenset[str]) -> list[Piece]:
     """The pieces of ``text``; ``inside`` names the styles already open around it (never nested twice)."""
     scan = _Scan(text)
     pieces: list[Piece] = []
-    plain = 0  # where the text not yet emitted starts
-    i = 0
+    plain = 0  # where the text not yet emitted starts; marks before it are taken
 
     def emit(start: int, end: int, piece: Piece) -> None:
         nonlocal plain
@@ -119,28 +128,22 @@ def _parse(text: str, inside: frozenset[str]) -> list[Piece]:
         pieces.append(piece)
         plain = end
 
-    while i < len(text):
-        url_end = scan.url_at(i)
-        if url_end is not None:  # an address is shown as sent: its marks neither open nor close
-            i = url_end
+    for i in scan.marks:  # marks inside a URL are not among them: an address is shown as sent
+        if i < plain:
             continue
         if text.startswith(FENCE, i) and scan.opens(i, len(FENCE)):
             end = scan.closer(FENCE, i + len(FENCE), same_line=False)
             if end is not None:
                 emit(i, end + len(FENCE), ("code", [text[i + len(FENCE) : end]]))
-                i = end + len(FENCE)
                 continue
         char = text[i]
-        tag = MARKS.get(char)
-        if tag is not None and tag not in inside and scan.opens(i, 1) and not text.startswith(FENCE, i):
+        tag = MARKS[char]
+        if tag not in inside and scan.opens(i, 1) and not text.startswith(FENCE, i):
             end = scan.closer(char, i + 1, same_line=True)
             if end is not None:
                 inner = text[i + 1 : end]
                 children: list[Piece] = [inner] if char == "`" else _parse(inner, inside | {tag})
                 emit(i, end + 1, (tag, children))
-                i = end + 1
-                continue
-        i += 1
     if plain < len(text):
         pieces.append(text[plain:])
     return pieces
