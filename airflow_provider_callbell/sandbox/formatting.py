@@ -6,11 +6,11 @@ what it does *not* format. WhatsApp formats a marked span only at word boundarie
 stay as they are; a pattern that ignores boundaries shows them garbled (the default failure alert
 did). The rules, as WhatsApp applies them:
 
-* ``*bold*``, ``_italic_``, ``~strikethrough~`` and ```` `inline code` ````: the opening mark
-  starts the text or follows a character that is not a letter, a digit or ``_``; it is followed by
-  a non-space; the closing mark is the first one after it on the same line that follows a
-  non-space and is followed by the end or by a character that is not a letter, a digit or ``_``;
-* ```` ```monospace``` ````: the same boundaries, and it may span lines;
+* ``*bold*``, ``_italic_``, ``~strikethrough~`` and inline code (one backtick on each side): the
+  opening mark starts the text or follows a character that is not a letter, a digit or ``_``; it is
+  followed by a non-space; the closing mark is the first one after it on the same line that follows
+  a non-space and is followed by the end or by a character that is not a letter, a digit or ``_``;
+* monospace (three backticks on each side): the same boundaries, and it may span lines;
 * styles nest (``*_both_*``), but not in themselves; nothing is formatted inside monospace or inline
   code, nor inside a URL (a web address is shown as it was sent).
 

@@ -67,13 +67,7 @@ def body_length(headers: Message) -> int:
         ``Content-Length``, ``413`` for one over :data:`MAX_BODY_BYTES`.
     """
     if headers.get_all("Transfer-Encoding"):
-        raise Refused(
-            Answer(
-                411,
-                {"error": {"field": "Transfer-Encoding", "message": "not accepted; send a Content-Length"}},
-                _CLOSE,
-            )
-        )
+        raise Refused(_refused(411, "Transfer-Encoding", "is not accepted; send a Content-Length"))
     values = headers.get_all("Content-Length") or ["0"]
     value = values[0].strip()
     if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
@@ -98,28 +92,32 @@ class Guard:
     """
 
     def __init__(self, listen_host: str, port: int, allowed_hosts: Iterable[str] = ()) -> None:
-        self.port = port
         names = [*LOOPBACK_NAMES, _bracketed(listen_host), *allowed_hosts]
         self.hosts = frozenset(_with_port(name.strip().lower(), port) for name in names if name.strip())
 
     def refusal(self, method: str, path: str, headers: Message) -> Answer | None:
         """Why this request may not reach a route (an answer to send instead), or ``None``."""
-        host = (headers.get("Host") or "").strip().lower()
-        if _with_port(host, 80) not in self.hosts:  # no port in Host means the default one, 80
+        hosts = headers.get_all("Host") or [""]
+        host = hosts[0].strip().lower()
+        # No port in Host means the default one, 80. The answer names no accepted name: a page that
+        # rebound its own name reads it.
+        if len(hosts) > 1 or _with_port(host, 80) not in self.hosts:
             return error(
                 400,
                 "Host",
-                f"must name this sandbox ({', '.join(sorted(self.hosts))}); start it with "
-                "--allowed-host NAME (allowed_hosts=[NAME]) to answer to another name",
+                "must name this sandbox: 127.0.0.1, localhost or [::1] at its port, its --host, or a "
+                "name given to --allowed-host (allowed_hosts=[...])",
             )
         if method.upper() in SAFE_METHODS:
             return None
         site = headers.get("Sec-Fetch-Site")
         if site is not None and site.strip().lower() not in OWN_SITES:
-            return error(403, "Sec-Fetch-Site", f"{site!r}: the sandbox takes no request from other sites")
+            return error(
+                403, "Sec-Fetch-Site", "says another site sent it; the sandbox takes no such request"
+            )
         origin = headers.get("Origin")
         if origin is not None and origin.strip().lower() != f"http://{host}":
-            return error(403, "Origin", f"{origin!r} is not this sandbox's own page")
+            return error(403, "Origin", "is not this sandbox's own page; the sandbox takes no such request")
         if not path.startswith("/v1/") and _media_type(headers) != "application/json":
             return error(
                 415, "Content-Type", "must be application/json (send {} when there is nothing to say)"

@@ -322,6 +322,16 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: a stderr line per request would cap throughput and clutter test output."""
 
+    def handle_expect_100(self) -> bool:
+        """Refuse a body over the cap before inviting the client to send it (``100 Continue``)."""
+        try:
+            body_length(self.headers)
+        except Refused as refused:
+            self.close_connection = True
+            self._write(refused.answer)
+            return False
+        return super().handle_expect_100()
+
     def _dispatch(self) -> None:
         try:
             length = body_length(self.headers)  # before anything else: not a byte over the cap is read

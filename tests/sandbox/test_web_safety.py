@@ -75,6 +75,20 @@ def one_message(callbell_sandbox: CallbellSandbox) -> None:
     assert answer.status_code == 200
 
 
+def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 5) -> tuple[int, str]:
+    """Send ``head`` (and ``body``) on a fresh socket; the status and the answer's head, as read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
+    return int(status_line.split()[1]), rest.partition("\r\n\r\n")[0]
+
+
 @pytest.mark.usefixtures("one_message")
 class TestCrossSite:
     """A page of another site posts to the sandbox: it must change nothing."""
@@ -211,6 +225,13 @@ class TestHost:
         )
         assert authorized.status_code == 400
 
+    def test_two_host_headers_are_refused(self, callbell_sandbox: CallbellSandbox) -> None:
+        status, _ = raw_request(
+            callbell_sandbox.port,
+            f"GET /_sandbox/messages HTTP/1.1\nHost: 127.0.0.1:{callbell_sandbox.port}\nHost: evil.example\n",
+        )
+        assert status == 400
+
     def test_no_host_header_is_refused(self, callbell_sandbox: CallbellSandbox) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", callbell_sandbox.port, timeout=5)
         try:
@@ -256,20 +277,6 @@ class TestHost:
         assert answer.status_code == 200
 
 
-def raw_request(port: int, head: str, body: bytes = b"", timeout: float = 5) -> tuple[int, str]:
-    """Send ``head`` (and ``body``) on a fresh socket; the status and the answer's head, as read."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
-    return int(status_line.split()[1]), rest.partition("\r\n\r\n")[0]
-
-
 class TestBodies:
     """Bodies are capped before they are read, on every route, before the token is looked at."""
 
@@ -295,6 +302,17 @@ class TestBodies:
         assert "Connection: close" in head
         assert time.monotonic() - started < 5
         assert callbell_sandbox.requests == []  # refused before the API saw it: no 401, no record
+
+    def test_a_client_that_asks_first_is_told_no_before_it_sends(
+        self, callbell_sandbox: CallbellSandbox
+    ) -> None:
+        # curl asks with "Expect: 100-continue" before a large body: the answer is the refusal itself.
+        status, _ = raw_request(
+            callbell_sandbox.port,
+            f"POST /_sandbox/inbound HTTP/1.1\nHost: 127.0.0.1:{callbell_sandbox.port}\n"
+            f"Content-Type: application/json\nExpect: 100-continue\nContent-Length: {100 * 2**20}\n",
+        )
+        assert status == 413
 
     def test_a_body_of_unknown_length_is_refused(self, callbell_sandbox: CallbellSandbox) -> None:
         status, head = raw_request(
