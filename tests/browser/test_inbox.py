@@ -314,7 +314,6 @@ def test_an_alert_with_snake_case_names_is_shown_intact(
     text = wait_for(browser, f'.bubble[data-uuid="{sent["uuid"]}"] .text')
     assert text.text == alert  # every underscore where it was sent
     assert text.find_elements("css selector", "strong, em, s, code") == []
-    screenshot(browser, "inbox-alert")
 
 
 def test_a_page_of_another_site_changes_nothing(
