@@ -179,9 +179,8 @@ class CallbellHook(BaseHook):
         return gate_for(self._settings, log=self.log, clock=retry.clock, sleep=retry.sleep)
 
     async def _agate(self) -> RateGate:
-        """``_gate`` for async code: made off the event loop (it may import the storage's client)."""
-        if "_gate" not in self.__dict__:
-            await self._asettings()
+        """``_gate`` for async code: a shared one is made off the event loop (it imports the storage's client)."""
+        if "_gate" not in self.__dict__ and (await self._asettings()).rate_limit_storage is not None:
             await asyncio.to_thread(lambda: self._gate)
         return self._gate
 
