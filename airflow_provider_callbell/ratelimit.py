@@ -180,7 +180,8 @@ class SharedStorage:
             from limits.strategies import MovingWindowRateLimiter
         except ImportError:
             raise _config_error(
-                "needs the limits package: install airflow-provider-callbell[redis]"
+                "needs the limits package and its Redis client: install the provider's [redis] extra "
+                "(pip install 'limits[redis]')"
             ) from None
         scheme = urlsplit(uri).scheme
         options: dict[str, Any] = {"wrap_exceptions": True}
