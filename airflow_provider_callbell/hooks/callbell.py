@@ -163,11 +163,12 @@ class CallbellHook(BaseHook):
         )
         if settings.allow_plain_http:
             self.log.warning(
-                "Callbell connection %r allows plain http (extra allow_plain_http): the API token travels "
-                "unencrypted to an http:// Base URL that is not this machine (here %s); use it only on a "
-                "trusted network, for a sandbox",
+                "Callbell connection %r allows plain http (extra allow_plain_http): %s; use it only for a "
+                "sandbox on a trusted network",
                 self.callbell_conn_id,
-                settings.base_url,
+                f"the API token travels unencrypted to {settings.base_url}"
+                if settings.plain_http_to_network
+                else f"unused with {settings.base_url}",
             )
         return settings
 
@@ -179,7 +180,7 @@ class CallbellHook(BaseHook):
         return gate_for(self._settings, log=self.log, clock=retry.clock, sleep=retry.sleep)
 
     async def _agate(self) -> RateGate:
-        """``_gate`` for async code: a shared one is made off the event loop (it imports the storage's client)."""
+        """``_gate`` for async code: a shared one is made off the event loop (it imports its client)."""
         if "_gate" not in self.__dict__ and (await self._asettings()).rate_limit_storage is not None:
             await asyncio.to_thread(lambda: self._gate)
         return self._gate

@@ -237,8 +237,10 @@ class TestAllowPlainHttp:
         assert sent.call_count == 4
         warnings = [line for line in log.lines if line.startswith("WARNING")]
         assert len(warnings) == 2  # once per hook, not per request
-        assert "allows plain http" in warnings[0]
-        assert self.SANDBOX in warnings[0]
+        assert (
+            f"allows plain http (extra allow_plain_http): the API token travels unencrypted to {self.SANDBOX}"
+            in warnings[0]
+        )
         assert TOKEN not in repr(log.lines)
 
     def test_on_the_async_path_too(self, monkeypatch, async_answers):
