@@ -242,9 +242,10 @@ def base_url(
     disagrees (two ports, two schemes, two paths) is refused rather than one silently winning.
 
     Plain http is accepted only for loopback addresses, so a local sandbox works and a typo cannot
-    send the token in clear text, unless ``allow_plain_http`` (the connection extra, for a sandbox
-    on a trusted network such as a docker-compose service) says otherwise; a loopback host without a scheme is refused with the ``http://``
-    form to use, as guessing https there fails later with a TLS error that explains nothing.
+    send the token in clear text, unless ``allow_plain_http`` (the connection extra, for a sandbox on
+    a trusted network such as a docker-compose service) says otherwise; a loopback host without a
+    scheme is refused with the ``http://`` form to use, as guessing https there fails later with a
+    TLS error that explains nothing.
     """
     given = (host or "").strip() or DEFAULT_BASE_URL
 

@@ -180,7 +180,8 @@ class SharedStorage:
             from limits.strategies import MovingWindowRateLimiter
         except ImportError:
             raise _config_error(
-                "needs the limits package: install airflow-provider-callbell[redis]"
+                "needs the limits package and its Redis client: install the provider's [redis] extra "
+                "(pip install 'limits[redis]')"
             ) from None
         scheme = urlsplit(uri).scheme
         options: dict[str, Any] = {"wrap_exceptions": True}
@@ -291,8 +292,8 @@ class SharedRateGate(RateGate):
     A request first passes the hook's own gate (a bulk send's spacing, this process's pause), then
     takes a place in the shared window. Threads of one process that find the window full queue to
     look again one at a time, so that a full window costs one look per process rather than one per
-    waiting thread. While
-    the storage does not answer, the hook's own gate is all there is (see :class:`SharedStorage`).
+    waiting thread. While the storage does not answer, the hook's own gate is all there is (see
+    :class:`SharedStorage`).
 
     :param storage: the process's storage of the connection's ``rate_limit_storage``.
     :param account: :func:`account_id` of the connection.

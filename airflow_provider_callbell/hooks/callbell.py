@@ -75,8 +75,11 @@ class CallbellHook(BaseHook):
     The connection's password is the API token. Its host is an optional base URL (default
     ``https://api.callbell.eu/v1``), completed by its port and schema; plain ``http://`` is accepted
     only for loopback addresses, so a local sandbox works and a typo cannot send the token in clear
-    text. Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid`` (default
-    sending channel), the timeouts and the retry policy (see ``docs/connection.md``). A missing or
+    text, unless the extra ``allow_plain_http`` allows it (a sandbox on a trusted network; the hook
+    then warns). Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid``
+    (default sending channel), the timeouts, the retry policy, and ``rate_limit_storage`` (a
+    ``limits`` storage URI such as ``redis://redis:6379/1``, where every process using the account
+    shares one rate limit and each ``429``'s pause; see ``docs/connection.md``). A missing or
     broken connection raises :class:`~airflow_provider_callbell.exceptions.CallbellConnectionConfigError`
     on first use, which fails the task without retries and says how to fix the connection.
 
@@ -160,11 +163,12 @@ class CallbellHook(BaseHook):
         )
         if settings.allow_plain_http:
             self.log.warning(
-                "Callbell connection %r allows plain http (extra allow_plain_http): the API token travels "
-                "unencrypted to an http:// Base URL that is not this machine (here %s); use it only on a "
-                "trusted network, for a sandbox",
+                "Callbell connection %r allows plain http (extra allow_plain_http): %s; use it only for a "
+                "sandbox on a trusted network",
                 self.callbell_conn_id,
-                settings.base_url,
+                f"the API token travels unencrypted to {settings.base_url}"
+                if settings.plain_http_to_network
+                else f"unused with {settings.base_url}",
             )
         return settings
 
@@ -176,9 +180,8 @@ class CallbellHook(BaseHook):
         return gate_for(self._settings, log=self.log, clock=retry.clock, sleep=retry.sleep)
 
     async def _agate(self) -> RateGate:
-        """``_gate`` for async code: made off the event loop (it may import the storage's client)."""
-        if "_gate" not in self.__dict__:
-            await self._asettings()
+        """``_gate`` for async code: a shared one is made off the event loop (it imports its client)."""
+        if "_gate" not in self.__dict__ and (await self._asettings()).rate_limit_storage is not None:
             await asyncio.to_thread(lambda: self._gate)
         return self._gate
 
@@ -345,7 +348,8 @@ class CallbellHook(BaseHook):
 
         :param messages: the messages, each a mapping of :meth:`send_message`'s parameters.
         :param max_rps: the most requests started per second, across workers; default 285, 95% of
-            Callbell's 300 per account. Several tasks sending at once must share the account's limit.
+            Callbell's 300 per account. Several tasks sending at once share the account's limit
+            through the connection's ``rate_limit_storage``; without it, divide ``max_rps`` between them.
         :param max_workers: concurrent requests (1 to 64); by default enough for answers taking up to
             a quarter of a second to keep ``max_rps`` (at most 32), and never more than the messages.
         :param progress: where the send records which messages went out, so that a later attempt of
