@@ -79,7 +79,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "Allow plain http",
         "description": "true: allow an http:// Base URL that is not localhost (a sandbox on a trusted "
         "network); the token then travels unencrypted. Default false",
-        "schema": {"type": ["string", "null"], "default": "false", "enum": ["false", "true", None]},
+        # No default filled in: an empty field means false, and the form saves nothing for it.
+        "schema": {"type": ["string", "null"], "enum": ["false", "true", None]},
     },
 }
 

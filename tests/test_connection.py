@@ -283,4 +283,5 @@ class TestAllowPlainHttp:
         choices = [value for value in CONN_FIELDS["allow_plain_http"]["schema"]["enum"] if value is not None]
         for choice in choices:
             settings({"allow_plain_http": choice})  # every choice of the form is accepted
-        assert CONN_FIELDS["allow_plain_http"]["schema"]["default"] == "false"
+        assert "default" not in CONN_FIELDS["allow_plain_http"]["schema"]  # empty means false
+        assert settings({"allow_plain_http": None}).allow_plain_http is False
