@@ -100,7 +100,7 @@ class Airflow:
 STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -108,20 +108,33 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
-    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path: Path = airflow.home / f"{args[0]}.log"
+def process_group(
+    command: list[str], env: dict[str, str], log_path: Path, stop_signal: signal.Signals = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` in a process group of its own, its output in ``log_path``; stop the whole group
+    when the block ends, however it ends (``stop_signal``, then SIGKILL after 15 s)."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [str(BIN / "airflow"), *args, "--port", str(port)],
-            env={**airflow.env, **env},
+            command,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own: workers die with it
+            start_new_session=True,  # a process group of its own: children die with it
         )
     try:
+        yield proc
+    finally:
+        kill_group(proc, stop_signal)
+
+
+@contextmanager
+def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path: Path = airflow.home / f"{args[0]}.log"
+    command = [str(BIN / "airflow"), *args, "--port", str(port)]
+    with process_group(command, {**airflow.env, **env}, log_path) as proc:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             if proc.poll() is not None:
@@ -137,21 +150,33 @@ def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, st
                 )
             time.sleep(0.25)
         yield base_url
-    finally:
-        _kill_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+def kill_group(proc: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop every process of ``proc``'s group: ``first``, then SIGKILL to what is left after 15 s.
+
+    It waits for the group to be empty, not only for ``proc``: a server's workers may outlive it.
+    """
+    for sig in (first, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        deadline = time.monotonic() + 15
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group_alive(proc):
+            break
+    proc.wait()
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()  # reaps the leader once it exits, so that a zombie does not count
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
