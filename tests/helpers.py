@@ -89,7 +89,9 @@ class FakeAirflowAPI:
 
     PASSWORD = "fake-airflow-password-77"
 
-    def __init__(self, options: list[str], *, multiple: bool = False, assigned: list[str] | None = None) -> None:
+    def __init__(
+        self, options: list[str], *, multiple: bool = False, assigned: list[str] | None = None
+    ) -> None:
         import datetime as dt
         import http.server
 
@@ -195,7 +197,13 @@ class FakeAirflowAPI:
 
     def connection_json(self, **fields: Any) -> str:
         return json.dumps(
-            {"conn_type": "http", "host": self.base_url, "login": self.user, "password": self.PASSWORD, **fields}
+            {
+                "conn_type": "http",
+                "host": self.base_url,
+                "login": self.user,
+                "password": self.PASSWORD,
+                **fields,
+            }
         )
 
     def close(self) -> None:

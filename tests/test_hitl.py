@@ -20,7 +20,9 @@ from airflow_provider_callbell.replies import ReplyCheck, check_replies
 PHONE = "+31612345678"
 
 
-def request(options: list[str], *, multiple: bool = False, state: str = "awaiting_input", **fields: Any) -> HITLRequestView:
+def request(
+    options: list[str], *, multiple: bool = False, state: str = "awaiting_input", **fields: Any
+) -> HITLRequestView:
     detail = {
         "options": options,
         "subject": "Publish?",
@@ -194,7 +196,9 @@ class TestSettleWindow:
     """Airflow 3.3.2 fails a HITL task answered in its first scheduler loop after it parks."""
 
     def wait(self, clock: Clock) -> HITLWait:
-        return HITLWait("dag", "run", "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=10, clock=clock)
+        return HITLWait(
+            "dag", "run", "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=10, clock=clock
+        )
 
     def test_a_reply_before_the_task_parks_waits(self) -> None:
         clock = Clock()
@@ -261,7 +265,9 @@ class TestSettleWindow:
     def test_the_earliest_reply_over_several_numbers_wins(self) -> None:
         clock = Clock()
         other = "+31687654321"
-        wait = HITLWait("dag", "run", "approve", -1, (PHONE, other), {}, "task 'bridge'", settle_seconds=0, clock=clock)
+        wait = HITLWait(
+            "dag", "run", "approve", -1, (PHONE, other), {}, "task 'bridge'", settle_seconds=0, clock=clock
+        )
         _, view = wait.read_request(detail())
         assert view is not None
         late = ReplyCheck(reply={"text": "no", "createdAt": "2026-12-03T12:00:09Z"})

@@ -107,7 +107,7 @@ class Airflow:
 STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -117,7 +117,7 @@ def _free_port() -> int:
 @contextmanager
 def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
     """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path: Path = airflow.home / f"{args[0]}.log"
     with log_path.open("w") as log:
@@ -212,7 +212,7 @@ class Services(Airflow):
         extra_components: tuple[tuple[str, ...], ...] = (),
     ) -> None:
         super().__init__(home, dags_folder)  # the venv's bin first on PATH
-        self.api_port = _free_port()
+        self.api_port = free_port()
         self.components = self.COMPONENTS + extra_components
         self.env.update(
             {
@@ -224,7 +224,7 @@ class Services(Airflow):
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 # Free ports only, so that parallel test runs on one machine do not collide.
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                 # Fast loops: a run is picked up and its callback queued within a second or two.
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

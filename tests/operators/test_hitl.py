@@ -18,7 +18,10 @@ import pytest
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 
 if not AIRFLOW_V_3_1_PLUS:
-    pytest.skip("Human-in-the-loop came with Airflow 3.1 (tests/operators/test_hitl_compat.py)", allow_module_level=True)
+    pytest.skip(
+        "Human-in-the-loop came with Airflow 3.1 (tests/operators/test_hitl_compat.py)",
+        allow_module_level=True,
+    )
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
@@ -60,7 +63,9 @@ def bridge(**kwargs: Any) -> CallbellHITLResponseOperator:
 
 
 def context() -> Any:
-    return {"ti": mock.Mock(dag_id="nightly_report", run_id="manual__2026-12-03T12:00:00+00:00", map_index=-1)}
+    return {
+        "ti": mock.Mock(dag_id="nightly_report", run_id="manual__2026-12-03T12:00:00+00:00", map_index=-1)
+    }
 
 
 def ask(callbell_sandbox: CallbellSandbox, number: str = PHONE) -> None:
@@ -100,7 +105,11 @@ class TestArguments:
 
     def test_the_constructor_of_the_issue(self) -> None:
         task = CallbellHITLResponseOperator(
-            task_id="answer", hitl_task_id="approve", to=PHONE, airflow_api_conn_id="airflow_api", poke_interval=30
+            task_id="answer",
+            hitl_task_id="approve",
+            to=PHONE,
+            airflow_api_conn_id="airflow_api",
+            poke_interval=30,
         )
         assert (task.hitl_task_id, task.to, task.airflow_api_conn_id) == ("approve", PHONE, "airflow_api")
         assert task.callbell_conn_id == "callbell_default"
@@ -170,7 +179,9 @@ class TestPoke:
         assert approval.token not in seen_by_callbell
         assert FakeAirflowAPI.PASSWORD not in seen_by_callbell
 
-    def test_an_expired_token_is_fetched_again(self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI) -> None:
+    def test_an_expired_token_is_fetched_again(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
         task, ctx = bridge(deferrable=False), context()
         ask(callbell_sandbox)
         task.poke(ctx)
@@ -242,7 +253,9 @@ class TestPoke:
         assert done.xcom_value["chosen_options"] == ["Reject"]
         assert done.xcom_value["from"] == PHONE
         assert approval.patches == [{"chosen_options": ["Approve"], "params_input": {}}]  # refused with 409
-        assert texts(callbell_sandbox) == ["Not recorded: nightly_report / approve was already answered in Airflow (Reject)"]
+        assert texts(callbell_sandbox) == [
+            "Not recorded: nightly_report / approve was already answered in Airflow (Reject)"
+        ]
 
     def test_settle_window_holds_a_reply_until_the_task_has_waited(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
@@ -307,9 +320,14 @@ class TestWhoMayAnswer:
 class TestMultiple:
     @pytest.mark.parametrize(
         ("answer", "chosen"),
-        [pytest.param("1, 3", ["Email", "Slack"], id="numbers"), pytest.param("slack and sms", ["SMS", "Slack"], id="texts")],
+        [
+            pytest.param("1, 3", ["Email", "Slack"], id="numbers"),
+            pytest.param("slack and sms", ["SMS", "Slack"], id="texts"),
+        ],
     )
-    def test_poke(self, callbell_sandbox: CallbellSandbox, channels: FakeAirflowAPI, answer: str, chosen: list[str]) -> None:
+    def test_poke(
+        self, callbell_sandbox: CallbellSandbox, channels: FakeAirflowAPI, answer: str, chosen: list[str]
+    ) -> None:
         ask(callbell_sandbox)
         callbell_sandbox.receive(PHONE, answer)
         done = bridge(deferrable=False).poke(context())
@@ -354,7 +372,11 @@ class TestDeferred:
         callbell_sandbox.receive(PHONE, "no")
         reply = run_trigger(again.value)
         result = bridge().execute_complete(ctx, reply)
-        assert (result["outcome"], result["chosen_options"], result["from"]) == ("submitted", ["Reject"], PHONE)
+        assert (result["outcome"], result["chosen_options"], result["from"]) == (
+            "submitted",
+            ["Reject"],
+            PHONE,
+        )
         assert approval.token not in json.dumps(result)
         assert texts(callbell_sandbox)[-1] == "Recorded: Reject for nightly_report / approve"
 
@@ -377,7 +399,9 @@ class TestDeferred:
         with pytest.raises(CallbellValidationError, match="may not answer"):
             bridge().execute_complete(context(), event)
 
-    def test_answered_in_airflow_while_deferred(self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI) -> None:
+    def test_answered_in_airflow_while_deferred(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
         with pytest.raises(TaskDeferred) as deferred:
             bridge().execute(context())
         approval.answer(["Approve"], "alice")
