@@ -105,7 +105,8 @@ class HITLRequestView:
         ti = detail.get("task_instance")
         state = ti.get("state") if isinstance(ti, dict) else None
         responder = detail.get("responded_by_user")
-        params = detail.get("params") if isinstance(detail.get("params"), dict) else {}
+        params = detail.get("params")
+        params = params if isinstance(params, dict) else {}
         return cls(
             subject=str(detail.get("subject") or ""),
             options=tuple(options),

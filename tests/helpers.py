@@ -137,7 +137,8 @@ class FakeAirflowAPI:
                 body = self._body()
                 fake.logins.append(body)
                 if body != {"username": fake.user, "password": fake.PASSWORD}:
-                    return self._answer(401, {"detail": "Invalid credentials"})
+                    self._answer(401, {"detail": "Invalid credentials"})
+                    return
                 self._answer(201, {"access_token": fake.token})
 
             def _authorized(self) -> bool:
@@ -151,7 +152,8 @@ class FakeAirflowAPI:
                 if not self._authorized():
                     return
                 if fake.detail is None:
-                    return self._answer(404, {"detail": "Human-in-the-loop detail does not exist"})
+                    self._answer(404, {"detail": "Human-in-the-loop detail does not exist"})
+                    return
                 self._answer(200, fake.detail)
 
             def do_PATCH(self) -> None:
@@ -161,14 +163,18 @@ class FakeAirflowAPI:
                 fake.patches.append(body)
                 detail = fake.detail
                 if detail is None:
-                    return self._answer(404, {"detail": "no request"})
+                    self._answer(404, {"detail": "no request"})
+                    return
                 if detail["response_received"]:
-                    return self._answer(409, {"detail": "already updated"})
+                    self._answer(409, {"detail": "already updated"})
+                    return
                 assigned = {user["id"] for user in detail["assigned_users"]}
                 if assigned and fake.user not in assigned:
-                    return self._answer(403, {"detail": f"User={fake.user} is not a respondent"})
+                    self._answer(403, {"detail": f"User={fake.user} is not a respondent"})
+                    return
                 if set(body["chosen_options"]) - set(detail["options"]):
-                    return self._answer(400, {"detail": "Invalid options"})
+                    self._answer(400, {"detail": "Invalid options"})
+                    return
                 fake.answer(body["chosen_options"], fake.user)
                 self._answer(
                     200,

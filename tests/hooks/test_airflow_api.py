@@ -95,7 +95,7 @@ class TestBaseURL:
 
     def test_an_undefined_connection_says_how_to_define_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("AIRFLOW_CONN_AIRFLOW_OPS", raising=False)
-        with pytest.raises(CallbellConnectionConfigError, match="'airflow_ops' .* is not defined") as caught:
+        with pytest.raises(CallbellConnectionConfigError, match=r"'airflow_ops' .* is not defined") as caught:
             AirflowAPIHook("airflow_ops").settings  # noqa: B018
         assert "AIRFLOW_CONN_AIRFLOW_OPS=" in str(caught.value)
 

@@ -2,7 +2,7 @@
 
 An API server, a scheduler, a DAG processor and a triggerer share a throwaway AIRFLOW_HOME; the
 simple auth manager has two real users (``hitl-bridge``, the ``airflow_api`` connection's service
-account, and ``alice``, who answers in the "UI"). Three runs go at once:
+account with the role ``user`` the docs ask for, and ``alice``, an admin who answers in the "UI"). Three runs go at once:
 
 - ``phone`` (``example_callbell_hitl``): the question reaches the sandbox through the notifier, a
   reply from another number is ignored, a wrong reply is reprompted once, "yes" records
@@ -104,7 +104,7 @@ def test_hitl_answered_from_the_phone_under_a_real_scheduler(
     services.env.update(
         {
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "hitl-bridge:admin,alice:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "hitl-bridge:user,alice:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
             "AIRFLOW__API__BASE_URL": base_url,
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
