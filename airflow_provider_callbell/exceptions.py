@@ -14,7 +14,8 @@ passed to these classes. The tree::
         │   ├── CallbellServerError         5xx
         │   ├── CallbellInvalidResponseError  an answer that cannot be used
         │   └── CallbellNoAnswerError       no HTTP answer (status_code None)
-        │       └── CallbellTimeoutError    no complete answer within the timeouts
+        │       ├── CallbellTimeoutError    no complete answer within the timeouts
+        │       └── CallbellConnectError    no connection could be made: .host
         ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
         └── CallbellBulkSendError           some messages of a bulk send failed
 
@@ -140,6 +141,21 @@ class CallbellTimeoutError(CallbellNoAnswerError):
     """
 
 
+class CallbellConnectError(CallbellNoAnswerError):
+    """No connection could be made to ``host``: refused, a host name that does not resolve, no route.
+
+    Nothing was sent (``maybe_acted_on`` is ``False``). It is transient like any missing answer, but a
+    sensor whose pokes never connected at all stops waiting after a short grace and fails with this
+    error, naming the host: nothing listens there (a stopped sandbox, a wrong base URL).
+
+    :param host: ``host:port`` of the base URL that could not be reached.
+    """
+
+    def __init__(self, message: str, *, host: str = "", endpoint: str = "", body: str = "") -> None:
+        self.host = host
+        super().__init__(message, endpoint=endpoint, body=body, maybe_acted_on=False)
+
+
 class CallbellAuthError(CallbellAPIError):
     """401 or 403: the token in the connection is wrong, revoked, or lacks the permission."""
 
@@ -259,5 +275,6 @@ _EVENT_ERRORS: dict[str, type[CallbellError]] = {
         CallbellInvalidResponseError,
         CallbellNoAnswerError,
         CallbellTimeoutError,
+        CallbellConnectError,
     )
 }

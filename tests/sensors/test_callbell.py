@@ -171,6 +171,7 @@ class TestDeferrable:
             "failure_statuses": ["failed", "mismatch"],
             "poll_interval": 20,
             "callbell_conn_id": "callbell_ops",
+            "connected": False,
         }
 
     def test_against_sandbox(self, callbell_sandbox):

@@ -264,8 +264,10 @@ class TestDeferrable:
             "choices": ["yes", "no"],
             "pattern": None,
             "reprompt": REPROMPT,
+            "reprompted": 0,
             "poll_interval": 20,
             "callbell_conn_id": "callbell_default",
+            "connected": False,
         }
 
     def test_reply_through_the_trigger(self, callbell_sandbox: Any) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.replies import check_replies
+from airflow_provider_callbell.replies import ReplyScan
 from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
 from tests.compat import import_string
 from tests.helpers import TOKEN, UUID
@@ -51,8 +51,10 @@ class TestSerialize:
             "choices": ["Yes", "No"],
             "pattern": None,
             "reprompt": "Reply YES or NO",
+            "reprompted": 2,
             "poll_interval": 15.0,
             "callbell_conn_id": "callbell_ops",
+            "connected": True,
         }
         classpath, serialized = CallbellReplyTrigger(**kwargs).serialize()
         assert classpath == "airflow_provider_callbell.triggers.callbell.CallbellReplyTrigger"
@@ -91,7 +93,7 @@ class TestAgainstSandbox:
             callbell_sandbox.receive(PHONE, f"old {n}")
         question = CallbellHook().send_message(PHONE, content={"text": "Publish?"})["uuid"]
         before = len(callbell_sandbox.requests)
-        with mock.patch(f"{CallbellReplyTrigger.__module__}.check_replies", wraps=check_replies) as check:
+        with mock.patch.object(ReplyScan, "result", autospec=True, side_effect=ReplyScan.result) as check:
             found = events(
                 rebuilt(after_message_uuid=question, end_time=time.time() + 0.6, poll_interval=0.1)
             )
@@ -118,6 +120,8 @@ class TestAgainstSandbox:
                 "contact_uuid": callbell_sandbox.contacts[0]["uuid"],
                 "since": None,
                 "end_time": end_time,
+                "wrong": 1,
+                "reprompted": 0,
             }
         ]
         assert len(callbell_sandbox.messages) == 1  # the trigger itself sends nothing
