@@ -151,9 +151,17 @@ class CallbellConnectError(CallbellNoAnswerError):
     :param host: ``host:port`` of the base URL that could not be reached.
     """
 
-    def __init__(self, message: str, *, host: str = "", endpoint: str = "", body: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        status_code: int | None = None,
+        endpoint: str = "",
+        body: str = "",
+    ) -> None:
         self.host = host
-        super().__init__(message, endpoint=endpoint, body=body, maybe_acted_on=False)
+        super().__init__(message, status_code=status_code, endpoint=endpoint, body=body, maybe_acted_on=False)
 
 
 class CallbellAuthError(CallbellAPIError):

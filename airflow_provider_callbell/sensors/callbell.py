@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from airflow_provider_callbell.exceptions import CallbellConnectError
     from airflow_provider_callbell.replies import ReplyCheck, ReplyRule
 
 _T = TypeVar("_T")
@@ -83,25 +84,34 @@ class _CallbellWaitMixin:
 
     def _ask(self, context: Context, ask: Callable[[], _T]) -> _T | None:
         """``ask()``'s result, or ``None`` after a transient failure (logged once)."""
-        from airflow_provider_callbell.connectivity import ConnectWatch
         from airflow_provider_callbell.exceptions import CallbellAPIError
 
-        sensor: Any = self
-        watch = ConnectWatch.from_state(self._memory.recall(sensor, context, CONNECT_KEY))
         try:
             result = ask()
         except CallbellAPIError as err:
-            failure = watch.saw(err, time.time())
-            self._memory.keep(sensor, context, CONNECT_KEY, watch.to_state())
+            failure = self._saw(context, err)
             if failure is not None:
                 raise failure from None
             if not err.is_transient:
                 raise
             self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
             return None
-        watch.saw(None, time.time())
-        self._memory.keep(sensor, context, CONNECT_KEY, watch.to_state())
+        self._saw(context, None)
         return result
+
+    def _saw(self, context: Context, error: BaseException | None) -> CallbellConnectError | None:
+        """Record a request's outcome (``None``: Callbell answered); the error to fail with, if any.
+
+        A poke of several requests calls it after each one that was answered, so that one answer is
+        enough to count the poke as connected.
+        """
+        from airflow_provider_callbell.connectivity import ConnectWatch
+
+        sensor: Any = self
+        watch = ConnectWatch.from_state(self._memory.recall(sensor, context, CONNECT_KEY))
+        failure = watch.saw(error, time.time())
+        self._memory.keep(sensor, context, CONNECT_KEY, watch.to_state())
+        return failure
 
 
 class CallbellMessageStatusSensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOperator):
@@ -375,7 +385,7 @@ class CallbellReplySensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOpera
     def poke(self, context: Context) -> PokeReturnValue | bool:
         reprompted = self._memory.recall(self, context, REPROMPTED_KEY)
         reprompted = reprompted if isinstance(reprompted, int) else 0
-        check = self._ask(context, lambda: self._check(reprompted))
+        check = self._ask(context, lambda: self._check(reprompted, context))
         if check is None:
             return False
         if check.needs_reprompt and self._ask(context, self._send_reprompt):
@@ -385,7 +395,7 @@ class CallbellReplySensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOpera
             return PokeReturnValue(is_done=True, xcom_value=check.reply)
         return False
 
-    def _check(self, reprompted: int = 0) -> ReplyCheck:
+    def _check(self, reprompted: int = 0, context: Context | None = None) -> ReplyCheck:
         """Read the conversation as far as the question (or the start) and apply the rule.
 
         Each message is cut down as it is read, so a poke holds one page of the conversation.
@@ -404,6 +414,8 @@ class CallbellReplySensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOpera
                 log_check(self.log, ReplyCheck(reference_found=False), self.to, self.after_message_uuid)
                 return ReplyCheck(reference_found=False)
             self._contact_uuid = contact["uuid"]
+            if context is not None:
+                self._saw(context, None)  # Callbell answered, whatever the conversation's read does
         scan = ReplyScan(self.rule, self.after_message_uuid, reprompted)
         for message in self.hook.list_contact_messages(
             self._contact_uuid,

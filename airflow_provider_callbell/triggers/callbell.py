@@ -352,6 +352,7 @@ class CallbellReplyTrigger(CallbellPollTrigger):
             if contact is None:
                 return ReplyCheck(reference_found=False)  # nothing is listed without a contact
             self.contact_uuid = contact["uuid"]
+            self.connect_watch.saw(None, time.time())  # Callbell answered, whatever the next read does
         since = None if self.since is None else datetime.fromtimestamp(self.since, timezone.utc)
         scan = ReplyScan(self.rule, self.after_message_uuid, self.reprompted)
         async for message in hook.alist_contact_messages(
