@@ -75,7 +75,8 @@ class MessagesCut:
                 created = parse_created_at(message.get("createdAt"))
                 if created is not None and created < self.since:
                     return kept, True
-                if created is None and message.get("uuid") != self.stop_at_uuid:
+                is_stop = self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid
+                if created is None and not is_stop:
                     continue  # a time that cannot be read is never "since": skipped, not trusted
             kept.append(message)
             if self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid:
