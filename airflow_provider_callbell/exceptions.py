@@ -14,7 +14,8 @@ passed to these classes. The tree::
         │   ├── CallbellServerError         5xx
         │   ├── CallbellInvalidResponseError  an answer that cannot be used
         │   ├── CallbellNoAnswerError       no HTTP answer (status_code None)
-        │   │   └── CallbellTimeoutError    no complete answer within the timeouts
+        │   │   ├── CallbellTimeoutError    no complete answer within the timeouts
+        │   │   └── CallbellConnectError    no connection could be made: .host
         │   └── AirflowAPIError             Airflow's own REST API (the HITL bridge): same attributes
         ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
         └── CallbellBulkSendError           some messages of a bulk send failed
@@ -139,6 +140,29 @@ class CallbellTimeoutError(CallbellNoAnswerError):
     The deadline covers the whole attempt, from connecting to the last byte of the answer, however
     slowly a server trickles it. A send may have gone out (``maybe_acted_on``).
     """
+
+
+class CallbellConnectError(CallbellNoAnswerError):
+    """No connection could be made to ``host``: refused, a host name that does not resolve, no route.
+
+    Nothing was sent (``maybe_acted_on`` is ``False``). It is transient like any missing answer, but a
+    sensor whose pokes never connected at all stops waiting after a short grace and fails with this
+    error, naming the host: nothing listens there (a stopped sandbox, a wrong base URL).
+
+    :param host: ``host:port`` of the base URL that could not be reached.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        status_code: int | None = None,
+        endpoint: str = "",
+        body: str = "",
+    ) -> None:
+        self.host = host
+        super().__init__(message, status_code=status_code, endpoint=endpoint, body=body, maybe_acted_on=False)
 
 
 class CallbellAuthError(CallbellAPIError):
@@ -271,6 +295,7 @@ _EVENT_ERRORS: dict[str, type[CallbellError]] = {
         CallbellInvalidResponseError,
         CallbellNoAnswerError,
         CallbellTimeoutError,
+        CallbellConnectError,
         AirflowAPIError,
     )
 }
