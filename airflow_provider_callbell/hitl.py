@@ -6,8 +6,9 @@ trigger wait the same way; this module is that way, once:
 - :class:`HITLRequestView` is Airflow's answer to ``GET .../hitlDetails``, checked;
 - :class:`HITLAnswerRule` is a :class:`~airflow_provider_callbell.replies.ReplyRule` whose accepted
   answers are the request's options (by text, by number, yes/no for an approval, several when
-  ``multiple``), so :func:`~airflow_provider_callbell.replies.check_replies` finds the answer and
-  decides the one reprompt per wrong answer, exactly as for the reply sensor;
+  ``multiple``), so :class:`~airflow_provider_callbell.replies.ReplyScan` finds the answer and
+  decides the one reprompt per wrong answer, exactly as for the reply sensor (with the same record of
+  reprompts sent, kept per number);
 - :func:`check_who_may_answer` keeps the phone from widening who may approve;
 - :class:`HITLWait` is one poll (sync for poke mode, async for the trigger): the request, then the
   conversations, then the decision, including the pause that keeps a submission out of Airflow
@@ -30,7 +31,8 @@ from airflow_provider_callbell.replies import (
     MAX_PAGES_PER_POLL,
     ReplyCheck,
     ReplyRule,
-    check_replies,
+    ReplyScan,
+    conversation_message,
     log_check,
     normalize_reply,
 )
@@ -234,6 +236,8 @@ class HITLWait:
     :param settle_seconds: see :data:`DEFAULT_SETTLE_SECONDS`.
     :param contact_uuids: number -> its Callbell contact, once found.
     :param waiting_since: Unix time the HITL task was first seen waiting (``None``: not seen yet).
+    :param reprompted: number -> how many of its wrong answers (oldest first) were reprompted: the
+        bridge's own record, which holds while the conversation does not list the reprompt yet.
     """
 
     dag_id: str
@@ -247,11 +251,21 @@ class HITLWait:
     channel_uuid: str | None = None
     contact_uuids: dict[str, str] = field(default_factory=dict)
     waiting_since: float | None = None
+    reprompted: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    _logged: dict[str, ReplyCheck] = field(default_factory=dict, repr=False, compare=False)
 
     def state(self) -> dict[str, Any]:
-        """What a trigger's kwargs and a reprompt event carry: plain JSON, ids and times only."""
-        return {"contact_uuids": dict(self.contact_uuids), "waiting_since": self.waiting_since}
+        """What a trigger's kwargs and its events carry: plain JSON, ids, counts and times only."""
+        return {
+            "contact_uuids": dict(self.contact_uuids),
+            "waiting_since": self.waiting_since,
+            "reprompted": dict(self.reprompted),
+        }
+
+    def record_reprompt(self, number: str, wrong: int) -> None:
+        """After sending ``number`` its reprompt: its first ``wrong`` wrong answers had theirs."""
+        self.reprompted[number] = max(self.reprompted.get(number, 0), wrong)
 
     # -- One poll, in three steps; the I/O between them is sync (poke) or async (trigger) -----------
 
@@ -295,14 +309,15 @@ class HITLWait:
             if self.waiting_since is None:
                 return None, 0.0  # not parked yet: the next poll looks again
             return event, max(self.waiting_since + self.settle_seconds - self.clock(), 0.0)
-        reprompt = [number for number, check in checks.items() if check.needs_reprompt]
-        if reprompt:
-            return {
+        wrong = {number: check.wrong for number, check in checks.items() if check.needs_reprompt}
+        if wrong:
+            event = {
                 "event": "reprompt",
-                "numbers": reprompt,
+                "numbers": list(wrong),
+                "wrong": wrong,
                 "text": reprompt_text(request),
-                **self.state(),
-            }, 0.0
+            }
+            return {**event, **self.state()}, 0.0
         return None, 0.0
 
     def confirm(self, detail: Mapping[str, Any] | None, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -317,6 +332,12 @@ class HITLWait:
     # -- The same poll over the sync hooks (poke) and the async ones (trigger) --------------------
 
     def poll(self, api: AirflowAPIHook, callbell: CallbellHook, log: Any) -> dict[str, Any] | None:
+        """One poll from a worker (poke and reschedule modes): the event that ends it, or ``None``.
+
+        The request first (an answered or ended one ends the wait; a phone outside
+        ``assigned_users`` raises), then each number's conversation since the request was made, then
+        :meth:`decide`; a reply inside the settle window is held here, in a sleep, then confirmed.
+        """
         ended, request = self.read_request(api.get_hitl_detail(*self._ti))
         if request is None:
             return ended
@@ -327,10 +348,12 @@ class HITLWait:
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
-            messages = callbell.list_contact_messages(
+            scan = self._scan(request, number)
+            for message in callbell.list_contact_messages(
                 self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
-            )
-            checks[number] = self._check(list(messages), request, number, log)
+            ):
+                scan.feed(conversation_message(message))  # cut down as read: one page held at a time
+            checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":
             return event
@@ -344,6 +367,7 @@ class HITLWait:
         return self.confirm(api.get_hitl_detail(*self._ti), event)
 
     async def apoll(self, api: AirflowAPIHook, callbell: CallbellHook, log: Any) -> dict[str, Any] | None:
+        """:meth:`poll` for the triggerer, over the async hooks; the settle window is an ``asyncio`` sleep."""
         ended, request = self.read_request(await api.aget_hitl_detail(*self._ti))
         if request is None:
             return ended
@@ -354,13 +378,12 @@ class HITLWait:
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
-            messages = [
-                message
-                async for message in callbell.alist_contact_messages(
-                    self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
-                )
-            ]
-            checks[number] = self._check(messages, request, number, log)
+            scan = self._scan(request, number)
+            async for message in callbell.alist_contact_messages(
+                self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
+            ):
+                scan.feed(conversation_message(message))
+            checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":
             return event
@@ -377,9 +400,12 @@ class HITLWait:
     def _ti(self) -> tuple[str, str, str, int]:
         return self.dag_id, self.run_id, self.task_id, self.map_index
 
-    def _check(
-        self, newest_first: list[dict[str, Any]], request: HITLRequestView, number: str, log: Any
-    ) -> ReplyCheck:
-        check = check_replies(newest_first, HITLAnswerRule.for_request(request), None)
-        log_check(log, check, number, None)
+    def _scan(self, request: HITLRequestView, number: str) -> ReplyScan:
+        """The reply sensor's fold over a conversation, with the request's options as the rule."""
+        return ReplyScan(HITLAnswerRule.for_request(request), None, self.reprompted.get(number, 0))
+
+    def _log(self, check: ReplyCheck, number: str, log: Any) -> ReplyCheck:
+        if self._logged.get(number) != check:  # one log line per change, not per poll
+            log_check(log, check, number, None)
+            self._logged[number] = check
         return check

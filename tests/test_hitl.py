@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -275,3 +276,46 @@ class TestSettleWindow:
         event, _ = wait.decide(view, {PHONE: late, other: early})
         assert event is not None
         assert (event["number"], event["chosen_options"]) == (other, ["Approve"])
+
+
+class FakeHooks:
+    """The two hooks' sync methods a poll calls, answered from plain data."""
+
+    def __init__(self, conversation: list[dict[str, Any]], state: str = "awaiting_input") -> None:
+        self.conversation = conversation  # newest first
+        self.detail = detail(state)
+
+    def get_hitl_detail(self, *ti: Any) -> dict[str, Any]:
+        return self.detail
+
+    def get_contact_by_phone(self, number: str, channel_uuid: str | None) -> dict[str, Any]:
+        return {"uuid": "c1"}
+
+    def list_contact_messages(self, contact_uuid: str, **kwargs: Any) -> list[dict[str, Any]]:
+        return list(self.conversation)
+
+
+class TestRepromptRecord:
+    """A reprompt the conversation does not list yet (Callbell lists a message once processed) is not sent twice."""
+
+    def test_the_record_holds_until_the_conversation_lists_the_reprompt(self) -> None:
+        log = mock.Mock()
+        hooks = FakeHooks([{"status": "received", "text": "maybe", "createdAt": "2026-12-03T12:00:02Z"}])
+        wait = HITLWait("dag", "run", "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=0)
+        event = wait.poll(hooks, hooks, log)  # type: ignore[arg-type]
+        assert event is not None
+        assert (event["event"], event["wrong"]) == ("reprompt", {PHONE: 1})
+        wait.record_reprompt(PHONE, event["wrong"][PHONE])  # the operator sent it
+        assert wait.poll(hooks, hooks, log) is None  # not listed yet: the record says it went  # type: ignore[arg-type]
+        assert wait.state()["reprompted"] == {PHONE: 1}
+        hooks.conversation.insert(
+            0, {"status": "received", "text": "perhaps", "createdAt": "2026-12-03T12:00:05Z"}
+        )
+        again = wait.poll(hooks, hooks, log)  # type: ignore[arg-type]
+        assert again is not None
+        assert (again["event"], again["wrong"]) == ("reprompt", {PHONE: 2})  # a new wrong answer: one more
+
+    def test_an_unreadable_time_is_no_answer(self) -> None:
+        hooks = FakeHooks([{"status": "received", "text": "yes", "createdAt": "not a time"}])
+        wait = HITLWait("dag", "run", "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=0)
+        assert wait.poll(hooks, hooks, mock.Mock()) is None  # type: ignore[arg-type]

@@ -155,6 +155,7 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
             channel_uuid=self.channel_uuid,
             contact_uuids=dict((state or {}).get("contact_uuids") or {}),
             waiting_since=(state or {}).get("waiting_since"),
+            reprompted=dict((state or {}).get("reprompted") or {}),
         )
 
     def execute(self, context: Context) -> Any:
@@ -242,7 +243,8 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
             return _result("ended_without_answer", [], state=event["state"])
         if kind == "reprompt":
             for number in event["numbers"]:
-                self._tell(wait, number, event["text"], "the reprompt")
+                if self._tell(wait, number, event["text"], "the reprompt"):
+                    wait.record_reprompt(number, event["wrong"][number])
             return None
         return self._submit(wait, event)
 
@@ -279,16 +281,18 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
         self._tell(wait, number, f"Recorded: {', '.join(chosen)} for {where}", "the confirmation")
         return _result("submitted", chosen, number=number, reply=reply, responded_by=responded_by)
 
-    def _tell(self, wait: HITLWait, number: str, text: str, what: str) -> None:
-        """Send a short message; a failure is logged, never fatal (the answer's fate does not depend on it)."""
-        from airflow_provider_callbell.exceptions import CallbellAPIError
+    def _tell(self, wait: HITLWait, number: str, text: str, what: str) -> bool:
+        """Send a short message; whether it went. A failure is logged, never fatal: the answer's fate
+        does not depend on it (a confirmation after a recorded answer must not fail the task), and a
+        reprompt not sent is sent at the next poll."""
+        from airflow_provider_callbell.exceptions import CallbellError
 
         try:
             self.hook.send_message(to=number, content={"text": text}, channel_uuid=wait.channel_uuid)
-        except CallbellAPIError as err:
-            if not err.is_transient:
-                raise
+        except CallbellError as err:
             self.log.warning("Could not send %s to %s: %s", what, number, err)
+            return False
+        return True
 
 
 def _ti(wait: HITLWait) -> tuple[str, str, str, int]:

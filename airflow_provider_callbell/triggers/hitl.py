@@ -37,16 +37,19 @@ class CallbellHITLTrigger(CallbellPollTrigger):
 
     - ``{"event": "reply", "number", "reply", "chosen_options"}``: an accepted answer, once the HITL
       task has been waiting ``settle_seconds``; the operator submits it from the worker;
-    - ``{"event": "reprompt", "numbers", "text"}``: a wrong answer awaits its one reprompt; the
-      operator sends it and defers again;
+    - ``{"event": "reprompt", "numbers", "wrong", "text"}``: a wrong answer awaits its one reprompt;
+      the operator sends it, records it (``reprompted``: per number, the ``wrong`` answers reprompted)
+      and defers again;
     - ``{"event": "answered", "chosen_options", "responded_by"}``: the request was answered elsewhere
       (the UI, another client), or took its defaults at its timeout;
     - ``{"event": "ended", "state"}``: the HITL task ended without an answer;
     - ``{"event": "timeout"}`` once ``end_time`` has passed; ``{"event": "error", ...}`` for a refusal
       (a phone outside ``assigned_users``, a wrong connection, ...).
 
-    Every event but the last two also carries ``contact_uuids``, ``waiting_since`` and ``end_time``,
-    with which the operator defers again when the wait goes on.
+    Every event but the last two also carries ``contact_uuids``, ``waiting_since``, ``reprompted`` and
+    ``end_time``, with which the operator defers again when the wait goes on. Polls are spread, and a
+    Callbell that was never reachable ends the run, as
+    :class:`~airflow_provider_callbell.triggers.callbell.CallbellPollTrigger` says.
 
     The serialized form holds ids, numbers, times and connection ids: never a Callbell token, an
     Airflow password or an Airflow token, which the hooks read or fetch at each start.
@@ -67,11 +70,18 @@ class CallbellHITLTrigger(CallbellPollTrigger):
         channel_uuid: str | None = None,
         contact_uuids: Mapping[str, str] | None = None,
         waiting_since: float | None = None,
+        reprompted: Mapping[str, int] | None = None,
         poll_interval: float = 30.0,
         callbell_conn_id: str = DEFAULT_CONN_ID,
         airflow_api_conn_id: str = DEFAULT_AIRFLOW_API_CONN_ID,
+        connected: bool = False,
     ) -> None:
-        super().__init__(end_time=end_time, poll_interval=poll_interval, callbell_conn_id=callbell_conn_id)
+        super().__init__(
+            end_time=end_time,
+            poll_interval=poll_interval,
+            callbell_conn_id=callbell_conn_id,
+            connected=connected,
+        )
         self.airflow_api_conn_id = airflow_api_conn_id
         self.wait = HITLWait(
             dag_id=dag_id,
@@ -85,6 +95,7 @@ class CallbellHITLTrigger(CallbellPollTrigger):
             channel_uuid=channel_uuid,
             contact_uuids=dict(contact_uuids or {}),
             waiting_since=waiting_since,
+            reprompted=dict(reprompted or {}),
         )
 
     def serialize_kwargs(self) -> dict[str, Any]:

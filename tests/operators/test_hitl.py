@@ -23,7 +23,7 @@ if not AIRFLOW_V_3_1_PLUS:
         allow_module_level=True,
     )
 
-from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellValidationError
+from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellAPIError, CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.operators.hitl import CallbellHITLResponseOperator
 from tests.compat import TaskDeferred, import_string, modules_added_by
@@ -165,6 +165,20 @@ class TestPoke:
             "Recorded: Approve for nightly_report / approve",
         ]
         assert texts(callbell_sandbox, OTHER) == []
+
+    def test_a_confirmation_that_cannot_be_sent_does_not_fail_a_recorded_answer(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        task, ctx = bridge(deferrable=False), context()
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "yes")
+        refused = CallbellAPIError(
+            "Callbell refused the request", status_code=400, endpoint="POST /messages/send"
+        )
+        with mock.patch.object(task.hook, "send_message", side_effect=refused):
+            done = task.poke(ctx)
+        assert done.xcom_value["outcome"] == "submitted"
+        assert len(approval.patches) == 1
 
     def test_one_login_per_task_and_the_token_goes_only_to_airflow(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
@@ -368,7 +382,9 @@ class TestDeferred:
         with pytest.raises(TaskDeferred) as again:
             bridge().execute_complete(ctx, event)
         assert texts(callbell_sandbox) == [event["text"]]
-        assert again.value.trigger.serialize()[1]["contact_uuids"] == event["contact_uuids"]
+        resumed = again.value.trigger.serialize()[1]
+        assert resumed["contact_uuids"] == event["contact_uuids"]
+        assert resumed["reprompted"] == {PHONE: 1}  # the record travels with the wait
         callbell_sandbox.receive(PHONE, "no")
         reply = run_trigger(again.value)
         result = bridge().execute_complete(ctx, reply)
