@@ -112,6 +112,7 @@ class FakeAirflowAPI:
             "task_instance": {"state": "awaiting_input", "task_id": "approve"},
         }
         self.patches: list[dict[str, Any]] = []
+        self.patch_failures: list[int] = []  # statuses the next PATCHes answer with, e.g. [503]
         self.logins: list[dict[str, Any]] = []
         self.tokens_seen: list[str | None] = []
         self.user = "hitl-bridge"
@@ -161,6 +162,9 @@ class FakeAirflowAPI:
                     return
                 body = self._body()
                 fake.patches.append(body)
+                if fake.patch_failures:
+                    self._answer(fake.patch_failures.pop(0), {"detail": "unavailable"})
+                    return
                 detail = fake.detail
                 if detail is None:
                     self._answer(404, {"detail": "no request"})

@@ -159,9 +159,17 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_callbell.exceptions import AirflowAPIError
+
         wait = self._wait = self._make_wait(context)
         # Read the request now: a phone outside assigned_users fails here, before any wait.
-        ended, _ = wait.read_request(self.api.get_hitl_detail(*_ti(wait)))
+        try:
+            ended, _ = wait.read_request(self.api.get_hitl_detail(*_ti(wait)))
+        except AirflowAPIError as err:
+            if not err.is_transient:
+                raise
+            self.log.warning("Reading the request again at the next poll: %s", err)
+            ended = None
         if ended is not None:
             return self._finish(wait, ended)
         if self.deferrable:
@@ -254,24 +262,14 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
         number, reply, chosen = event["number"], event["reply"], event["chosen_options"]
         self.log.info("%s answered %r from %s: %s", self.hitl_task_id, reply.get("text"), number, chosen)
         where = f"{wait.dag_id} / {wait.task_id}" + (f"[{wait.map_index}]" if wait.map_index >= 0 else "")
-        detail = self.api.get_hitl_detail(*_ti(wait)) or {}
-        params = {
-            key: value["value"] if isinstance(value, dict) and "value" in value else value
-            for key, value in (detail.get("params") or {}).items()
-        }
         try:
-            answer = self.api.submit_hitl_response(*_ti(wait), chosen_options=chosen, params_input=params)
+            detail = self.api.get_hitl_detail(*_ti(wait)) or {}
+            answer = self.api.submit_hitl_response(
+                *_ti(wait), chosen_options=chosen, params_input=_param_values(detail)
+            )
         except AirflowAPIError as err:
             if err.status_code == 409:  # answered elsewhere meanwhile: that answer stands
-                detail = self.api.get_hitl_detail(*_ti(wait)) or {}
-                recorded = list(detail.get("chosen_options") or [])
-                self._tell(
-                    wait,
-                    number,
-                    f"Not recorded: {where} was already answered in Airflow ({', '.join(recorded)})",
-                    "the notice",
-                )
-                return _result("answered_in_airflow", recorded, number=number, reply=reply)
+                return self._already_answered(wait, number, reply, where)
             if err.is_transient:
                 self.log.warning("Submitting again at the next poll: %s", err)
                 return None
@@ -280,6 +278,29 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
         self.log.info("Recorded %s for %s as %s; answered from %s", chosen, where, responded_by, number)
         self._tell(wait, number, f"Recorded: {', '.join(chosen)} for {where}", "the confirmation")
         return _result("submitted", chosen, number=number, reply=reply, responded_by=responded_by)
+
+    def _already_answered(
+        self, wait: HITLWait, number: str, reply: Mapping[str, Any], where: str
+    ) -> dict[str, Any]:
+        """Airflow's 409: someone answered first. Their answer stands; the phone is told so."""
+        from airflow_provider_callbell.exceptions import AirflowAPIError
+
+        try:
+            detail = self.api.get_hitl_detail(*_ti(wait)) or {}
+        except AirflowAPIError as err:  # the answer is known to exist; what it was is a nicety
+            self.log.warning("Could not read the answer that came first: %s", err)
+            detail = {}
+        recorded = [str(option) for option in detail.get("chosen_options") or []]
+        responder = detail.get("responded_by_user")
+        responded_by = str(responder.get("name")) if isinstance(responder, dict) else None
+        self.log.info(
+            "%s was answered in Airflow first (%s); %s's answer not submitted", where, recorded, number
+        )
+        notice = (
+            f"Not recorded: {where} was already answered in Airflow ({', '.join(recorded) or 'see Airflow'})"
+        )
+        self._tell(wait, number, notice, "the notice")
+        return _result("answered_in_airflow", recorded, number=number, reply=reply, responded_by=responded_by)
 
     def _tell(self, wait: HITLWait, number: str, text: str, what: str) -> bool:
         """Send a short message; whether it went. A failure is logged, never fatal: the answer's fate
@@ -297,6 +318,15 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
 
 def _ti(wait: HITLWait) -> tuple[str, str, str, int]:
     return wait.dag_id, wait.run_id, wait.task_id, wait.map_index
+
+
+def _param_values(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's params as ``params_input``: each one's current value, as the scheduler submits defaults."""
+    params = detail.get("params")
+    return {
+        key: value["value"] if isinstance(value, dict) and "value" in value else value
+        for key, value in (params if isinstance(params, dict) else {}).items()
+    }
 
 
 def _numbers(to: Any) -> tuple[str, ...]:

@@ -273,7 +273,8 @@ class Services(Airflow):
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             assert all(proc.poll() is None for proc in self.processes), self.logs()
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            # A first request may take seconds on a busy machine: abandoned early, it would only be sent again.
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=15) as answer:
                 if answer.status == 200:
                     return
             time.sleep(0.5)

@@ -166,6 +166,18 @@ class TestPoke:
         ]
         assert texts(callbell_sandbox, OTHER) == []
 
+    def test_a_submission_that_fails_for_now_is_made_again_at_the_next_poke(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        task, ctx = bridge(deferrable=False), context()
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "yes")
+        approval.patch_failures.append(503)
+        assert task.poke(ctx) is False
+        assert task.poke(ctx).xcom_value["outcome"] == "submitted"
+        assert len(approval.patches) == 2
+        assert texts(callbell_sandbox) == ["Recorded: Approve for nightly_report / approve"]  # once
+
     def test_a_confirmation_that_cannot_be_sent_does_not_fail_a_recorded_answer(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
     ) -> None:
@@ -266,6 +278,7 @@ class TestPoke:
         assert done.xcom_value["outcome"] == "answered_in_airflow"
         assert done.xcom_value["chosen_options"] == ["Reject"]
         assert done.xcom_value["from"] == PHONE
+        assert done.xcom_value["responded_by"] == "alice"
         assert approval.patches == [{"chosen_options": ["Approve"], "params_input": {}}]  # refused with 409
         assert texts(callbell_sandbox) == [
             "Not recorded: nightly_report / approve was already answered in Airflow (Reject)"
