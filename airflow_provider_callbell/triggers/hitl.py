@@ -6,6 +6,7 @@ Airflow raises an ``ImportError`` that says so.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.hitl import DEFAULT_SETTLE_SECONDS, HITLWait
@@ -45,6 +46,10 @@ class CallbellHITLTrigger(CallbellPollTrigger):
     - ``{"event": "ended", "state"}``: the HITL task ended without an answer;
     - ``{"event": "timeout"}`` once ``end_time`` has passed; ``{"event": "error", ...}`` for a refusal
       (a phone outside ``assigned_users``, a wrong connection, ...).
+
+    No event is handed over sooner than ``settle_seconds`` after the run started: on Airflow 3.3.2 a
+    deferred task resumed before the scheduler has seen the deferring worker exit is failed as
+    "state changed externally" (the same race as the HITL task's own).
 
     Every event but the last two also carries ``contact_uuids``, ``waiting_since``, ``reprompted`` and
     ``end_time``, with which the operator defers again when the wait goes on. Polls are spread, and a
@@ -118,6 +123,7 @@ class CallbellHITLTrigger(CallbellPollTrigger):
         from airflow_provider_callbell.hooks.airflow_api import AirflowAPIHook
 
         self._api = AirflowAPIHook(self.airflow_api_conn_id)
+        self._started = self.wait.clock()
         try:
             async for event in super().run():
                 yield event
@@ -126,8 +132,17 @@ class CallbellHITLTrigger(CallbellPollTrigger):
 
     async def poll_once(self, hook: CallbellHook) -> dict[str, Any] | None:
         event = await self.wait.apoll(self._api, hook, self.log)
+        if event is None:
+            return None
+        # The deferring worker's exit must reach the scheduler before the task is queued again, or
+        # Airflow 3.3.2 fails the task ("state changed externally"): no event sooner than
+        # settle_seconds after the run started.
+        hold = min(self._started + self.wait.settle_seconds - self.wait.clock(), self._remaining())
+        if hold > 0:
+            self.log.info("Handing the %s event over in %.0f s", event["event"], hold)
+            await asyncio.sleep(hold)
         # Every event carries what the operator needs to wait again: the state and the deadline.
-        return None if event is None else {**event, **self.wait.state(), "end_time": self.end_time}
+        return {**event, **self.wait.state(), "end_time": self.end_time}
 
     def timeout_event(self) -> dict[str, Any]:
         return {"event": "timeout"}

@@ -428,6 +428,18 @@ class TestDeferred:
         with pytest.raises(CallbellValidationError, match="may not answer"):
             bridge().execute_complete(context(), event)
 
+    def test_no_event_sooner_than_settle_seconds_after_the_deferral(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        """Airflow 3.3.2 fails a deferred task resumed before the scheduler saw its worker exit."""
+        with pytest.raises(TaskDeferred) as deferred:
+            bridge(settle_seconds=1.5).execute(context())
+        approval.answer(["Approve"], "alice")  # the event is ready at the first poll
+        started = time.monotonic()
+        event = run_trigger(deferred.value)
+        assert event["event"] == "answered"
+        assert time.monotonic() - started >= 1.5
+
     def test_answered_in_airflow_while_deferred(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
     ) -> None:
