@@ -280,11 +280,11 @@ def base_url(
         if host_port is not None and host_port != port:
             raise refuse(f"the host {given!r} says port {host_port} but the port field says {port}")
         host_port = port
-    loopback = _is_loopback(hostname)
+    loopback = is_loopback(hostname)
     if not scheme and loopback:
         raise refuse(
             f"the host {given!r} has no scheme; a local server such as the sandbox is plain http: "
-            f"use {urlunsplit(('http', _netloc(hostname, host_port), path, '', ''))!r}"
+            f"use {urlunsplit(('http', netloc(hostname, host_port), path, '', ''))!r}"
         )
     scheme = scheme or "https"
     if scheme == "http" and not loopback and not allow_plain_http:
@@ -295,15 +295,17 @@ def base_url(
         )
     if host_port == _DEFAULT_PORTS[scheme]:  # e.g. 443 typed in the form's port field: same URL
         host_port = None
-    return urlunsplit((scheme, _netloc(hostname, host_port), path, "", ""))
+    return urlunsplit((scheme, netloc(hostname, host_port), path, "", ""))
 
 
-def _netloc(hostname: str, port: int | None) -> str:
-    netloc = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
-    return f"{netloc}:{port}" if port else netloc
+def netloc(hostname: str, port: int | None) -> str:
+    """``host:port`` for a URL (the Airflow API connection builds its URL with it too)."""
+    name = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
+    return f"{name}:{port}" if port else name
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """Whether plain http to ``hostname`` stays on this machine (``localhost`` or a loopback address)."""
     if hostname == "localhost":
         return True
     try:

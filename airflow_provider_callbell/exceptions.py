@@ -13,8 +13,10 @@ passed to these classes. The tree::
         │   ├── CallbellRateLimitError      429, .retry_after
         │   ├── CallbellServerError         5xx
         │   ├── CallbellInvalidResponseError  an answer that cannot be used
-        │   └── CallbellNoAnswerError       no HTTP answer (status_code None)
-        │       └── CallbellTimeoutError    no complete answer within the timeouts
+        │   ├── CallbellNoAnswerError       no HTTP answer (status_code None)
+        │   │   ├── CallbellTimeoutError    no complete answer within the timeouts
+        │   │   └── CallbellConnectError    no connection could be made: .host
+        │   └── AirflowAPIError             Airflow's own REST API (the HITL bridge): same attributes
         ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
         └── CallbellBulkSendError           some messages of a bulk send failed
 
@@ -140,6 +142,29 @@ class CallbellTimeoutError(CallbellNoAnswerError):
     """
 
 
+class CallbellConnectError(CallbellNoAnswerError):
+    """No connection could be made to ``host``: refused, a host name that does not resolve, no route.
+
+    Nothing was sent (``maybe_acted_on`` is ``False``). It is transient like any missing answer, but a
+    sensor whose pokes never connected at all stops waiting after a short grace and fails with this
+    error, naming the host: nothing listens there (a stopped sandbox, a wrong base URL).
+
+    :param host: ``host:port`` of the base URL that could not be reached.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        status_code: int | None = None,
+        endpoint: str = "",
+        body: str = "",
+    ) -> None:
+        self.host = host
+        super().__init__(message, status_code=status_code, endpoint=endpoint, body=body, maybe_acted_on=False)
+
+
 class CallbellAuthError(CallbellAPIError):
     """401 or 403: the token in the connection is wrong, revoked, or lacks the permission."""
 
@@ -169,6 +194,17 @@ class CallbellInvalidResponseError(CallbellAPIError):
     @property
     def is_transient(self) -> bool:
         return self.status_code is not None and super().is_transient
+
+
+class AirflowAPIError(CallbellAPIError):
+    """Airflow's REST API (``airflow_api`` connection) refused a request, sent an unusable answer, or
+    none: what :class:`~airflow_provider_callbell.operators.hitl.CallbellHITLResponseOperator` reads
+    and submits a Human-in-the-loop answer through.
+
+    Same attributes as every :class:`CallbellAPIError` (``status_code`` ``None`` when no answer came);
+    ``body`` never holds the Airflow user's password or token. Transient as they are: no answer,
+    ``429`` and ``5xx``.
+    """
 
 
 def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
@@ -259,5 +295,7 @@ _EVENT_ERRORS: dict[str, type[CallbellError]] = {
         CallbellInvalidResponseError,
         CallbellNoAnswerError,
         CallbellTimeoutError,
+        CallbellConnectError,
+        AirflowAPIError,
     )
 }

@@ -123,13 +123,20 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.hooks.callbell"],
+                "python-modules": [
+                    "airflow_provider_callbell.hooks.callbell",
+                    "airflow_provider_callbell.hooks.airflow_api",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.operators.callbell"],
+                # operators.hitl and triggers.hitl import on Airflow 3.1+ only (Human-in-the-loop).
+                "python-modules": [
+                    "airflow_provider_callbell.operators.callbell",
+                    "airflow_provider_callbell.operators.hitl",
+                ],
             }
         ],
         "sensors": [
@@ -141,7 +148,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.triggers.callbell"],
+                "python-modules": [
+                    "airflow_provider_callbell.triggers.callbell",
+                    "airflow_provider_callbell.triggers.hitl",
+                ],
             }
         ],
         "notifications": ["airflow_provider_callbell.notifications.callbell.CallbellNotifier"],

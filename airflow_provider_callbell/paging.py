@@ -43,7 +43,9 @@ class MessagesCut:
     """Where a read of a conversation (newest first) stops, before its last page.
 
     :param stop_at_uuid: the message whose uuid this is is the last one read.
-    :param since: messages created before this (whole seconds, like Callbell's ``createdAt``) are not read.
+    :param since: messages created before this (whole seconds, like Callbell's ``createdAt``) are not
+        read; nor, fail-closed, is a message whose ``createdAt`` is missing or cannot be read (the read
+        goes on past it: a later one may be newer).
     :param max_pages: read at most this many pages.
     """
 
@@ -69,8 +71,13 @@ class MessagesCut:
         """The messages of one page to yield, and whether the cut fell inside it."""
         kept: list[dict[str, Any]] = []
         for message in batch:
-            if self.since is not None and _created_before(message, self.since):
-                return kept, True
+            if self.since is not None:
+                created = parse_created_at(message.get("createdAt"))
+                if created is not None and created < self.since:
+                    return kept, True
+                is_stop = self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid
+                if created is None and not is_stop:
+                    continue  # a time that cannot be read is never "since": skipped, not trusted
             kept.append(message)
             if self.stop_at_uuid is not None and message.get("uuid") == self.stop_at_uuid:
                 return kept, True
@@ -146,8 +153,3 @@ class Pager:
             or (self._cut.max_pages is not None and self.page >= self._cut.max_pages)
         )
         return kept
-
-
-def _created_before(message: Mapping[str, Any], since: datetime) -> bool:
-    created = parse_created_at(message.get("createdAt"))
-    return created is not None and created < since

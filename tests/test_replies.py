@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
 from typing import Any
 
 import pytest
 
-from airflow_provider_callbell.exceptions import CallbellValidationError
-from airflow_provider_callbell.replies import ReplyRule, check_replies, normalize_reply, parse_created_at
+from airflow_provider_callbell.exceptions import CallbellInvalidResponseError, CallbellValidationError
+from airflow_provider_callbell.replies import (
+    MAX_REPLY_CHARS,
+    ReplyRule,
+    ReplyScan,
+    check_replies,
+    conversation_message,
+    normalize_reply,
+    parse_created_at,
+)
 
 QUESTION = "cf839626ac7949879b88bcffd41d34fe"
 REPROMPT = "Please reply YES or NO"
@@ -187,3 +197,87 @@ class TestCheckReplies:
 def test_parse_created_at(value: Any, expected: str | None) -> None:
     parsed = parse_created_at(value)
     assert (parsed.isoformat() if parsed else None) == expected
+
+
+class TestFailClosed:
+    """Customer text and server data are read fail-closed: typed, cut, of a readable time, bounded."""
+
+    @pytest.mark.parametrize("at", [None, "", "yesterday", "2026-13-45T99:00:00Z", 1_700_000_000])
+    def test_an_answer_whose_time_cannot_be_read_is_no_answer(self, at: Any) -> None:
+        old_yes = {**received("yes"), "createdAt": at}
+        messages = conversation(sent("Publish?", QUESTION), old_yes)
+        check = check_replies(messages, YES_NO, QUESTION)
+        assert (check.reply, check.wrong, check.needs_reprompt) == (None, 0, False)
+
+    def test_without_question_too(self) -> None:
+        messages = conversation({**received("yes"), "createdAt": "an hour ago"}, received("no"))
+        reply = check_replies(messages, YES_NO, None).reply
+        assert reply is not None
+        assert reply["choice"] == "no"
+
+    @pytest.mark.parametrize("field", ["text", "status", "uuid", "createdAt", "from"])
+    @pytest.mark.parametrize("value", [42, ["yes"], {"yes": True}, True])
+    def test_a_field_of_the_wrong_type_is_a_typed_error_naming_it(self, field: str, value: Any) -> None:
+        with pytest.raises(CallbellInvalidResponseError, match=f"{field!r} of type"):
+            conversation_message({**received("yes"), field: value})
+
+    def test_a_message_that_is_not_an_object_is_a_typed_error(self) -> None:
+        with pytest.raises(CallbellInvalidResponseError, match="must be a JSON object"):
+            conversation_message(["yes"])
+
+    def test_only_the_fields_a_wait_reads_are_kept_and_text_is_cut(self) -> None:
+        big = {**received("y" * 100_000), "attachments": ["x" * 100_000], "channel": {"x": 1}}
+        kept = conversation_message(big)
+        assert sorted(kept) == ["createdAt", "from", "status", "text", "uuid"]
+        assert len(kept["text"]) == MAX_REPLY_CHARS
+
+    def test_text_is_cut_before_any_matching(self) -> None:
+        """ "yes" past the cut is never read, whatever the rule."""
+        late_yes = "x" * MAX_REPLY_CHARS + " yes"
+        assert ReplyRule.build(pattern=r"yes").match(late_yes) == (False, None)
+        messages = conversation(sent("Publish?", QUESTION), received("x" * 10 * MAX_REPLY_CHARS))
+        reply = check_replies(messages, ReplyRule.build(), QUESTION).reply
+        assert reply is not None
+        assert len(reply["text"]) == MAX_REPLY_CHARS
+
+    def test_matching_a_long_text_is_fast(self) -> None:
+        """Punctuation-only text made the old normalisation quadratic (seconds for 100k characters)."""
+        texts = ["!" * 1_000_000 + "a", " " * 1_000_000 + "yes!", "?" * 1_000_000]
+        started = time.perf_counter()
+        for text in texts:
+            ReplyRule.build(["yes", "no"]).match(text)
+            normalize_reply(text[:200_000])  # linear even uncut
+            ReplyRule.build(pattern=r"(?i)^ack\b").match(text)
+        assert time.perf_counter() - started < 0.5
+
+    def test_the_scan_holds_no_message(self) -> None:
+        """Pages are folded as they come: a poll's memory does not grow with the conversation."""
+
+        def pages() -> Any:
+            for n in range(2000):  # 2,000 wrong answers of 4 kB each: 8 MB of text
+                yield conversation_message(received(f"{n} " + "m" * 5000))
+            yield sent("Publish?", QUESTION)
+
+        tracemalloc.start()
+        try:
+            scan = ReplyScan(YES_NO, QUESTION)
+            for message in pages():
+                scan.feed(message)
+            check = scan.result()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert check.wrong == 2000
+        assert peak < 512 * 1024
+
+    def test_the_callers_record_holds_while_the_reprompt_is_not_listed(self) -> None:
+        lagging = conversation(sent("Publish?", QUESTION), received("maybe"))  # reprompt sent, not listed
+        assert not check_replies(lagging, YES_NO, QUESTION, reprompted=1).needs_reprompt
+        newer = conversation(sent("Publish?", QUESTION), received("maybe"), received("dunno"))
+        check = check_replies(newer, YES_NO, QUESTION, reprompted=1)
+        assert (check.wrong, check.needs_reprompt) == (2, True)
+
+    def test_a_listed_reprompt_counts_without_a_record(self) -> None:
+        """A new try has lost the record: the conversation's reprompts still count."""
+        listed = conversation(sent("Publish?", QUESTION), received("maybe"), sent(REPROMPT))
+        assert not check_replies(listed, YES_NO, QUESTION, reprompted=0).needs_reprompt

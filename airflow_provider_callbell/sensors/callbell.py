@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_callbell.message_status import (
     DEFAULT_FAILURE_STATUSES,
@@ -23,14 +23,98 @@ from airflow_provider_callbell.version_compat import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow.sdk import Context
 
+    from airflow_provider_callbell.exceptions import CallbellConnectError
     from airflow_provider_callbell.replies import ReplyCheck, ReplyRule
 
+_T = TypeVar("_T")
 
-class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
+#: The keys a sensor keeps between pokes (see :class:`_PokeMemory`).
+CONNECT_KEY = "callbell_connect"
+REPROMPTED_KEY = "callbell_reprompted"
+
+
+class _PokeMemory:
+    """What a sensor remembers from one poke to the next, wherever its pokes run.
+
+    In poke mode every poke runs on the same object: its attributes are enough. In reschedule mode
+    each poke is a new process, so the values also go to Airflow's task state store
+    (``context["task_state_store"]``, Airflow 3.3+), scoped to this try of this task instance; a new
+    try starts afresh. Without a store (Airflow 2.11) a rescheduled sensor remembers nothing across
+    pokes: its reprompts then rest on the conversation alone, and a sensor that never connects waits
+    out its ``timeout``. Values are written only when they change.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def recall(self, sensor: BaseSensorOperator, context: Context, key: str) -> Any:
+        if key not in self._values:
+            store = self._store(sensor, context)
+            self._values[key] = store.get(key) if store is not None else None
+        return self._values[key]
+
+    def keep(self, sensor: BaseSensorOperator, context: Context, key: str, value: Any) -> None:
+        if self._values.get(key) == value:
+            return
+        self._values[key] = value
+        store = self._store(sensor, context)
+        if store is not None:
+            store.set(key, value)
+
+    @staticmethod
+    def _store(sensor: BaseSensorOperator, context: Context) -> Any:
+        return context.get("task_state_store") if sensor.reschedule else None
+
+
+class _CallbellWaitMixin:
+    """One poke's request, with the sensors' rule for failures: transient ones are logged and asked
+    again, and a sensor whose pokes never connected fails after the grace of
+    :mod:`~airflow_provider_callbell.connectivity`."""
+
+    poke_interval: float
+    log: Any
+
+    @cached_property
+    def _memory(self) -> _PokeMemory:
+        return _PokeMemory()
+
+    def _ask(self, context: Context, ask: Callable[[], _T]) -> _T | None:
+        """``ask()``'s result, or ``None`` after a transient failure (logged once)."""
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+
+        try:
+            result = ask()
+        except CallbellAPIError as err:
+            failure = self._saw(context, err)
+            if failure is not None:
+                raise failure from None
+            if not err.is_transient:
+                raise
+            self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
+            return None
+        self._saw(context, None)
+        return result
+
+    def _saw(self, context: Context, error: BaseException | None) -> CallbellConnectError | None:
+        """Record a request's outcome (``None``: Callbell answered); the error to fail with, if any.
+
+        A poke of several requests calls it after each one that was answered, so that one answer is
+        enough to count the poke as connected.
+        """
+        from airflow_provider_callbell.connectivity import ConnectWatch
+
+        sensor: Any = self
+        watch = ConnectWatch.from_state(self._memory.recall(sensor, context, CONNECT_KEY))
+        failure = watch.saw(error, time.time())
+        self._memory.keep(sensor, context, CONNECT_KEY, watch.to_state())
+        return failure
+
+
+class CallbellMessageStatusSensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOperator):
     """
     Wait for a sent message to reach a delivery status, e.g. until the on-call person's phone has it.
 
@@ -45,7 +129,10 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
     in ``failure_statuses`` to fail on it instead, or in ``target_statuses`` to accept it.
 
     Failures to ask (no answer, ``429``, ``5xx``) are logged and asked again at the next poke, until
-    ``timeout``; a refused token or an unknown message fails at once. Poke, reschedule and deferrable
+    ``timeout``; a refused token or an unknown message fails at once. If no poke has ever connected
+    (connection refused, host name not found), the sensor fails after 3 tries and 60 s, whichever
+    comes later, with :class:`~airflow_provider_callbell.exceptions.CallbellConnectError` naming the
+    host (see :mod:`~airflow_provider_callbell.connectivity`). Poke, reschedule and deferrable
     modes decide with the same rule; in deferrable mode
     :class:`~airflow_provider_callbell.triggers.callbell.CallbellMessageStatusTrigger` polls from the
     triggerer every ``poke_interval`` seconds until ``timeout``. Delivery statuses exist only on
@@ -117,14 +204,8 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow_provider_callbell.exceptions import CallbellAPIError
-
-        try:
-            message = self.hook.get_message_status(self.message_uuid)
-        except CallbellAPIError as err:
-            if not err.is_transient:
-                raise
-            self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
+        message = self._ask(context, lambda: self.hook.get_message_status(self.message_uuid))
+        if message is None:
             return False
         self.log.info("Callbell message %s is %s", self.message_uuid, message.get("status"))
         status = message_outcome(message, self.target_statuses, self.failure_statuses)
@@ -150,7 +231,7 @@ class CallbellMessageStatusSensor(CallbellHookMixin, BaseSensorOperator):
         raise error_from_event(event)
 
 
-class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
+class CallbellReplySensor(_CallbellWaitMixin, CallbellHookMixin, BaseSensorOperator):
     """
     Wait for someone to answer over WhatsApp (or another Callbell channel): an acknowledgement, a YES/NO.
 
@@ -169,7 +250,11 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
     in whole seconds.
 
     Failures to ask (no answer, ``429``, ``5xx``) are logged and asked again at the next poke; a refused
-    token fails at once. ``timeout``, ``soft_fail``, ``mode="reschedule"`` and the other sensor options
+    token fails at once, and so, after 3 tries and 60 s, does a sensor none of whose pokes ever
+    connected (:class:`~airflow_provider_callbell.exceptions.CallbellConnectError`, naming the host).
+    Answers are read fail-closed (:mod:`~airflow_provider_callbell.replies`): at most 4,096 characters
+    of each, a message whose time cannot be read is no answer, and a reprompt goes out at most once per
+    wrong answer, by the sensor's own record as well as the conversation's. ``timeout``, ``soft_fail``, ``mode="reschedule"`` and the other sensor options
     work as usual; deferred, :class:`~airflow_provider_callbell.triggers.callbell.CallbellReplyTrigger`
     polls from the triggerer every ``poke_interval`` seconds and holds only ids, never the token (it
     hands back to the worker for the moment of sending a reprompt).
@@ -274,7 +359,7 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
         started = first or getattr(context.get("ti"), "start_date", None)
         return started if isinstance(started, datetime) else datetime.now(timezone.utc)
 
-    def _defer(self, contact_uuid: str | None, end_time: float) -> None:
+    def _defer(self, contact_uuid: str | None, end_time: float, reprompted: int = 0) -> None:
         from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
 
         self.defer(  # ends this execution; execute_complete runs when the trigger fires
@@ -288,6 +373,8 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
                 choices=self.choices,
                 pattern=self.pattern,
                 reprompt=self.reprompt,
+                reprompted=reprompted,
+                connected=contact_uuid is not None,  # a contact was read: Callbell was reached
                 poll_interval=self.poke_interval,
                 callbell_conn_id=self.callbell_conn_id,
             ),
@@ -296,25 +383,30 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
-        from airflow_provider_callbell.exceptions import CallbellAPIError
-
-        try:
-            check = self._check()
-            if check.needs_reprompt:
-                self._send_reprompt()
-        except CallbellAPIError as err:
-            if not err.is_transient:
-                raise
-            self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
+        reprompted = self._memory.recall(self, context, REPROMPTED_KEY)
+        reprompted = reprompted if isinstance(reprompted, int) else 0
+        check = self._ask(context, lambda: self._check(reprompted, context))
+        if check is None:
             return False
+        if check.needs_reprompt and self._ask(context, self._send_reprompt):
+            self._memory.keep(self, context, REPROMPTED_KEY, check.wrong)  # even while not listed yet
         if check.reply is not None:
             self.log.info("%s answered %r", self.to, check.reply["text"])
             return PokeReturnValue(is_done=True, xcom_value=check.reply)
         return False
 
-    def _check(self) -> ReplyCheck:
-        """Read the conversation as far as the question (or the start) and apply the rule."""
-        from airflow_provider_callbell.replies import MAX_PAGES_PER_POLL, ReplyCheck, check_replies, log_check
+    def _check(self, reprompted: int = 0, context: Context | None = None) -> ReplyCheck:
+        """Read the conversation as far as the question (or the start) and apply the rule.
+
+        Each message is cut down as it is read, so a poke holds one page of the conversation.
+        """
+        from airflow_provider_callbell.replies import (
+            MAX_PAGES_PER_POLL,
+            ReplyCheck,
+            ReplyScan,
+            conversation_message,
+            log_check,
+        )
 
         if self._contact_uuid is None:
             contact = self.hook.get_contact_by_phone(self.to, self.channel_uuid)
@@ -322,20 +414,25 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
                 log_check(self.log, ReplyCheck(reference_found=False), self.to, self.after_message_uuid)
                 return ReplyCheck(reference_found=False)
             self._contact_uuid = contact["uuid"]
-        messages = self.hook.list_contact_messages(
+            if context is not None:
+                self._saw(context, None)  # Callbell answered, whatever the conversation's read does
+        scan = ReplyScan(self.rule, self.after_message_uuid, reprompted)
+        for message in self.hook.list_contact_messages(
             self._contact_uuid,
             stop_at_uuid=self.after_message_uuid,
             since=self._since,
             max_pages=MAX_PAGES_PER_POLL,
-        )
-        check = check_replies(list(messages), self.rule, self.after_message_uuid)
+        ):
+            scan.feed(conversation_message(message))
+        check = scan.result()
         log_check(self.log, check, self.to, self.after_message_uuid)
         return check
 
-    def _send_reprompt(self) -> None:
+    def _send_reprompt(self) -> bool:
         if self.reprompt is None:
-            return
+            return False
         self.hook.send_message(to=self.to, content={"text": self.reprompt}, channel_uuid=self.channel_uuid)
+        return True
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Turn the trigger's event into the result poke mode gives, or reprompt and wait again."""
@@ -348,13 +445,17 @@ class CallbellReplySensor(CallbellHookMixin, BaseSensorOperator):
             self._since = (
                 None if event["since"] is None else datetime.fromtimestamp(event["since"], timezone.utc)
             )
+            reprompted = event.get("reprompted", 0)
             try:
-                self._send_reprompt()
+                if self._send_reprompt():
+                    reprompted = event.get("wrong", reprompted)  # the trigger's record from now on
             except CallbellAPIError as err:
                 if not err.is_transient:
                     raise
                 self.log.warning("Sending the reprompt again at the next poll: %s", err)
-            self._defer(contact_uuid=event["contact_uuid"], end_time=event["end_time"])  # raises TaskDeferred
+            self._defer(  # raises TaskDeferred
+                contact_uuid=event["contact_uuid"], end_time=event["end_time"], reprompted=reprompted
+            )
         if event["event"] == "timeout":
             raise AirflowSensorTimeout(f"No accepted answer from {self.to} within {self.timeout} s")
         raise error_from_event(event)

@@ -27,6 +27,7 @@ error behind a ``requests`` one (``ConnectionError.args[0].reason``) to tell a r
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -94,8 +95,11 @@ def urllib3_retry(
 ) -> CallbellRetry:
     """The urllib3 ``Retry`` that carries ``policy`` out; ``log`` receives one line per retry.
 
-    ``gate``, when given, is paused by a ``429``'s wait and passed before every retry.
+    ``gate``, when given, is paused by a ``429``'s wait and passed before every retry. urllib3's own
+    ``Retrying (...)`` warning for these retries is dropped (:class:`_OwnRetryWarnings`): the line
+    logged here says the same (the cause, with the error's text), so each retry is logged once.
     """
+    _silence_own_retry_warnings()
     return CallbellRetry(
         total=policy.max_retries,
         connect=policy.max_retries,
@@ -113,6 +117,27 @@ def urllib3_retry(
         log=log,
         gate=gate,
     )
+
+
+class _OwnRetryWarnings(logging.Filter):
+    """Drops urllib3's ``Retrying (...) after connection broken by ...`` warning for a :class:`CallbellRetry`.
+
+    urllib3 logs it (``urllib3.connectionpool``) with the ``Retry`` object as its first argument, so
+    the record of a retry of ours is told from any other client's in the process, whose warnings stay.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and args and isinstance(args[0], CallbellRetry))
+
+
+_OWN_RETRY_WARNINGS = _OwnRetryWarnings()
+
+
+def _silence_own_retry_warnings() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _OWN_RETRY_WARNINGS not in logger.filters:
+        logger.addFilter(_OWN_RETRY_WARNINGS)
 
 
 class CallbellRetry(Retry):
@@ -196,7 +221,7 @@ class CallbellRetry(Retry):
         if new_retry.deadline is None:
             new_retry.deadline = now + self.policy.max_seconds
         wait = new_retry._wait_for(response)
-        reason = f"HTTP {response.status}" if response is not None else type(error).__name__
+        reason = f"HTTP {response.status}" if response is not None else _cause(error)
         path = (url or "").split("?", 1)[0]
         if now + wait > new_retry.deadline:
             self.log(
@@ -209,3 +234,15 @@ class CallbellRetry(Retry):
             f"Callbell {method} {path}: {reason}; retry {attempt} of {self.policy.max_retries} in {wait:.2f} s"
         )
         return new_retry
+
+
+def _cause(error: Exception | None) -> str:
+    """The error behind a retry as urllib3's own warning would show it: its type and its text.
+
+    The text of a connection or read error names the host and the system's reason ("[Errno 111]
+    Connection refused"); it holds no request header.
+    """
+    if error is None:
+        return "no answer"
+    cause = getattr(error, "reason", None) or error  # a MaxRetryError's or ProtocolError's cause
+    return f"{type(cause).__name__}: {cause}"

@@ -73,8 +73,14 @@ async def send(
     except asyncio.TimeoutError:
         error = protocol.out_of_time_error(settings, endpoint)
     except httpx.HTTPError as err:
+        refused = isinstance(err, httpx.ConnectError)  # refused, unresolved: nothing was sent
         error = protocol.no_answer_error(
-            settings.token, endpoint, err, timed_out=isinstance(err, httpx.TimeoutException)
+            settings.token,
+            endpoint,
+            err,
+            maybe_acted_on=not refused,
+            timed_out=isinstance(err, httpx.TimeoutException),
+            unreachable=protocol.address(settings) if refused else None,
         )
     except BodyTooLargeError as err:
         error = protocol.too_large_error(settings.token, endpoint, err)

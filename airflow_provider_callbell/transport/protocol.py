@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from airflow_provider_callbell.exceptions import (
     BODY_EXCERPT_CHARS,
+    CallbellConnectError,
     CallbellInvalidResponseError,
     CallbellNoAnswerError,
     CallbellRateLimitError,
@@ -110,17 +112,36 @@ def too_large_error(token: str, endpoint: str, err: BodyTooLargeError) -> Callbe
 
 
 def no_answer_error(
-    token: str, endpoint: str, err: Exception, *, maybe_acted_on: bool = True, timed_out: bool = False
+    token: str,
+    endpoint: str,
+    err: Exception,
+    *,
+    maybe_acted_on: bool = True,
+    timed_out: bool = False,
+    unreachable: str | None = None,
 ) -> CallbellNoAnswerError:
     """The error for a request that got no HTTP answer; transient.
 
     ``maybe_acted_on`` is ``False`` only when the request is known not to have reached Callbell;
     ``timed_out`` makes it a :class:`~airflow_provider_callbell.exceptions.CallbellTimeoutError`
-    (a connect or read timeout of the HTTP library).
+    (a connect or read timeout of the HTTP library); ``unreachable``, the ``host:port`` to which no
+    connection could be made (refused, unresolved), a
+    :class:`~airflow_provider_callbell.exceptions.CallbellConnectError`.
     """
     detail = redact(f"{type(err).__name__}: {err}", token)
+    if unreachable is not None:
+        return CallbellConnectError(
+            f"no connection to {unreachable} ({detail})", host=unreachable, endpoint=endpoint
+        )
     kind = CallbellTimeoutError if timed_out else CallbellNoAnswerError
     return kind(f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on)
+
+
+def address(settings: CallbellSettings) -> str:
+    """``host:port`` of the base URL, as errors about reaching it name it."""
+    parts = urlsplit(settings.base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def out_of_time_error(settings: CallbellSettings, endpoint: str) -> CallbellTimeoutError:

@@ -102,6 +102,7 @@ def send(
                 err,
                 maybe_acted_on=_may_have_reached_callbell(err),
                 timed_out=_timed_out(err),
+                unreachable=protocol.address(settings) if _refused(err) else None,
             )
         except BodyTooLargeError as err:
             error = protocol.too_large_error(settings.token, endpoint, err)
@@ -127,6 +128,11 @@ def _may_have_reached_callbell(err: requests.RequestException) -> bool:
     ):
         return False
     return not isinstance(err, requests.ConnectionError) or not isinstance(_reason(err), NewConnectionError)
+
+
+def _refused(err: requests.RequestException) -> bool:
+    """Whether no connection could be made at all: refused, a name that does not resolve, no route."""
+    return isinstance(err, requests.ConnectionError) and isinstance(_reason(err), NewConnectionError)
 
 
 def _timed_out(err: requests.RequestException) -> bool:

@@ -9,6 +9,7 @@ from abc import abstractmethod
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_callbell.connectivity import ConnectWatch
 from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellError,
@@ -26,7 +27,8 @@ from airflow_provider_callbell.replies import (
     MAX_PAGES_PER_POLL,
     ReplyCheck,
     ReplyRule,
-    check_replies,
+    ReplyScan,
+    conversation_message,
     log_check,
 )
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
@@ -60,6 +62,10 @@ class CallbellPollTrigger(BaseTrigger):
       :class:`~airflow_provider_callbell.exceptions.CallbellError` ends the run with
       ``{"event": "error", "reason", "status_code", "endpoint", "body"}``
       (:func:`~airflow_provider_callbell.exceptions.error_event`);
+    - while no poll has ever connected (refused, host name not found), the run ends with an error
+      event (:class:`~airflow_provider_callbell.exceptions.CallbellConnectError`, naming the host)
+      after 3 polls and 60 s, whichever is later (:mod:`~airflow_provider_callbell.connectivity`);
+      ``connected=True`` says an earlier run already reached Callbell, so that failures stay transient;
     - once ``end_time`` has passed, the run ends with :meth:`timeout_event`;
     - one hook, and its one async client, serves every poll of a run and is closed when the run ends,
       cancelled included.
@@ -70,15 +76,22 @@ class CallbellPollTrigger(BaseTrigger):
     :param end_time: Unix time after which the trigger gives up with its timeout event.
     :param poll_interval: seconds between two polls.
     :param callbell_conn_id: the Airflow connection holding the API token.
+    :param connected: an earlier run (or the sensor) already reached Callbell.
     """
 
     def __init__(
-        self, *, end_time: float, poll_interval: float = 60.0, callbell_conn_id: str = DEFAULT_CONN_ID
+        self,
+        *,
+        end_time: float,
+        poll_interval: float = 60.0,
+        callbell_conn_id: str = DEFAULT_CONN_ID,
+        connected: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.end_time = end_time
         self.poll_interval = poll_interval
         self.callbell_conn_id = callbell_conn_id
+        self.connect_watch = ConnectWatch(connected=connected)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -88,6 +101,7 @@ class CallbellPollTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "poll_interval": self.poll_interval,
                 "callbell_conn_id": self.callbell_conn_id,
+                "connected": self.connect_watch.connected,
             },
         )
 
@@ -118,10 +132,14 @@ class CallbellPollTrigger(BaseTrigger):
             try:
                 payload = await self.poll_once(hook)
             except CallbellError as err:
+                never_connected = self.connect_watch.saw(err, time.time())
+                if never_connected is not None:
+                    return error_event(never_connected)
                 if not (isinstance(err, CallbellAPIError) and err.is_transient):
                     return error_event(err)
                 self.log.warning("Asking again in %s s: %s", self.poll_interval, err)
             else:
+                self.connect_watch.saw(None, time.time())
                 if payload is not None:
                     return payload
             remaining = self._remaining()
@@ -174,8 +192,14 @@ class CallbellMessageStatusTrigger(CallbellPollTrigger):
         failure_statuses: Sequence[str] = DEFAULT_FAILURE_STATUSES,
         poll_interval: float = 60.0,
         callbell_conn_id: str = DEFAULT_CONN_ID,
+        connected: bool = False,
     ) -> None:
-        super().__init__(end_time=end_time, poll_interval=poll_interval, callbell_conn_id=callbell_conn_id)
+        super().__init__(
+            end_time=end_time,
+            poll_interval=poll_interval,
+            callbell_conn_id=callbell_conn_id,
+            connected=connected,
+        )
         self.message_uuid = message_uuid
         self.target_statuses, self.failure_statuses = check_status_sets(target_statuses, failure_statuses)
         self._last_status: str | None = None
@@ -227,9 +251,11 @@ class CallbellReplyTrigger(CallbellPollTrigger):
     stops:
 
     - ``{"event": "reply", "reply": {"text", "choice", "from", "createdAt"}}``: the sensor's result;
-    - ``{"event": "reprompt", "contact_uuid", "since", "end_time"}``: a wrong answer awaits its
-      reprompt. The trigger only reads; the sensor sends the reprompt from the worker and defers again
-      with these values, and the conversation itself shows which wrong answers were reprompted;
+    - ``{"event": "reprompt", "contact_uuid", "since", "end_time", "wrong", "reprompted"}``: a wrong
+      answer awaits its reprompt. The trigger only reads; the sensor sends the reprompt from the
+      worker and defers again with these values and ``reprompted=wrong``: its own record of the wrong
+      answers reprompted, which holds while the conversation does not list the reprompt yet (the
+      conversation's reprompts count too, for a new try that lost the record);
     - ``{"event": "timeout"}`` once ``end_time`` has passed;
     - ``{"event": "error", "reason", "status_code", "endpoint", "body"}`` when Callbell refused for good.
 
@@ -246,8 +272,10 @@ class CallbellReplyTrigger(CallbellPollTrigger):
     :param choices: accepted answers (or ``pattern``, or neither: any answer counts).
     :param pattern: a regular expression an accepted answer contains.
     :param reprompt: the reprompt text, to recognise the wrong answers already reprompted.
+    :param reprompted: how many wrong answers (oldest first) were already reprompted.
     :param poll_interval: seconds between two polls.
     :param callbell_conn_id: the Airflow connection holding the API token.
+    :param connected: Callbell was already reached (see :class:`CallbellPollTrigger`).
     """
 
     def __init__(
@@ -262,16 +290,24 @@ class CallbellReplyTrigger(CallbellPollTrigger):
         choices: Sequence[str] | None = None,
         pattern: str | None = None,
         reprompt: str | None = None,
+        reprompted: int = 0,
         poll_interval: float = 60.0,
         callbell_conn_id: str = DEFAULT_CONN_ID,
+        connected: bool = False,
     ) -> None:
-        super().__init__(end_time=end_time, poll_interval=poll_interval, callbell_conn_id=callbell_conn_id)
+        super().__init__(
+            end_time=end_time,
+            poll_interval=poll_interval,
+            callbell_conn_id=callbell_conn_id,
+            connected=connected,
+        )
         self.to = to
         self.after_message_uuid = after_message_uuid
         self.since = since
         self.contact_uuid = contact_uuid
         self.channel_uuid = channel_uuid
         self.rule = ReplyRule.build(choices, pattern, reprompt)
+        self.reprompted = reprompted
         self._last_check: ReplyCheck | None = None
 
     def serialize_kwargs(self) -> dict[str, Any]:
@@ -284,6 +320,7 @@ class CallbellReplyTrigger(CallbellPollTrigger):
             "choices": list(self.rule.choices) if self.rule.choices else None,
             "pattern": self.rule.pattern,
             "reprompt": self.rule.reprompt,
+            "reprompted": self.reprompted,
         }
 
     async def poll_once(self, hook: CallbellHook) -> dict[str, Any] | None:
@@ -300,6 +337,8 @@ class CallbellReplyTrigger(CallbellPollTrigger):
                 "contact_uuid": self.contact_uuid,
                 "since": self.since,
                 "end_time": self.end_time,
+                "wrong": check.wrong,
+                "reprompted": self.reprompted,
             }
         return None
 
@@ -313,14 +352,14 @@ class CallbellReplyTrigger(CallbellPollTrigger):
             if contact is None:
                 return ReplyCheck(reference_found=False)  # nothing is listed without a contact
             self.contact_uuid = contact["uuid"]
+            self.connect_watch.saw(None, time.time())  # Callbell answered, whatever the next read does
         since = None if self.since is None else datetime.fromtimestamp(self.since, timezone.utc)
-        messages = [
-            message
-            async for message in hook.alist_contact_messages(
-                self.contact_uuid,
-                stop_at_uuid=self.after_message_uuid,
-                since=since,
-                max_pages=MAX_PAGES_PER_POLL,
-            )
-        ]
-        return check_replies(messages, self.rule, self.after_message_uuid)
+        scan = ReplyScan(self.rule, self.after_message_uuid, self.reprompted)
+        async for message in hook.alist_contact_messages(
+            self.contact_uuid,
+            stop_at_uuid=self.after_message_uuid,
+            since=since,
+            max_pages=MAX_PAGES_PER_POLL,
+        ):
+            scan.feed(conversation_message(message))  # cut down as read: one page held at a time
+        return scan.result()

@@ -145,6 +145,20 @@ class TestListContactMessages:
         messages = CallbellHook().list_contact_messages(CONTACT_UUID, since=since)
         assert [m["text"] for m in messages] == ["new", "same second"]
 
+    def test_since_skips_a_message_whose_time_cannot_be_read(self, callbell_conn, requests_mock):
+        """Fail-closed: such a message is never "since" (an old "yes" must not pass), and the read goes on."""
+        listed = [
+            msg("received", "2026-11-30T08:00:06Z", text="new"),
+            msg("received", "yesterday", text="old yes"),
+            {"text": "no time", "status": "received"},
+            msg("received", "2026-11-30T08:00:05Z", text="same second"),
+            msg("received", "2026-11-30T08:00:04Z", text="old"),
+        ]
+        requests_mock.get(MESSAGES_URL, json={"messages": listed})
+        since = datetime(2026, 11, 30, 8, 0, 5, tzinfo=timezone.utc)
+        messages = CallbellHook().list_contact_messages(CONTACT_UUID, since=since)
+        assert [m["text"] for m in messages] == ["new", "same second"]
+
     def test_without_meta_reads_until_an_empty_page(self, callbell_conn, requests_mock):
         answers = [{"json": {"messages": [msg("received", f"2026-11-30T08:00:0{n}Z")]}} for n in (3, 2, 1)]
         route = requests_mock.get(MESSAGES_URL, [*answers, {"json": {"messages": []}}])

@@ -171,6 +171,7 @@ class TestDeferrable:
             "failure_statuses": ["failed", "mismatch"],
             "poll_interval": 20,
             "callbell_conn_id": "callbell_ops",
+            "connected": False,
         }
 
     def test_against_sandbox(self, callbell_sandbox):
@@ -246,3 +247,60 @@ class TestPokeAndDeferrableAgree:
         assert poked == resumed
         if answer is None:
             assert poked[0] is CallbellAPIError
+
+
+class TestNeverConnected:
+    """A status sensor none of whose pokes ever connected fails after the grace, naming the host."""
+
+    @pytest.fixture
+    def nothing_listens(self, monkeypatch: pytest.MonkeyPatch) -> str:
+        import socket
+
+        from airflow_provider_callbell import connectivity
+        from tests.helpers import set_connection
+
+        monkeypatch.setattr(connectivity, "NEVER_CONNECTED_SECONDS", 0.2)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        set_connection(monkeypatch, host=f"http://127.0.0.1:{port}/v1", extra={"max_retries": 0})
+        return f"127.0.0.1:{port}"
+
+    def test_poke_mode(self, nothing_listens: str) -> None:
+        from airflow_provider_callbell.exceptions import CallbellConnectError
+
+        started = time.monotonic()
+        with pytest.raises(CallbellConnectError, match="is the Callbell sandbox running") as caught:
+            sensor(timeout=30, poke_interval=0.1).execute({})
+        assert nothing_listens in str(caught.value)
+        assert time.monotonic() - started < 10  # not the 30 s timeout
+
+    def test_deferrable_mode(self, nothing_listens: str) -> None:
+        from airflow_provider_callbell.exceptions import CallbellConnectError
+
+        task = sensor(timeout=30, poke_interval=0.05, deferrable=True)
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute({})
+        classpath, kwargs = deferred.value.trigger.serialize()
+
+        async def first() -> dict[str, Any]:
+            async for event in import_string(classpath)(**kwargs).run():
+                return event.payload
+            raise AssertionError("no event")
+
+        event = asyncio.run(first())
+        assert event["error_class"] == "CallbellConnectError"
+        with pytest.raises(CallbellConnectError, match=nothing_listens):
+            task.execute_complete({}, event)
+
+    def test_a_trigger_that_connected_before_keeps_waiting(self, nothing_listens: str) -> None:
+        trigger = CallbellMessageStatusTrigger(
+            message_uuid=UUID, end_time=time.time() + 0.6, poll_interval=0.05, connected=True
+        )
+
+        async def first() -> dict[str, Any]:
+            async for event in trigger.run():
+                return event.payload
+            raise AssertionError("no event")
+
+        assert asyncio.run(first()) == {"event": "timeout", "status": None}

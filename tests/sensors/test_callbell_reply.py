@@ -264,8 +264,10 @@ class TestDeferrable:
             "choices": ["yes", "no"],
             "pattern": None,
             "reprompt": REPROMPT,
+            "reprompted": 0,
             "poll_interval": 20,
             "callbell_conn_id": "callbell_default",
+            "connected": False,
         }
 
     def test_reply_through_the_trigger(self, callbell_sandbox: Any) -> None:
@@ -316,3 +318,151 @@ class TestDeferrable:
 
     def test_trigger_class_is_the_one_deferred_to(self, callbell_conn: None) -> None:
         assert isinstance(deferral(reply_sensor(deferrable=True)).trigger, CallbellReplyTrigger)
+
+
+class StateStore(dict):  # type: ignore[type-arg]
+    """Airflow 3.3's ``context["task_state_store"]``, as a sensor in reschedule mode uses it."""
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self[key] = value
+
+
+def lagging_sends(task: CallbellReplySensor) -> list[str]:
+    """Sends that Callbell accepted but does not list in the conversation yet: the record is all there is."""
+    sent: list[str] = []
+    task.hook.send_message = lambda **kwargs: sent.append(kwargs["content"]["text"]) or {"uuid": UUID}  # type: ignore[method-assign]
+    return sent
+
+
+class TestRepromptRecord:
+    """A reprompt goes out at most once per wrong answer, even while the conversation does not list it."""
+
+    def test_poke_mode(self, callbell_sandbox: Any) -> None:
+        question = ask()
+        callbell_sandbox.receive(PHONE, "maybe")
+        task = reply_sensor(after_message_uuid=question, choices=["yes", "no"], reprompt=REPROMPT)
+        sent = lagging_sends(task)
+        for _ in range(3):
+            assert task.poke(context()) is False
+        assert sent == [REPROMPT]
+        callbell_sandbox.receive(PHONE, "dunno")
+        assert task.poke(context()) is False
+        assert sent == [REPROMPT, REPROMPT]  # a new wrong answer gets its own
+
+    def test_reschedule_mode_keeps_the_record_in_the_task_state_store(self, callbell_sandbox: Any) -> None:
+        question = ask()
+        callbell_sandbox.receive(PHONE, "maybe")
+        store = StateStore()
+        sent: list[str] = []
+        for _ in range(3):  # a new sensor object per poke, as in reschedule mode
+            task = reply_sensor(
+                after_message_uuid=question, choices=["yes", "no"], reprompt=REPROMPT, mode="reschedule"
+            )
+            task.hook.send_message = lambda **kw: sent.append(kw["content"]["text"]) or {"uuid": UUID}  # type: ignore[method-assign]
+            assert task.poke({**context(), "task_state_store": store}) is False
+        assert sent == [REPROMPT]
+        assert store["callbell_reprompted"] == 1
+
+    def test_deferrable_mode_across_defer_and_resume(self, callbell_sandbox: Any) -> None:
+        question = ask()
+        callbell_sandbox.receive(PHONE, "maybe")
+        task = reply_sensor(
+            after_message_uuid=question, choices=["yes", "no"], reprompt=REPROMPT, deferrable=True, timeout=1
+        )
+        sent = lagging_sends(task)
+        event = trigger_event(deferral(task))
+        assert (event["event"], event["wrong"], event["reprompted"]) == ("reprompt", 1, 0)
+        with pytest.raises(TaskDeferred) as again:
+            task.execute_complete(context(), event)
+        assert sent == [REPROMPT]
+        assert again.value.trigger.serialize()[1]["reprompted"] == 1
+        assert trigger_event(again.value) == {"event": "timeout"}  # not a second reprompt event
+        assert sent == [REPROMPT]
+
+    def test_a_failed_reprompt_is_not_recorded(self, callbell_sandbox: Any) -> None:
+        task = reply_sensor(choices=["yes", "no"], reprompt=REPROMPT, deferrable=True)
+
+        def fails(**_: Any) -> None:
+            raise CallbellAPIError("busy", status_code=503)
+
+        task.hook.send_message = fails  # type: ignore[method-assign]
+        event = {"event": "reprompt", "contact_uuid": None, "since": 0.0, "end_time": time.time() + 5}
+        with pytest.raises(TaskDeferred) as again:
+            task.execute_complete(context(), {**event, "wrong": 2, "reprompted": 1})
+        assert again.value.trigger.serialize()[1]["reprompted"] == 1  # asked again by the next trigger
+
+
+class TestNeverConnected:
+    @pytest.fixture(autouse=True)
+    def short_grace(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from airflow_provider_callbell import connectivity
+
+        monkeypatch.setattr(connectivity, "NEVER_CONNECTED_SECONDS", 0.2)
+
+    @pytest.fixture
+    def nothing_listens(self, monkeypatch: pytest.MonkeyPatch) -> str:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        set_connection(monkeypatch, host=f"http://127.0.0.1:{port}/v1", extra={"max_retries": 0})
+        return f"127.0.0.1:{port}"
+
+    def test_poke_mode_fails_naming_the_host(self, nothing_listens: str) -> None:
+        from airflow_provider_callbell.exceptions import CallbellConnectError
+
+        started = time.monotonic()
+        with pytest.raises(CallbellConnectError, match="is the Callbell sandbox running") as caught:
+            reply_sensor(after_message_uuid=UUID, timeout=30, poke_interval=0.1).execute(context())
+        assert nothing_listens in str(caught.value)
+        assert time.monotonic() - started < 10  # not the 30 s timeout
+
+    def test_reschedule_mode_keeps_count_in_the_task_state_store(self, nothing_listens: str) -> None:
+        from airflow_provider_callbell.exceptions import CallbellConnectError
+
+        store = StateStore()
+        for _ in range(2):
+            assert (
+                reply_sensor(mode="reschedule", after_message_uuid=UUID).poke(
+                    {**context(), "task_state_store": store}
+                )
+                is False
+            )
+        time.sleep(0.25)
+        with pytest.raises(CallbellConnectError, match=nothing_listens):
+            reply_sensor(mode="reschedule", after_message_uuid=UUID).poke(
+                {**context(), "task_state_store": store}
+            )
+
+    def test_without_a_state_store_a_rescheduled_sensor_keeps_waiting(self, nothing_listens: str) -> None:
+        """Airflow 2.11 has no task state store: each poke starts afresh (documented)."""
+        for _ in range(4):
+            assert reply_sensor(mode="reschedule", after_message_uuid=UUID).poke(context()) is False
+            time.sleep(0.07)
+
+    def test_deferrable_mode(self, nothing_listens: str) -> None:
+        from airflow_provider_callbell.exceptions import CallbellConnectError
+
+        task = reply_sensor(after_message_uuid=UUID, deferrable=True, timeout=30, poke_interval=0.05)
+        event = trigger_event(deferral(task))
+        assert (event["event"], event["error_class"]) == ("error", "CallbellConnectError")
+        with pytest.raises(CallbellConnectError, match=nothing_listens):
+            task.execute_complete(context(), event)
+
+    def test_once_connected_network_failures_stay_transient(
+        self, callbell_conn: None, requests_mock: Any
+    ) -> None:
+        import requests
+        from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+        refused = requests.ConnectionError(MaxRetryError(None, "/", NewConnectionError(None, "refused")))  # type: ignore[arg-type]
+        requests_mock.get(
+            f"{BASE_URL}/contacts/phone/%2B31612345678",
+            [{"json": {"contact": {"uuid": "414a6d692bd645ed803f2e7ce360d4c8"}}}, *[{"exc": refused}] * 10],
+        )
+        requests_mock.get(f"{BASE_URL}/contacts/414a6d692bd645ed803f2e7ce360d4c8/messages", exc=refused)
+        task = reply_sensor(after_message_uuid=UUID)
+        for _ in range(6):
+            assert task.poke(context()) is False
+            time.sleep(0.05)

@@ -57,6 +57,7 @@ class TestSerialize:
             "failure_statuses": ["failed", "mismatch"],
             "poll_interval": 15,
             "callbell_conn_id": "callbell_ops",
+            "connected": False,
         }
         again = import_string(classpath)(**json.loads(json.dumps(kwargs)))
         assert again.serialize() == (classpath, kwargs)

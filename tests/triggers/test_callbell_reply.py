@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_callbell.exceptions import CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.replies import check_replies
+from airflow_provider_callbell.replies import ReplyScan
 from airflow_provider_callbell.triggers.callbell import CallbellReplyTrigger
 from tests.compat import import_string
 from tests.helpers import TOKEN, UUID
@@ -51,8 +51,10 @@ class TestSerialize:
             "choices": ["Yes", "No"],
             "pattern": None,
             "reprompt": "Reply YES or NO",
+            "reprompted": 2,
             "poll_interval": 15.0,
             "callbell_conn_id": "callbell_ops",
+            "connected": True,
         }
         classpath, serialized = CallbellReplyTrigger(**kwargs).serialize()
         assert classpath == "airflow_provider_callbell.triggers.callbell.CallbellReplyTrigger"
@@ -91,7 +93,7 @@ class TestAgainstSandbox:
             callbell_sandbox.receive(PHONE, f"old {n}")
         question = CallbellHook().send_message(PHONE, content={"text": "Publish?"})["uuid"]
         before = len(callbell_sandbox.requests)
-        with mock.patch(f"{CallbellReplyTrigger.__module__}.check_replies", wraps=check_replies) as check:
+        with mock.patch.object(ReplyScan, "result", autospec=True, side_effect=ReplyScan.result) as check:
             found = events(
                 rebuilt(after_message_uuid=question, end_time=time.time() + 0.6, poll_interval=0.1)
             )
@@ -118,6 +120,8 @@ class TestAgainstSandbox:
                 "contact_uuid": callbell_sandbox.contacts[0]["uuid"],
                 "since": None,
                 "end_time": end_time,
+                "wrong": 1,
+                "reprompted": 0,
             }
         ]
         assert len(callbell_sandbox.messages) == 1  # the trigger itself sends nothing
@@ -166,3 +170,50 @@ class TestTransientErrors:
         (event,) = events(rebuilt(after_message_uuid=UUID, choices=["yes", "no"]))
         assert event["reply"]["choice"] == "no"
         assert len(seen) == 5
+
+
+def big_page(n: int) -> httpx.Response:
+    """A page just under the 1 MiB body cap: 190 answers of 5,000 characters, none of them the question."""
+    messages = [
+        {"text": f"{n}.{i} " + "m" * 5000, "status": "received", "createdAt": "2026-11-30T08:00:00Z"}
+        for i in range(190)
+    ]
+    return httpx.Response(200, json={"messages": messages, "meta": {"pages": 50}})
+
+
+class TestFailClosed:
+    def test_a_poll_of_ten_large_pages_holds_a_few_mib(self, callbell_conn: None, async_answers: Any) -> None:
+        import tracemalloc
+
+        answers, seen = async_answers
+        answers.extend(big_page(n) for n in range(10))
+        trigger = CallbellReplyTrigger(
+            to=PHONE, end_time=time.time() + 5, after_message_uuid=UUID, contact_uuid=CONTACT_UUID
+        )
+
+        async def one_poll() -> Any:
+            hook = CallbellHook()
+            try:
+                await hook._asettings()  # the connection is read once per run, not per poll
+                tracemalloc.start()
+                check = await trigger._check(hook)
+                _, peak = tracemalloc.get_traced_memory()
+                return check, peak
+            finally:
+                tracemalloc.stop()
+                await hook.aclose()
+
+        check, peak = asyncio.run(one_poll())
+        assert len(seen) == 10  # ten pages read, as deep as a poll looks for the question
+        assert not check.reference_found
+        assert peak < 6 * 2**20  # 3.9 MiB measured; holding the pages: 11.6 MiB, f"{peak / 2**20:.1f} MiB"
+
+    def test_a_field_of_the_wrong_type_is_a_typed_error_event(
+        self, callbell_conn: None, async_answers: Any
+    ) -> None:
+        answers, _ = async_answers
+        listed = [{"text": ["yes"], "status": "received", "createdAt": "2026-11-30T08:00:01Z"}]
+        answers.append(httpx.Response(200, json={"messages": [*listed, {"uuid": UUID, "status": "sent"}]}))
+        found = events(rebuilt(after_message_uuid=UUID, contact_uuid=CONTACT_UUID, choices=["yes"]))
+        assert [(e["event"], e["error_class"]) for e in found] == [("error", "CallbellInvalidResponseError")]
+        assert "'text' of type list" in found[0]["reason"]

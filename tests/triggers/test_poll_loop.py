@@ -82,3 +82,42 @@ def test_both_triggers_spread_their_first_poll_and_jitter_the_next(
 def test_the_base_says_nothing_about_how_to_poll() -> None:
     with pytest.raises(TypeError, match="abstract"):
         CallbellPollTrigger(end_time=0)  # type: ignore[abstract]
+
+
+class _FirstSleep(Exception):
+    """Stops a run at its first sleep, which is all these tests look at."""
+
+
+@pytest.mark.parametrize("make", [status_trigger, reply_trigger], ids=["status", "reply"])
+def test_triggers_started_together_spread_their_first_polls(
+    make: Any, callbell_conn: None, async_answers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 triggers made at once (a triggerer's restart) do not poll in one burst: their first polls
+    spread over at least half a second, and none waits longer than a poll interval or a second.
+
+    It fails if the spread is removed, drawn from an empty range, or ``START_SPREAD`` shrinks.
+    ``async_answers`` (with no answer queued) keeps a poll that would come first off the network.
+    """
+    first_sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        first_sleeps.append(seconds)
+        raise _FirstSleep
+
+    monkeypatch.setattr(triggers.asyncio, "sleep", sleep)
+
+    async def start_all() -> None:
+        for _ in range(200):
+            trigger, _ = make(60.0)
+            with pytest.raises(_FirstSleep):
+                await anext(trigger.run())
+
+    random.seed(19)  # the spread is random: a fixed draw keeps the test deterministic
+    try:
+        asyncio.run(start_all())
+    finally:
+        random.seed()
+    assert len(first_sleeps) == 200
+    assert max(first_sleeps) - min(first_sleeps) >= 0.5
+    assert len({round(s, 2) for s in first_sleeps}) >= 50  # not a few bursts either
+    assert max(first_sleeps) <= 1.0
