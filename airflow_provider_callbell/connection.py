@@ -122,7 +122,7 @@ class CallbellSettings:
     def plain_http_to_network(self) -> bool:
         """Whether the token travels unencrypted beyond this machine (``allow_plain_http`` in use)."""
         parts = urlsplit(self.base_url)
-        return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        return parts.scheme == "http" and not is_loopback(parts.hostname or "")
 
 
 def _token(conn_id: str, password: str | None) -> str:
