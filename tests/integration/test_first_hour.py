@@ -49,7 +49,10 @@ SUBSTITUTIONS = {
     ),
     "python3 -m venv ~/callbell-venv": f"ln -s {VENV} ~/callbell-venv",
     # A `pip install` line and its continuation lines: the venv has the Airflow the page installs.
-    "pip install ": """test "$(python -c 'import airflow; print(airflow.__version__)')" = "$AIRFLOW_VERSION" """,
+    "pip install ": (
+        'test "$(python -c \'from importlib.metadata import version; print(version("apache-airflow"))\')"'
+        ' = "$AIRFLOW_VERSION"'
+    ),
 }
 #: Blocks the first hour does not run, and who runs them instead.
 RUN_ELSEWHERE = {"make demo\n": ".ci/run runs `make demo`"}
