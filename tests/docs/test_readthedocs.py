@@ -7,6 +7,7 @@ needs, expanded by make itself) against what the configuration tells Read the Do
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -32,6 +33,8 @@ def make_docs_commands() -> list[list[str]]:
     dry_run = subprocess.run(
         ["make", "--no-print-directory", "-n", "-B", "docs"],
         cwd=ROOT,
+        # Under `make test`, not the outer make's flags (jobs, output sync, its jobserver).
+        env={k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
         capture_output=True,
         text=True,
         check=True,
