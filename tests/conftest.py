@@ -33,7 +33,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the browser tests out of a plain run: they need Chromium, which `make test-browser` brings."""
+    """Leave the browser tests out of a plain run: they need Chromium, which `make test-browser` brings.
+
+    The tests that share the session's API server (``airflow_api_server``) run last, one after the
+    other: it starts for the first of them and stops with the session, so no other test's Airflow
+    runs beside it.
+    """
+    items.sort(key=lambda item: "airflow_api_server" in getattr(item, "fixturenames", ()))  # stable
     if config.getoption("--browser"):
         return
     browser = [item for item in items if item.get_closest_marker("browser")]
