@@ -56,6 +56,9 @@ autodoc_class_signature = "mixed"
 # the standard library, requests) cannot resolve without intersphinx, which needs the network: only
 # those are let through.
 nitpick_ignore_regex = [(r"py:.*", r"(?!airflow_provider_callbell\b).*")]
+# Nitpicky here as well as by `make docs`'s -n, so that Read the Docs (which runs sphinx-build with its
+# own options, see .readthedocs.yaml) checks the same references.
+nitpicky = True
 
 html_theme = "furo"
 html_title = f"airflow-provider-callbell {release}"

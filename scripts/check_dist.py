@@ -4,10 +4,10 @@
 2. ``twine check --strict`` accepts both (the README renders on PyPI, the metadata is complete).
 3. The wheel holds the package only (with ``py.typed``), the sdist the tests, example DAGs and docs,
    and the metadata names the provider classifier, the licence, the URLs and the entry point.
-4. For each Airflow line pinned in ``requirements/airflow-*.in`` (or those given with ``--airflow``):
-   a fresh venv gets the wheel and that Airflow from PyPI and nothing else, with the lowest urllib3
-   and httpx the wheel allows, and ``airflow providers list`` must show airflow-provider-callbell at
-   this package's version. Then the installed package sends through its own sandbox: a send that is
+4. For each Airflow line pinned in ``requirements/airflow-*.in`` (or those given with ``--airflow``),
+   the lines side by side: a fresh venv gets the wheel and that Airflow from PyPI and nothing else,
+   with the lowest urllib3 and httpx the wheel allows, and ``airflow providers list`` must show
+   airflow-provider-callbell at this package's version. Then the installed package sends through its own sandbox: a send that is
    retried after a ``503`` (urllib3 carries the retry policy) and a status read on the async path
    (httpx), so that a lower bound that no longer works fails here.
 """
@@ -24,6 +24,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from email.parser import Parser
 from pathlib import Path
 
@@ -255,8 +256,17 @@ def main() -> None:
         )
         check_contents(wheel, sdist, version)
         step("wheel: the package and py.typed only; sdist: tests, example DAGs, README, CHANGELOG, LICENSE")
-        for airflow_version in args.airflow or pinned_airflow_versions():
-            check_install(wheel, airflow_version, version, work)
+        # The Airflow lines side by side: each one's venv, home and sandboxes are its own, and most of
+        # the time goes to resolving and installing from PyPI. A failure in either (sys.exit) is
+        # raised again here by result().
+        airflow_versions = args.airflow or pinned_airflow_versions()
+        with ThreadPoolExecutor(max_workers=len(airflow_versions)) as pool:
+            checks = [
+                pool.submit(check_install, wheel, airflow_version, version, work)
+                for airflow_version in airflow_versions
+            ]
+            for check in checks:
+                check.result()
     print(f"\n{DIST_NAME} {version}: release files check out")
 
 

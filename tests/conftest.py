@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.helpers import SEND_URL, UUID, set_connection
-from tests.integration.helpers import Airflow
+from tests.integration.helpers import Airflow, api_server
 from tests.redis_server import MISSING, RedisServer
 
 if TYPE_CHECKING:
@@ -40,7 +41,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the opt-in tests out of a run that did not ask for them."""
+    """Leave the opt-in tests out of a run that did not ask for them.
+
+    The tests that share the session's API server (``airflow_api_server``) run last, one after the
+    other: it starts for the first of them and stops with the session, so no other test's Airflow
+    runs beside it.
+    """
+    items.sort(key=lambda item: "airflow_api_server" in getattr(item, "fixturenames", ()))  # stable
     left_out = {marker for marker, option in OPT_IN_MARKERS.items() if not config.getoption(option)}
     deselected = [item for item in items if any(item.get_closest_marker(m) for m in left_out)]
     if deselected:
@@ -113,3 +120,16 @@ def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str
     redis_server.client().flushall()
     monkeypatch.setattr(ratelimit, "_storages", {})
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def airflow_api_server(airflow: Airflow) -> Iterator[str]:
+    """Airflow 3's API server on the session's Airflow, started once for every test that needs one.
+
+    Its base URL. The Test button is enabled (``AIRFLOW__CORE__TEST_CONNECTION``), which the tests
+    that do not press it ignore. Starting it takes 15-30 s on a 2-core machine: once, not per test.
+    """
+    if not AIRFLOW_V_3_0_PLUS:
+        pytest.skip("the API server is Airflow 3's")
+    with api_server(airflow, {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}) as base_url:
+        yield base_url

@@ -17,7 +17,7 @@ import requests
 
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_VERSION
-from tests.integration.helpers import api_server, webserver
+from tests.integration.helpers import webserver
 
 if TYPE_CHECKING:
     from airflow_provider_callbell.sandbox import CallbellSandbox
@@ -27,12 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server and hook_meta are Airflow 3")
-def test_api_server_hook_meta_describes_the_callbell_form(airflow: Airflow) -> None:
-    with api_server(airflow) as base_url:
-        token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
-        answer = requests.get(
-            f"{base_url}/ui/connections/hook_meta", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+def test_api_server_hook_meta_describes_the_callbell_form(airflow_api_server: str) -> None:
+    base_url = airflow_api_server
+    token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
+    answer = requests.get(
+        f"{base_url}/ui/connections/hook_meta", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     (meta,) = [entry for entry in answer.json() if entry["connection_type"] == "callbell"]
 
@@ -117,42 +117,42 @@ def _ui_test_body(stored: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the API server's Test button is Airflow 3")
 def test_api_server_test_button_with_and_without_a_port(
-    airflow: Airflow, callbell_sandbox: CallbellSandbox
+    airflow_api_server: str, callbell_sandbox: CallbellSandbox
 ) -> None:
-    with api_server(airflow, {"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}) as base_url:
-        token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
-        api = requests.Session()
-        api.headers["Authorization"] = f"Bearer {token}"
-        answers = {}
-        for conn_id, port in (("callbell_ui_port", callbell_sandbox.port), ("callbell_ui_no_port", None)):
-            created = api.post(
-                f"{base_url}/api/v2/connections",
-                json={
-                    "connection_id": conn_id,
-                    "conn_type": "callbell",
-                    "host": callbell_sandbox.url,
-                    "port": port,
-                    "password": callbell_sandbox.token,
-                },
-                timeout=30,
-            )
-            assert created.status_code == 201, created.text
-            stored = api.get(f"{base_url}/api/v2/connections/{conn_id}", timeout=30).json()
-            assert stored["password"] != callbell_sandbox.token  # listed masked, as the UI gets it
-            answers[conn_id] = api.post(
-                f"{base_url}/api/v2/connections/test", json=_ui_test_body(stored), timeout=60
-            )
-        # The documented alternative through the REST API: a body with the token itself.
-        answers["rest_api"] = api.post(
-            f"{base_url}/api/v2/connections/test",
+    base_url = airflow_api_server  # started with AIRFLOW__CORE__TEST_CONNECTION=Enabled
+    token = requests.get(f"{base_url}/auth/token", timeout=10).json()["access_token"]
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {token}"
+    answers = {}
+    for conn_id, port in (("callbell_ui_port", callbell_sandbox.port), ("callbell_ui_no_port", None)):
+        created = api.post(
+            f"{base_url}/api/v2/connections",
             json={
-                "connection_id": "callbell_ui_no_port",
+                "connection_id": conn_id,
                 "conn_type": "callbell",
                 "host": callbell_sandbox.url,
+                "port": port,
                 "password": callbell_sandbox.token,
             },
-            timeout=60,
+            timeout=30,
         )
+        assert created.status_code == 201, created.text
+        stored = api.get(f"{base_url}/api/v2/connections/{conn_id}", timeout=30).json()
+        assert stored["password"] != callbell_sandbox.token  # listed masked, as the UI gets it
+        answers[conn_id] = api.post(
+            f"{base_url}/api/v2/connections/test", json=_ui_test_body(stored), timeout=60
+        )
+    # The documented alternative through the REST API: a body with the token itself.
+    answers["rest_api"] = api.post(
+        f"{base_url}/api/v2/connections/test",
+        json={
+            "connection_id": "callbell_ui_no_port",
+            "conn_type": "callbell",
+            "host": callbell_sandbox.url,
+            "password": callbell_sandbox.token,
+        },
+        timeout=60,
+    )
 
     # With the port filled in (the form shows it for this reason), the Test button works on 3.3.2.
     with_port = answers["callbell_ui_port"]

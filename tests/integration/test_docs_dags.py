@@ -13,10 +13,11 @@ import pytest
 
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.docs.helpers import README, ROOT, as_airflow_2, runnable_blocks
-from tests.integration.helpers import Airflow
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.integration.helpers import Airflow
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +34,28 @@ def dag_file(page: Path, dag_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def docs_airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
+def docs_dags(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DAGs folder with the docs' first DAGs, run in the session's Airflow (one database for all)."""
     dags = tmp_path_factory.mktemp("docs_dags")
     for dag_id, (page, _) in FIRST_DAGS.items():
         (dags / f"{dag_id}.py").write_text(dag_file(page, dag_id))
-    instance = Airflow(tmp_path_factory.mktemp("airflow_home"), dags_folder=dags)
-    instance.cli("db", "migrate")
-    return instance
+    return dags
 
 
-@pytest.mark.parametrize("dag_id", FIRST_DAGS)
-def test_the_first_dag_sends_its_message(docs_airflow, callbell_sandbox, dag_id):
-    result = docs_airflow.dags_test(dag_id, callbell_sandbox)
+@pytest.mark.parametrize(
+    "dag_id",
+    [
+        "nightly_load",
+        pytest.param(
+            "hello_callbell",
+            # Getting started's DAG on Airflow 3 is run, with every command of the page, by
+            # test_first_hour.py, which checks the same message and XCom.
+            marks=pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="test_first_hour.py runs it on Airflow 3"),
+        ),
+    ],
+)
+def test_the_first_dag_sends_its_message(airflow: Airflow, docs_dags: Path, callbell_sandbox, dag_id):
+    result = airflow.dags_test(dag_id, callbell_sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(docs_dags))
     assert result.returncode == 0, result.output[-3000:]
     (message,) = callbell_sandbox.messages
     assert message["body"]["to"] == "+31612345678"

@@ -19,7 +19,7 @@ import requests
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
-from tests.integration.helpers import BIN, LOGICAL_DATE, Airflow, api_server
+from tests.integration.helpers import BIN, LOGICAL_DATE, Airflow
 
 pytestmark = [
     pytest.mark.integration,
@@ -31,8 +31,11 @@ DAG_ID = "callbell_hitl_approval"
 TASK_ID = "approve_publication"
 
 
-def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(airflow: Airflow) -> None:
-    with CallbellSandbox(status_interval=0) as callbell_sandbox, api_server(airflow) as base_url:
+def test_approval_request_goes_out_over_callbell_and_the_answer_resumes_the_run(
+    airflow: Airflow, airflow_api_server: str
+) -> None:
+    base_url = airflow_api_server
+    with CallbellSandbox(status_interval=0) as callbell_sandbox:
         dag_test = subprocess.Popen(
             [str(BIN / "airflow"), "dags", "test", DAG_ID, LOGICAL_DATE],
             env={
