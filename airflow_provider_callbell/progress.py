@@ -274,6 +274,7 @@ class VariableProgress:
         self._unsaved = 0
         self._saved_at = clock()
         self.stored = False  # whether the Variable exists (read or written by this try)
+        self._seen: str | None = None  # the value this try last read or wrote: nothing new to merge
 
     @classmethod
     def for_task_instance(cls, ti: Any, **kwargs: Any) -> VariableProgress:
@@ -305,6 +306,7 @@ class VariableProgress:
         if raw is None:
             return {}
         self.stored = True
+        self._seen = raw
         try:
             self.known = parse_record(raw, total, recipients_digest)
         except _Untrusted as err:
@@ -367,16 +369,17 @@ class VariableProgress:
         if not self._unsaved:
             return
         raw = self._read()
-        if raw is not None:
+        if raw is not None and raw != self._seen:  # someone else wrote since this try last did
             try:
                 self.known.merge(parse_record(raw, len(self.known.state), self._digest))
             except _Untrusted as err:
                 log.warning(
                     "Callbell: replacing Variable %r, which is not a usable record: %s", self.key, err
                 )
+        self._seen = self.known.to_json(self._digest, self._keep_uuids())
         Variable.set(
             self.key,
-            self.known.to_json(self._digest, self._keep_uuids()),
+            self._seen,
             description="Messages that earlier tries of this task sent (airflow-provider-callbell); "
             "deleted when the task succeeds",
         )
