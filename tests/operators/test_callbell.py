@@ -186,10 +186,10 @@ class TestAnUnknownFateIsRememberedAcrossTries:
             json={
                 "messages": [
                     listed("Another text"),  # other content
-                    listed("Your order shipped", status="received", uuid=None),  # the customer's
-                    listed("Your order shipped", offset=-3600),  # before the first try started
+                    listed("Your order shipped", status="received", uuid="fe" * 16),  # the customer's
                     listed("Your order shipped", createdAt="yesterday"),  # a time nobody can read
                     listed("Your order shipped", uuid="not a uuid\n"),  # no usable uuid
+                    listed("Your order shipped", offset=-3600),  # before the first try started
                 ]
             },
         )
@@ -212,6 +212,19 @@ class TestAnUnknownFateIsRememberedAcrossTries:
         assert run(send())[0] == UUID
         assert sent.call_count == 1
         assert KEY not in variables
+
+    @pytest.mark.parametrize(("offset", "found"), [(-30, True), (-90, False)])
+    def test_a_minute_of_clock_skew_is_allowed(self, first_try_got_500, requests_mock, offset, found):
+        requests_mock.get(CONTACT_URL, json={"contact": {"uuid": CONTACT_UUID}})
+        requests_mock.get(
+            MESSAGES_URL,
+            json={"messages": [listed("Your order shipped", offset=offset)], "meta": {"pages": 1}},
+        )
+        if found:
+            assert run(send())[0] == EARLIER_UUID
+        else:
+            with pytest.raises(CallbellProgressError, match="may or may not have gone out"):
+                run(send())
 
     def test_a_retry_with_other_text_still_looks_for_what_the_first_try_sent(
         self, first_try_got_500, requests_mock
