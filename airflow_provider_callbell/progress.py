@@ -10,8 +10,8 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
   indices already sent as sorted ``[start, stop)`` ranges, the indices whose delivery is unknown (a
   ``500`` or no answer after sending: they may have gone out) likewise, and, for sends of at most
   ``uuids_kept_max`` messages, the uuids of the sent ones. The single-message operator adds when its
-  first unanswered attempt started and a SHA-256 of each text it tried, to find the message in the
-  conversation. Never a phone number, a message text or the token.
+  first unanswered attempt started and a keyed digest of each text it tried (:func:`text_digest`),
+  to find the message in the conversation. Never a phone number, a message text or the token.
 - Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
   passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
   through the operator's ``on_kill``).
@@ -47,6 +47,7 @@ With ``[secrets] use_cache = True`` Airflow may serve the first read of a write 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import re
@@ -104,9 +105,13 @@ def value_max_chars(total: int) -> int:
     return _VALUE_BASE_CHARS + _VALUE_CHARS_PER_MESSAGE * total
 
 
-def text_digest(text: str) -> str:
-    """What a record keeps of a message's text: enough to recognise it, not to read it."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def text_digest(text: str, key: str) -> str:
+    """What a record keeps of a message's text: enough to recognise it, not to read it.
+
+    An HMAC-SHA256 keyed with the connection's token, not a plain hash: anyone who can read Variables
+    could otherwise try every value of a short text ("your code is 483920") against the digest.
+    """
+    return hmac.new(key.encode(), text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -336,16 +341,16 @@ class VariableProgress:
             self.known.uuids.clear()
         return earlier
 
-    def record_attempt(self, started: float, text: str | None) -> None:
-        """Note an attempt of one message that got no clear answer: when it started, and its text.
+    def record_attempt(self, started: float, text_digest: str | None) -> None:
+        """Note an attempt of one message that got no clear answer: when it started, its text's digest.
 
         A retry looks for that text in the conversation, from that time on. Written at the next
         :meth:`flush`, with the message's :meth:`record`.
         """
         record = self.known
         record.unknown_since = min(record.unknown_since or int(started), int(started))
-        if text is not None:
-            record.note_text(text_digest(text))
+        if text_digest is not None:
+            record.note_text(text_digest)
 
     def record(self, index: int, result: dict[str, Any]) -> None:
         """Note a sent message, or one whose delivery is unknown; write in batches.

@@ -317,10 +317,10 @@ class TestTwoWriters:
         one, two = VariableProgress("k"), VariableProgress("k")
         for store, started, text in ((one, 2_000_000_000, "a"), (two, 1_900_000_000, "b")):
             store.begin(1, "digest")
-            store.record_attempt(started, text)
+            store.record_attempt(started, progress.text_digest(text, "token"))
             store.record(0, {"error": "...", "delivery_unknown": True})
         two.flush()
         one.flush()
         stored = json.loads(variables["k"])
         assert stored["unknown_since"] == 1_900_000_000
-        assert sorted(stored["unknown_texts"]) == sorted(map(progress.text_digest, "ab"))
+        assert sorted(stored["unknown_texts"]) == sorted(progress.text_digest(t, "token") for t in "ab")

@@ -84,7 +84,7 @@ def find_sent_message(
             and isinstance(text, str)
             and created is not None
             and created >= floor
-            and text_digest(text) in texts
+            and text_digest(text, hook._settings.token) in texts
         ):
             try:
                 found = {"uuid": validate_uuid("uuid", message.get("uuid")), "status": SENT_EARLIER}
@@ -185,7 +185,7 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
     def execute(self, context: Context) -> str:
         from airflow_provider_callbell.bulk import failure_record, recipients_digest
         from airflow_provider_callbell.exceptions import CallbellAPIError
-        from airflow_provider_callbell.progress import VariableProgress
+        from airflow_provider_callbell.progress import VariableProgress, text_digest
 
         fields = {name: getattr(self, name) for name in MESSAGE_FIELDS}
         hook = self.hook
@@ -202,7 +202,10 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
             message = hook.send_message(**fields)
         except CallbellAPIError as err:
             if err.maybe_acted_on:  # remember it, so that a retry looks for it before sending again
-                progress.record_attempt(started, _text_of(payload))
+                text = _text_of(payload)
+                progress.record_attempt(
+                    started, None if text is None else text_digest(text, hook._settings.token)
+                )
                 progress.record(0, failure_record(err, payload))
                 progress.flush()
             raise

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import time
@@ -22,7 +23,7 @@ from airflow_provider_callbell.operators.callbell import (
 )
 from airflow_provider_callbell.validation import MessageFields, MessageOptions
 from tests.compat import modules_added_by
-from tests.helpers import SEND_URL, UUID, Variables, set_connection
+from tests.helpers import SEND_URL, TOKEN, UUID, Variables, set_connection
 
 KEY = "callbell_progress/dag/send/manual__1/-1"
 
@@ -152,7 +153,10 @@ class TestAnUnknownFateIsRememberedAcrossTries:
         assert record["unknown"] == [[0, 1]]
         assert record["sent"] == []
         assert abs(record["unknown_since"] - time.time()) < 30
-        assert record["unknown_texts"] == [progress_module.text_digest("Your order shipped")]
+        assert record["unknown_texts"] == [progress_module.text_digest("Your order shipped", TOKEN)]
+        # Keyed with the token: a plain hash of a short text (a code) could be reversed by trying them all.
+        assert record["unknown_texts"] != [hashlib.sha256(b"Your order shipped").hexdigest()]
+        assert TOKEN not in variables[KEY]
         assert "Your order" not in variables[KEY]
         assert "612345678" not in variables[KEY]
 
