@@ -94,6 +94,19 @@ def default_workers(max_rps: float) -> int:
     return max(1, min(DEFAULT_MAX_WORKERS, math.ceil(max_rps * LATENCY_BUDGET)))
 
 
+def recipient_line(payload: Mapping[str, Any]) -> bytes:
+    """What a recipients digest takes of one message: who receives it, on which channel type."""
+    return json.dumps([payload.get("to"), payload.get("bsuid"), payload.get("from")]).encode() + b"\n"
+
+
+def recipients_digest(payloads: Iterable[Mapping[str, Any]]) -> str:
+    """The digest :class:`Spool` computes, for messages already in hand (the single-message operator)."""
+    digest = hashlib.sha256()
+    for payload in payloads:
+        digest.update(recipient_line(payload))
+    return digest.hexdigest()
+
+
 class Spool:
     """The built JSON bodies of a bulk send, one line each, and a digest of their recipients."""
 
@@ -106,8 +119,7 @@ class Spool:
     def add(self, payload: SendMessagePayload) -> None:
         # One line per body: json.dumps escapes any newline inside a string.
         self._file.write(json.dumps(payload, separators=(",", ":")).encode() + b"\n")
-        recipient = [payload.get("to"), payload.get("bsuid"), payload.get("from")]
-        self._digest.update(json.dumps(recipient).encode() + b"\n")
+        self._digest.update(recipient_line(payload))
         self.count += 1
 
     @property

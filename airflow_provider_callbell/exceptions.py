@@ -18,7 +18,8 @@ passed to these classes. The tree::
         │   │   └── CallbellConnectError    no connection could be made: .host
         │   └── AirflowAPIError             Airflow's own REST API (the HITL bridge): same attributes
         ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
-        └── CallbellBulkSendError           some messages of a bulk send failed
+        ├── CallbellBulkSendError           some messages of a bulk send failed
+        └── CallbellProgressError           an earlier try's record forbids sending  (AirflowFailException)
 
 ``is_transient`` is true for :class:`CallbellNoAnswerError` (and so :class:`CallbellTimeoutError`),
 :class:`CallbellRateLimitError` and :class:`CallbellServerError`: asking again later may succeed.
@@ -247,6 +248,24 @@ class CallbellBulkSendError(CallbellError):
     def __init__(self, message: str, *, failed: int, total: int) -> None:
         self.failed = failed
         self.total = total
+        super().__init__(message)
+
+
+class CallbellProgressError(CallbellError, AirflowFailException):
+    """What an earlier try of this task left in its progress Variable forbids sending, so nothing was sent.
+
+    Either the Variable cannot be trusted (not JSON, the wrong shape, ranges out of order or out of
+    bounds, too large), or it records other recipients, or (one message, ``at_most_once``) it says the
+    message may already have gone out and the conversation does not show it. It is an
+    ``AirflowFailException`` too: every retry would read the same Variable. The message names the
+    Variable and how to go on: delete it to send again, or use ``delivery="at_least_once"``.
+
+    :param message: what is wrong and how to recover.
+    :param key: the Variable's key.
+    """
+
+    def __init__(self, message: str, *, key: str) -> None:
+        self.key = key
         super().__init__(message)
 
 

@@ -1,4 +1,4 @@
-"""Where a bulk send's progress lives between the tries of one task instance: an Airflow Variable.
+"""Where a send's progress lives between the tries of one task instance: an Airflow Variable.
 
 Why a Variable: Airflow 3 clears a task instance's XComs when its next try starts, so XCom cannot
 carry anything from one try to the next; a Variable survives the retry, and every worker (Celery,
@@ -7,10 +7,11 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
 - Key: ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` (hashed when longer than
   Airflow's 250 characters), so each mapped task instance of each run has its own.
 - Value (JSON): a digest of every message's recipient and channel in order, the message count, the
-  indices already sent as ``[start, stop)`` ranges, the indices whose delivery is unknown (a ``500``
-  or no answer after sending: they may have gone out) likewise, and, for sends of at most
-  ``uuids_kept_max`` messages, the uuids of the sent ones. Never a phone number, a message text or
-  the token.
+  indices already sent as sorted ``[start, stop)`` ranges, the indices whose delivery is unknown (a
+  ``500`` or no answer after sending: they may have gone out) likewise, and, for sends of at most
+  ``uuids_kept_max`` messages, the uuids of the sent ones. The single-message operator adds when its
+  first unanswered attempt started and a keyed digest of each text it tried (:func:`text_digest`),
+  to find the message in the conversation. Never a phone number, a message text or the token.
 - Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
   passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
   through the operator's ``on_kill``).
@@ -19,18 +20,43 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
 - Deleted when the task instance succeeds. A task that fails for good keeps it, so that clearing the
   task later still resumes where it stopped; delete it by hand (``airflow variables delete <key>``)
   to send to everyone again. ``airflow variables list`` shows the ones left.
+
+**Fail closed.** The value is read as raw text (Airflow 3's ``deserialize_json=True`` logs a JSON
+error and returns the default, which would read as "nothing sent yet") and checked here: a JSON
+object with exactly the known members, of the right types, ranges sorted, disjoint and within the
+message count, uuids that look like uuids, and no longer than the most this send could write
+(:func:`value_max_chars`). Checking and loading take time linear in the value's size and the message
+count. A value that fails any check is not a record of anything: under ``at_most_once`` the try sends
+nothing and raises :class:`~airflow_provider_callbell.exceptions.CallbellProgressError`, naming the
+Variable and the ways on (delete it to send everything again, or ``delivery="at_least_once"``);
+under ``at_least_once`` it is set aside with a warning, and every message is sent. An absent
+Variable is a first try.
+
+**Two writers.** A try that Airflow believes dead can still be running (a stalled worker, a zombie)
+and write after a later try did. Every write therefore reads the Variable first and merges: the
+indices either one recorded as sent are sent, the unknown ones stay unknown unless one of them saw
+the message sent, and uuids are kept from both. So a late writer adds its record to the later one's
+instead of replacing it. Airflow's Variables have no compare-and-set, so two writes whose
+read-then-write windows overlap (a few milliseconds each) can still drop the batch of one of them;
+a value that is not a usable record when a write reads it (junk, other recipients) is replaced with
+a warning. A merge cannot bring back a record the task deleted on success: a late writer then
+leaves a Variable holding only its own record (harmless: those messages were sent).
+With ``[secrets] use_cache = True`` Airflow may serve the first read of a write from its cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
 import re
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, is_delivery_unknown
-from airflow_provider_callbell.exceptions import CallbellError
+from airflow_provider_callbell.exceptions import CallbellProgressError
 from airflow_provider_callbell.version_compat import Variable
 
 if TYPE_CHECKING:
@@ -52,14 +78,177 @@ UNKNOWN_EARLIER: dict[str, Any] = {
     "status_code": None,
     DELIVERY_UNKNOWN: True,
 }
+#: The most text digests one record keeps (one per try of a single message that got no clear answer).
+TEXTS_KEPT_MAX = 16
+#: What a stored value may be longer than the most its send could write: the other members, slack.
+_VALUE_BASE_CHARS = 4096 + TEXTS_KEPT_MAX * 70
+#: Per message, at most one range (``[1234567,1234568],``) and one uuid (``"1234567":"<36>",``).
+_VALUE_CHARS_PER_MESSAGE = 100
+_MEMBERS = {"recipients_digest", "total", "sent", "unknown", "uuids", "unknown_since", "unknown_texts"}
+_UUID = re.compile(r"[0-9A-Fa-f-]{32,36}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
+
+log = logging.getLogger(__name__)
 
 
 def progress_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
-    """The Variable key of one task instance's bulk send progress."""
+    """The Variable key of one task instance's send progress."""
     key = f"{KEY_PREFIX}{dag_id}/{task_id}/{run_id}/{map_index}"
     if len(key) <= KEY_MAX_CHARS:
         return key
     return KEY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def value_max_chars(total: int) -> int:
+    """The longest value a send of ``total`` messages can write; anything longer is not its record."""
+    return _VALUE_BASE_CHARS + _VALUE_CHARS_PER_MESSAGE * total
+
+
+def text_digest(text: str, key: str) -> str:
+    """What a record keeps of a message's text: enough to recognise it, not to read it.
+
+    An HMAC-SHA256 keyed with the connection's token, not a plain hash: anyone who can read Variables
+    could otherwise try every value of a short text ("your code is 483920") against the digest.
+    """
+    return hmac.new(key.encode(), text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Record:
+    """One checked progress value: each message's state, the sent ones' uuids, the unanswered attempts.
+
+    :param state: one byte per message: ``_UNSENT``, ``_SENT`` or ``_UNKNOWN``.
+    :param uuids: the uuids of sent messages, by index.
+    :param unknown_since: when (Unix seconds) the first attempt that got no clear answer started.
+    :param unknown_texts: the :func:`text_digest` of the texts those attempts sent.
+    """
+
+    state: bytearray
+    uuids: dict[int, str] = field(default_factory=dict)
+    unknown_since: int | None = None
+    unknown_texts: list[str] = field(default_factory=list)
+
+    def merge(self, other: Record) -> None:
+        """Add what ``other`` records: sent wins over unknown, unknown over nothing; uuids from both."""
+        for start, stop in _ranges(other.state, _SENT):
+            self.state[start:stop] = bytes([_SENT]) * (stop - start)
+        for start, stop in _ranges(other.state, _UNKNOWN):
+            self.state[start:stop] = self.state[start:stop].replace(bytes([_UNSENT]), bytes([_UNKNOWN]))
+        for index, uuid in other.uuids.items():
+            self.uuids.setdefault(index, uuid)
+        if other.unknown_since is not None:
+            self.unknown_since = min(self.unknown_since or other.unknown_since, other.unknown_since)
+        for digest in other.unknown_texts:
+            self.note_text(digest)
+
+    def note_text(self, digest: str) -> None:
+        if digest not in self.unknown_texts and len(self.unknown_texts) < TEXTS_KEPT_MAX:
+            self.unknown_texts.append(digest)
+
+    def to_json(self, recipients_digest: str, keep_uuids: bool) -> str:
+        value: dict[str, Any] = {
+            "recipients_digest": recipients_digest,
+            "total": len(self.state),
+            "sent": _ranges(self.state, _SENT),
+        }
+        unknown = _ranges(self.state, _UNKNOWN)
+        if unknown:
+            value["unknown"] = unknown
+        if keep_uuids:
+            value["uuids"] = {str(i): u for i, u in sorted(self.uuids.items()) if self.state[i] == _SENT}
+        if self.unknown_since is not None:
+            value["unknown_since"] = self.unknown_since
+            value["unknown_texts"] = self.unknown_texts
+        return json.dumps(value, separators=(",", ":"))
+
+
+class _Untrusted(Exception):
+    """Why a stored value is not a record this send can use (caught and turned into the typed error)."""
+
+
+class _OtherRecipients(_Untrusted):
+    """A well-formed record of another list of recipients (or another message count)."""
+
+
+def parse_record(raw: Any, total: int, recipients_digest: str) -> Record:
+    """Check a stored value and load it, in time linear in its size and ``total``.
+
+    :raises _Untrusted: saying what is wrong; :class:`_OtherRecipients` for a valid record of other
+        recipients (or another message count).
+    """
+    if not isinstance(raw, str):
+        raise _Untrusted(f"it is a {type(raw).__name__}, not JSON text")
+    if len(raw) > value_max_chars(total):
+        raise _Untrusted(f"it is {len(raw)} characters long, more than a send of {total} messages writes")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # ValueError: not JSON, or an integer of 4,300+ digits
+        raise _Untrusted(f"it is not JSON ({type(err).__name__})") from None
+    if not isinstance(value, dict):
+        raise _Untrusted(f"it is a JSON {type(value).__name__}, not an object")
+    unknown_members = sorted(set(value) - _MEMBERS)
+    if unknown_members:
+        raise _Untrusted(
+            f"it has members this version does not know: {', '.join(map(repr, unknown_members[:5]))}"
+        )
+    digest, stored_total = value.get("recipients_digest"), value.get("total")
+    if not isinstance(digest, str) or type(stored_total) is not int:
+        raise _Untrusted("its recipients_digest or total is missing or of the wrong type")
+    if (digest, stored_total) != (recipients_digest, total):
+        raise _OtherRecipients(
+            f"it records an earlier try that sent to other recipients than these {total}, so which of "
+            "them were reached is unknown"
+        )
+    record = Record(bytearray(total))
+    for member, state in (("sent", _SENT), ("unknown", _UNKNOWN)):
+        _fill(record.state, value.get(member, [] if member == "unknown" else None), member, state, total)
+    uuids = value.get("uuids", {})
+    if not isinstance(uuids, dict) or len(uuids) > total:
+        raise _Untrusted("its uuids are not an object of at most one uuid per message")
+    for index_text, uuid in uuids.items():
+        if not (_INDEX.fullmatch(index_text) and isinstance(uuid, str) and _UUID.fullmatch(uuid)):
+            raise _Untrusted("its uuids must map message indices to uuids of 32 hex characters")
+        index = int(index_text)
+        if index >= total or record.state[index] != _SENT:
+            raise _Untrusted(f"it gives a uuid for message {index}, which it does not record as sent")
+        record.uuids[index] = uuid
+    since, texts = value.get("unknown_since"), value.get("unknown_texts")
+    if since is not None or texts is not None:
+        if type(since) is not int or not 0 < since < 1 << 32:
+            raise _Untrusted("its unknown_since is not a time in Unix seconds")
+        if not isinstance(texts, list) or len(texts) > TEXTS_KEPT_MAX:
+            raise _Untrusted(f"its unknown_texts is not a list of at most {TEXTS_KEPT_MAX} digests")
+        if not all(isinstance(t, str) and _SHA256.fullmatch(t) for t in texts):
+            raise _Untrusted("its unknown_texts must be SHA-256 digests")
+        record.unknown_since, record.unknown_texts = since, list(texts)
+    return record
+
+
+def _fill(state: bytearray, ranges: Any, member: str, mark: int, total: int) -> None:
+    """Mark ``ranges`` in ``state``: a list of ``[start, stop)`` pairs, sorted, disjoint, within ``total``,
+    and on messages no other member marked. Each index is touched once, by a slice: linear time."""
+    if not isinstance(ranges, list):
+        raise _Untrusted(f"its {member!r} is missing or not a list of [start, stop) ranges")
+    previous_stop = 0
+    for pair in ranges:
+        if not (isinstance(pair, list) and len(pair) == 2 and type(pair[0]) is int and type(pair[1]) is int):
+            raise _Untrusted(f"its {member!r} holds {_excerpt(pair)}, not a [start, stop) pair of integers")
+        start, stop = pair
+        if not previous_stop <= start < stop <= total:
+            raise _Untrusted(
+                f"its {member!r} range [{start}, {stop}) is out of order, overlaps another or is out of "
+                f"bounds for {total} messages"
+            )
+        if state.count(_UNSENT, start, stop) != stop - start:
+            raise _Untrusted(f"its {member!r} range [{start}, {stop}) overlaps messages recorded otherwise")
+        state[start:stop] = bytes([mark]) * (stop - start)
+        previous_stop = stop
+
+
+def _excerpt(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class VariableProgress:
@@ -68,62 +257,100 @@ class VariableProgress:
     :param key: the Variable key; :meth:`for_task_instance` derives it from a task instance.
     :param uuids_kept_max: keep the uuids of sent messages (so a retry can return them) only for
         sends of at most this many messages; bigger ones keep the indices alone.
+    :param at_least_once: whether a value that cannot be trusted is set aside (every message is sent
+        again) rather than stopping the send (the default, at most once).
     :param clock: a monotonic clock, for the time between two writes.
     """
 
     def __init__(
-        self, key: str, *, uuids_kept_max: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self,
+        key: str,
+        *,
+        uuids_kept_max: int = 10_000,
+        at_least_once: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.key = key
         self.uuids_kept_max = uuids_kept_max
+        self.at_least_once = at_least_once
         self._clock = clock
         self._digest = ""
-        self._state = bytearray()  # one byte per message: _UNSENT, _SENT or _UNKNOWN
-        self._uuids: dict[int, str] | None = None
+        self.known = Record(bytearray())
         self._unsaved = 0
         self._saved_at = clock()
         self.stored = False  # whether the Variable exists (read or written by this try)
+        self._seen: str | None = None  # the value this try last read or wrote: nothing new to merge
 
     @classmethod
     def for_task_instance(cls, ti: Any, **kwargs: Any) -> VariableProgress:
         return cls(progress_key(ti.dag_id, ti.task_id, ti.run_id, ti.map_index), **kwargs)
 
+    def _keep_uuids(self) -> bool:
+        return len(self.known.state) <= self.uuids_kept_max
+
+    def _read(self) -> str | None:
+        # Raw text, never deserialize_json (see the module docstring). The default goes by position:
+        # Airflow 3 names it ``default``, Airflow 2 ``default_var``.
+        raw: str | None = Variable.get(self.key, None)
+        return raw
+
+    def _refuse(self, why: str) -> CallbellProgressError:
+        return CallbellProgressError(
+            f"Variable {self.key!r} cannot be used: {why}; nothing was sent, so that no message goes "
+            f"out twice. Check in Callbell what earlier tries sent, then delete the Variable "
+            f"(airflow variables delete '{self.key}') to send every message again, or set the "
+            "connection's delivery extra to 'at_least_once' to send them all despite it.",
+            key=self.key,
+        )
+
     def begin(self, total: int, recipients_digest: str) -> dict[int, dict[str, Any]]:
-        """Read what earlier tries sent; refuse progress recorded for other recipients."""
+        """Read what earlier tries sent; refuse a value that cannot be trusted or names other recipients."""
         self._digest = recipients_digest
-        self._state = bytearray(total)
-        self._uuids = {} if total <= self.uuids_kept_max else None
-        # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
-        stored = Variable.get(self.key, None, deserialize_json=True)
-        if stored is None:
+        self.known = Record(bytearray(total))
+        raw = self._read()
+        if raw is None:
             return {}
         self.stored = True
-        if not isinstance(stored, dict) or (stored.get("recipients_digest"), stored.get("total")) != (
-            recipients_digest,
-            total,
-        ):
-            raise CallbellError(
-                f"Variable {self.key!r} records an earlier try of this task that sent to other recipients "
-                f"than these {total}, so which of them were reached is unknown and nothing was sent. "
-                "Restore the earlier recipients to resume, or delete the Variable to send to all of them."
+        self._seen = raw
+        try:
+            self.known = parse_record(raw, total, recipients_digest)
+        except _Untrusted as err:
+            if isinstance(err, _OtherRecipients) or not self.at_least_once:
+                raise self._refuse(str(err)) from None
+            log.warning(
+                "Callbell: Variable %r cannot be used (%s); delivery is 'at_least_once', so every "
+                "message is sent, and the Variable replaced at the next write",
+                self.key,
+                err,
             )
-        uuids: dict[str, str] = stored.get("uuids") or {}
+            return {}
+        return self._earlier()
+
+    def _earlier(self) -> dict[int, dict[str, Any]]:
         earlier: dict[int, dict[str, Any]] = {}
-        for start, stop in stored.get("unknown", ()):
+        for start, stop in _ranges(self.known.state, _UNKNOWN):
             for index in range(start, stop):
-                self._state[index] = _UNKNOWN
                 earlier[index] = dict(UNKNOWN_EARLIER)
-        for start, stop in stored["sent"]:
+        for start, stop in _ranges(self.known.state, _SENT):
             for index in range(start, stop):
-                self._state[index] = _SENT
-                uuid = uuids.get(str(index))
-                if uuid is None:
-                    earlier[index] = {"status": SENT_EARLIER}
-                    continue
-                earlier[index] = {"uuid": uuid, "status": SENT_EARLIER}
-                if self._uuids is not None:
-                    self._uuids[index] = uuid
+                uuid = self.known.uuids.get(index)
+                earlier[index] = (
+                    {"status": SENT_EARLIER} if uuid is None else {"uuid": uuid, "status": SENT_EARLIER}
+                )
+        if not self._keep_uuids():
+            self.known.uuids.clear()
         return earlier
+
+    def record_attempt(self, started: float, text_digest: str | None) -> None:
+        """Note an attempt of one message that got no clear answer: when it started, its text's digest.
+
+        A retry looks for that text in the conversation, from that time on. Written at the next
+        :meth:`flush`, with the message's :meth:`record`.
+        """
+        record = self.known
+        record.unknown_since = min(record.unknown_since or int(started), int(started))
+        if text_digest is not None:
+            record.note_text(text_digest)
 
     def record(self, index: int, result: dict[str, Any]) -> None:
         """Note a sent message, or one whose delivery is unknown; write in batches.
@@ -131,11 +358,11 @@ class VariableProgress:
         Plain failures are not noted: a retry sends them again.
         """
         if "uuid" in result:
-            self._state[index] = _SENT
-            if self._uuids is not None:
-                self._uuids[index] = result["uuid"]
+            self.known.state[index] = _SENT
+            if self._keep_uuids():
+                self.known.uuids[index] = result["uuid"]
         elif is_delivery_unknown(result):
-            self._state[index] = _UNKNOWN
+            self.known.state[index] = _UNKNOWN
         else:
             return
         self._unsaved += 1
@@ -143,22 +370,21 @@ class VariableProgress:
             self.flush()
 
     def flush(self) -> None:
-        """Write the Variable if anything was sent since the last write."""
+        """Write the Variable if anything was sent since the last write, merged with what it holds now."""
         if not self._unsaved:
             return
-        value: dict[str, Any] = {
-            "recipients_digest": self._digest,
-            "total": len(self._state),
-            "sent": _ranges(self._state, _SENT),
-        }
-        unknown = _ranges(self._state, _UNKNOWN)
-        if unknown:
-            value["unknown"] = unknown
-        if self._uuids is not None:
-            value["uuids"] = {str(index): uuid for index, uuid in sorted(self._uuids.items())}
+        raw = self._read()
+        if raw is not None and raw != self._seen:  # someone else wrote since this try last did
+            try:
+                self.known.merge(parse_record(raw, len(self.known.state), self._digest))
+            except _Untrusted as err:
+                log.warning(
+                    "Callbell: replacing Variable %r, which is not a usable record: %s", self.key, err
+                )
+        self._seen = self.known.to_json(self._digest, self._keep_uuids())
         Variable.set(
             self.key,
-            json.dumps(value, separators=(",", ":")),
+            self._seen,
             description="Messages that earlier tries of this task sent (airflow-provider-callbell); "
             "deleted when the task succeeds",
         )

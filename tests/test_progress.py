@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from airflow_provider_callbell import progress
+from airflow_provider_callbell.exceptions import CallbellProgressError
 from airflow_provider_callbell.progress import VariableProgress, progress_key
+from airflow_provider_callbell.version_compat import AirflowFailException
 from tests.helpers import Variables
 
 
@@ -130,3 +133,194 @@ class TestVariableProgress:
         store.begin(1, "digest")
         monkeypatch.setattr(variables, "delete", lambda key: pytest.fail("nothing to delete"))
         store.delete()
+
+    def test_the_value_is_read_as_raw_text_never_deserialized_by_airflow(self, variables, monkeypatch):
+        """Airflow 3's deserialize_json=True logs a JSON error and returns the default: never ask it."""
+        calls = []
+        real_get = variables.get
+
+        def get(key, default=None, deserialize_json=False):
+            calls.append(deserialize_json)
+            return real_get(key, default)
+
+        monkeypatch.setattr(variables, "get", get)
+        variables["k"] = "{not json"
+        with pytest.raises(CallbellProgressError):
+            VariableProgress("k").begin(1, "digest")
+        assert calls == [False]
+
+
+def valid(**changes) -> str:
+    value = {"recipients_digest": "digest", "total": 10, "sent": [[0, 2], [5, 6]], "unknown": [[2, 3]]}
+    value.update(changes)
+    return json.dumps({k: v for k, v in value.items() if v is not None})
+
+
+UNTRUSTED = [
+    pytest.param("", id="empty"),
+    pytest.param("{not json", id="not-json"),
+    pytest.param("null", id="json-null"),
+    pytest.param('"text"', id="a-string"),
+    pytest.param("[[0, 1]]", id="a-list"),
+    pytest.param("1" * 5000, id="a-5000-digit-number"),
+    pytest.param("[" * 100_000 + "]" * 100_000, id="nested-100000-deep"),
+    pytest.param(valid(recipients_digest=None), id="no-digest"),
+    pytest.param(valid(total="10"), id="total-a-string"),
+    pytest.param(valid(total=True), id="total-a-bool"),
+    pytest.param(valid(sent=None), id="no-sent"),
+    pytest.param(valid(sent={"0": 2}), id="sent-an-object"),
+    pytest.param(valid(sent=[[0]]), id="range-of-one"),
+    pytest.param(valid(sent=[[0, 1, 2]]), id="range-of-three"),
+    pytest.param(valid(sent=[0, 1]), id="range-not-a-pair"),
+    pytest.param(valid(sent=[[0, 1.5]]), id="range-a-float"),
+    pytest.param(valid(sent=[[False, True]]), id="range-of-bools"),
+    pytest.param(valid(sent=[["0", "1"]]), id="range-of-strings"),
+    pytest.param(valid(sent=[[3, 2]]), id="range-backwards"),
+    pytest.param(valid(sent=[[2, 2]]), id="range-empty"),
+    pytest.param(valid(sent=[[-1, 2]]), id="range-negative"),
+    pytest.param(valid(sent=[[8, 11]]), id="range-past-the-end"),
+    pytest.param(valid(sent=[[5, 6], [0, 2]]), id="ranges-unsorted"),
+    pytest.param(valid(sent=[[0, 5], [4, 6]]), id="ranges-overlap"),
+    pytest.param(valid(unknown=[[1, 3]]), id="sent-and-unknown-overlap"),
+    pytest.param(valid(unknown={"a": 1}), id="unknown-an-object"),
+    pytest.param(valid(uuids=[]), id="uuids-a-list"),
+    pytest.param(valid(uuids={"0": 5}), id="uuid-a-number"),
+    pytest.param(valid(uuids={"0": "x\n\u001b[31m"}), id="uuid-with-escapes"),
+    pytest.param(valid(uuids={"00": "a" * 32}), id="uuid-index-not-canonical"),
+    pytest.param(valid(uuids={"3": "a" * 32}), id="uuid-of-an-unsent-message"),
+    pytest.param(valid(uuids={"99": "a" * 32}), id="uuid-out-of-bounds"),
+    pytest.param(valid(extra=1), id="unknown-member"),
+    pytest.param(valid(unknown_since=1_700_000_000), id="since-without-texts"),
+    pytest.param(valid(unknown_since="now", unknown_texts=[]), id="since-a-string"),
+    pytest.param(valid(unknown_since=1_700_000_000, unknown_texts=["abc"]), id="text-not-a-digest"),
+    pytest.param(valid() + " " * 10_000, id="too-long"),
+]
+
+
+class TestFailsClosed:
+    """A value that cannot be trusted sends nothing; an absent one is a first try."""
+
+    @pytest.mark.parametrize("raw", UNTRUSTED)
+    def test_an_untrusted_value_stops_the_send_naming_the_variable_and_the_way_out(self, variables, raw):
+        variables["k"] = raw
+        with pytest.raises(CallbellProgressError, match=r"^Variable 'k' cannot be used: ") as raised:
+            VariableProgress("k").begin(10, "digest")
+        message = str(raised.value)
+        assert "nothing was sent" in message
+        assert "airflow variables delete 'k'" in message
+        assert "at_least_once" in message
+        assert raised.value.key == "k"
+        assert isinstance(raised.value, AirflowFailException)  # every retry would read the same value
+
+    def test_the_valid_one_of_those_loads(self, variables):
+        variables["k"] = valid(uuids={"5": "a" * 32})
+        earlier = VariableProgress("k").begin(10, "digest")
+        assert set(earlier) == {0, 1, 2, 5}
+        assert earlier[5] == {"uuid": "a" * 32, "status": "sent_in_earlier_try"}
+        assert earlier[2]["delivery_unknown"] is True
+
+    def test_absent_is_a_first_try(self, variables):
+        assert VariableProgress("k").begin(10, "digest") == {}
+
+    def test_at_least_once_sets_an_untrusted_value_aside_and_replaces_it(self, variables, caplog):
+        variables["k"] = "{not json"
+        store = VariableProgress("k", at_least_once=True)
+        assert store.begin(3, "digest") == {}
+        assert "cannot be used" in caplog.text
+        store.record(1, sent(1))
+        store.flush()
+        assert json.loads(variables["k"])["sent"] == [[1, 2]]
+
+    def test_other_recipients_stop_the_send_even_at_least_once(self, variables):
+        variables["k"] = valid(recipients_digest="other")
+        with pytest.raises(CallbellProgressError, match="other recipients than these 10"):
+            VariableProgress("k", at_least_once=True).begin(10, "digest")
+
+    @pytest.mark.parametrize(
+        "ranges",
+        [
+            pytest.param([[0, 100_000]] * 2000, id="the-same-range-2000-times"),
+            pytest.param([[i, 100_000] for i in range(2000)], id="nested-ranges"),
+        ],
+    )
+    def test_overlapping_ranges_are_refused_in_linear_time(self, variables, ranges):
+        """Each is 2 x 10^8 indices when loaded range by range (minutes); refused, it takes milliseconds."""
+        variables["k"] = json.dumps({"recipients_digest": "digest", "total": 100_000, "sent": ranges})
+        started = time.perf_counter()
+        with pytest.raises(CallbellProgressError, match="out of order, overlaps"):
+            VariableProgress("k").begin(100_000, "digest")
+        assert time.perf_counter() - started < 1.0
+
+    def test_the_largest_record_a_send_can_write_loads_and_is_not_refused_as_too_long(
+        self, variables, monkeypatch
+    ):
+        monkeypatch.setattr(progress, "FLUSH_EVERY", 10**9)
+        total = 20_000  # every other message sent, with its uuid: the most ranges and uuids there can be
+        first = VariableProgress("k", clock=Clock())
+        first.begin(total, "digest")
+        for i in range(0, total, 2):
+            first.record(i, {"uuid": f"{i:032x}-abc", "status": "enqueued"})
+        for i in range(1, total, 4):
+            first.record(i, {"error": "...", "delivery_unknown": True})
+        first.flush()
+        assert len(variables["k"]) <= progress.value_max_chars(total)
+        earlier = VariableProgress("k").begin(total, "digest")
+        assert len(earlier) == total // 2 + total // 4
+
+
+class TestTwoWriters:
+    """A stalled earlier try that writes after a later one adds its record, never erases the later one's."""
+
+    def test_a_late_writer_merges_instead_of_overwriting(self, variables):
+        stalled = VariableProgress("k")  # try 1: sends 0 and 1, then stalls before writing
+        stalled.begin(6, "digest")
+        stalled.record(0, sent(0))
+        stalled.record(1, {"error": "...", "delivery_unknown": True})
+
+        later = VariableProgress("k")  # try 2, started while try 1 hangs: sees nothing recorded
+        assert later.begin(6, "digest") == {}
+        later.record(1, sent(1))  # and sends 1 (at least once) and 2-3, recording them
+        later.record(2, sent(2))
+        later.record(3, {"error": "...", "delivery_unknown": True})
+        later.flush()
+
+        stalled.flush()  # try 1 wakes up and writes
+        stored = json.loads(variables["k"])
+        assert stored["sent"] == [[0, 3]]  # 0 from try 1; 1 and 2 from try 2 (sent beats unknown)
+        assert stored["unknown"] == [[3, 4]]
+        assert stored["uuids"] == {str(i): f"{i:032x}" for i in range(3)}
+
+        third = VariableProgress("k")  # the next retry skips what either sent
+        assert set(third.begin(6, "digest")) == {0, 1, 2, 3}
+
+    def test_the_later_writer_keeps_what_the_stalled_one_wrote_meanwhile(self, variables):
+        later = VariableProgress("k")
+        later.begin(4, "digest")
+        later.record(3, sent(3))
+        stalled = VariableProgress("k")
+        stalled.begin(4, "digest")
+        stalled.record(0, sent(0))
+        stalled.flush()
+        later.flush()
+        assert json.loads(variables["k"])["sent"] == [[0, 1], [3, 4]]
+
+    def test_a_late_writer_replaces_junk_with_a_warning(self, variables, caplog):
+        store = VariableProgress("k")
+        store.begin(2, "digest")
+        store.record(0, sent(0))
+        variables["k"] = "{junk"  # written meanwhile by someone else
+        store.flush()
+        assert json.loads(variables["k"])["sent"] == [[0, 1]]
+        assert "replacing Variable 'k'" in caplog.text
+
+    def test_single_message_attempts_merge_their_earliest_start_and_texts(self, variables):
+        one, two = VariableProgress("k"), VariableProgress("k")
+        for store, started, text in ((one, 2_000_000_000, "a"), (two, 1_900_000_000, "b")):
+            store.begin(1, "digest")
+            store.record_attempt(started, progress.text_digest(text, "token"))
+            store.record(0, {"error": "...", "delivery_unknown": True})
+        two.flush()
+        one.flush()
+        stored = json.loads(variables["k"])
+        assert stored["unknown_since"] == 1_900_000_000
+        assert sorted(stored["unknown_texts"]) == sorted(progress.text_digest(t, "token") for t in "ab")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_callbell.fields import MESSAGE_FIELDS
@@ -13,6 +15,8 @@ from airflow_provider_callbell.version_compat import BaseOperator
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+    from airflow_provider_callbell.hooks.callbell import CallbellHook
+    from airflow_provider_callbell.progress import VariableProgress
     from airflow_provider_callbell.version_compat import Context
 
 #: The XCom key under which the whole message object (uuid, status, contact, ...) is pushed.
@@ -24,6 +28,69 @@ XCOM_SUMMARY_KEY = "callbell_summary"
 XCOM_RESULTS_MAX = 10_000
 #: How many failures the summary lists (it counts them all).
 XCOM_FAILURES_MAX = 100
+#: How far before an unanswered attempt's start a retry looks for its message: clock skew between the
+#: worker and Callbell, whose ``createdAt`` has whole seconds.
+CLOCK_SKEW = timedelta(seconds=60)
+#: How many conversation pages a retry reads looking for an earlier try's message.
+SEARCH_MAX_PAGES = 10
+
+
+def _recipient_of(payload: Mapping[str, Any]) -> Any:
+    return payload.get("to", payload.get("bsuid"))
+
+
+def _text_of(payload: Mapping[str, Any]) -> str | None:
+    """The text a conversation lists for a message: its text (or caption); ``None`` without one."""
+    text = payload.get("content", {}).get("text")
+    return text if isinstance(text, str) and text else None
+
+
+def find_sent_message(
+    hook: CallbellHook, payload: Mapping[str, Any], since: int | None, texts: Sequence[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """Look in the recipient's conversation for a message sent since ``since`` whose text digest is in ``texts``.
+
+    Callbell lists a contact's messages newest first: an outgoing one has ``status`` ``sent``, a uuid,
+    its ``text`` and ``createdAt`` (whole seconds), and nothing else of the request (no type, media
+    url, template or metadata), so the text is all that can be compared. The contact is found by
+    phone number on the channel the message was sent from; bsuids, platform ids of other channels
+    and messages without text cannot be checked. Returns the oldest match as
+    ``{"uuid", "status": "sent_in_earlier_try"}``, or ``None`` and what was looked at, for the error.
+    """
+    from airflow_provider_callbell.exceptions import CallbellValidationError
+    from airflow_provider_callbell.progress import SENT_EARLIER, text_digest
+    from airflow_provider_callbell.replies import parse_created_at
+    from airflow_provider_callbell.validation import validate_phone, validate_uuid
+
+    to, channel_uuid = payload.get("to"), payload.get("channel_uuid")
+    if since is None or not texts:
+        return None, "it could not be looked for (a message without text cannot be recognised)"
+    if to is None or (payload.get("from") != "whatsapp" and channel_uuid is None):
+        return None, "it could not be looked for (only a phone number's conversation can be found)"
+    try:
+        phone = validate_phone("to", to)
+    except CallbellValidationError:
+        return None, "it could not be looked for (only a phone number's conversation can be found)"
+    contact = hook.get_contact_by_phone(phone, channel_uuid)
+    floor = datetime.fromtimestamp(since, timezone.utc) - CLOCK_SKEW
+    looked = f"the conversation does not list it since {floor.isoformat()}"
+    if contact is None:
+        return None, looked
+    found: dict[str, Any] | None = None
+    for message in hook.list_contact_messages(contact["uuid"], since=floor, max_pages=SEARCH_MAX_PAGES):
+        text, created = message.get("text"), parse_created_at(message.get("createdAt"))
+        if (
+            message.get("status") == "sent"
+            and isinstance(text, str)
+            and created is not None
+            and created >= floor
+            and text_digest(text, hook._settings.token) in texts
+        ):
+            try:
+                found = {"uuid": validate_uuid("uuid", message.get("uuid")), "status": SENT_EARLIER}
+            except CallbellValidationError:
+                continue  # a listed message without a usable uuid is no proof
+    return found, looked
 
 
 class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
@@ -116,10 +183,76 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
-        message = self.hook.send_message(**{name: getattr(self, name) for name in MESSAGE_FIELDS})
+        from airflow_provider_callbell.bulk import failure_record, recipients_digest
+        from airflow_provider_callbell.exceptions import CallbellAPIError
+        from airflow_provider_callbell.progress import VariableProgress, text_digest
+
+        fields = {name: getattr(self, name) for name in MESSAGE_FIELDS}
+        hook = self.hook
+        payload = hook._build_payload(**fields)  # bad input fails here, before any state is read
+        at_least_once = hook._settings.retry.delivery == "at_least_once"
+        progress = VariableProgress.for_task_instance(context["ti"], at_least_once=at_least_once)
+        earlier = progress.begin(1, recipients_digest([payload])).get(0)
+        if earlier is not None:
+            found = earlier if "uuid" in earlier else self._find_earlier_send(progress, payload)
+            if found is not None:
+                return self._done(context, progress, found)
+        started = time.time()
+        try:
+            message = hook.send_message(**fields)
+        except CallbellAPIError as err:
+            if err.maybe_acted_on:  # remember it, so that a retry looks for it before sending again
+                text = _text_of(payload)
+                progress.record_attempt(
+                    started, None if text is None else text_digest(text, hook._settings.token)
+                )
+                progress.record(0, failure_record(err, payload))
+                progress.flush()
+            raise
+        return self._done(context, progress, message)
+
+    def _done(self, context: Context, progress: VariableProgress, message: dict[str, Any]) -> str:
+        progress.delete()
         context["ti"].xcom_push(key=XCOM_MESSAGE_KEY, value=message)
         uuid: str = message["uuid"]
         return uuid
+
+    def _find_earlier_send(
+        self, progress: VariableProgress, payload: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Whether an earlier try's message, whose fate it did not learn, is in the contact's conversation.
+
+        Found: its ``{"uuid", "status": "sent_in_earlier_try"}``. Not found: ``None`` under
+        ``at_least_once`` (it is sent again); under ``at_most_once``, :class:`CallbellProgressError`.
+        """
+        from airflow_provider_callbell.exceptions import CallbellProgressError
+
+        since = progress.known.unknown_since
+        found, looked = find_sent_message(self.hook, payload, since, progress.known.unknown_texts)
+        if found is not None:
+            self.log.info(
+                "Callbell: an earlier try's message to %s got no clear answer, but the conversation "
+                "lists it as %s; not sending it again",
+                _recipient_of(payload),
+                found["uuid"],
+            )
+            return found
+        if progress.at_least_once:
+            self.log.warning(
+                "Callbell: an earlier try's message to %s got no clear answer and %s; sending it again "
+                "(delivery='at_least_once')",
+                _recipient_of(payload),
+                looked,
+            )
+            return None
+        raise CallbellProgressError(
+            f"an earlier try of this task sent this message to {_recipient_of(payload)} and got no clear "
+            f"answer (a 500, or none after sending), and {looked}, so it may or may not have gone out; "
+            "not sending it again (delivery='at_most_once'). Check the conversation in Callbell; to send "
+            f"it anyway, delete the Variable (airflow variables delete '{progress.key}') and clear the "
+            "task, or set the connection's delivery extra to 'at_least_once'.",
+            key=progress.key,
+        )
 
 
 class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
@@ -235,7 +368,11 @@ class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
         from airflow_provider_callbell.progress import SENT_EARLIER, VariableProgress
 
         ti = context["ti"]
-        progress = VariableProgress.for_task_instance(ti, uuids_kept_max=XCOM_RESULTS_MAX)
+        progress = VariableProgress.for_task_instance(
+            ti,
+            uuids_kept_max=XCOM_RESULTS_MAX,
+            at_least_once=self.hook._settings.retry.delivery == "at_least_once",
+        )
         self._stop = threading.Event()
         results = self.hook.send_messages(
             self._each_message(context),

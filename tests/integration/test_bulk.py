@@ -78,3 +78,23 @@ def test_at_most_once_holds_across_task_retries(airflow, callbell_sandbox):
     assert sent == Counter(f"+3161000{i:04d}" for i in range(4))  # each exactly once over both tries
     summary = result.xcom("send", key="callbell_summary")
     assert (summary["sent"], summary["sent_earlier"], summary["failed"], summary["unknown"]) == (1, 2, 0, 1)
+
+
+def test_untrusted_progress_sends_nothing_and_an_unanswered_single_send_is_found(airflow, callbell_sandbox):
+    """Through the real task SDK: Variables written by a task, read raw by the next (see the DAG)."""
+    callbell_sandbox.configure(unanswered_recipients={"+31610000077": 1})
+    result = airflow.dags_test(
+        "callbell_state_fail_closed", callbell_sandbox, AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS)
+    )
+    assert result.state == "failed", result.output[-3000:]
+    key = f"callbell_progress/callbell_state_fail_closed/{{}}/{result.run_id}/-1"
+    assert f"Variable '{key.format('send_junk')}' cannot be used: it is not JSON" in result.output
+    assert (
+        f"Variable '{key.format('send_wrong_shape')}' cannot be used: its 'sent' holds [0], not a "
+        "[start, stop) pair of integers" in result.output
+    )
+    assert result.output.count("CallbellProgressError") >= 2
+    # Nothing to the bulk recipients; the single message once over both tries, its uuid returned.
+    assert [m["body"]["to"] for m in callbell_sandbox.messages] == ["+31610000077"]
+    assert result.xcom("send_one") == callbell_sandbox.messages[0]["uuid"]
+    assert "the conversation lists it as" in result.output

@@ -301,7 +301,7 @@ class TestRetries:
 
         def kill_after_five(self, index, result):
             record(self, index, result)
-            if self._state.count(progress_module._SENT) == 5:
+            if self.known.state.count(progress_module._SENT) == 5:
                 op.on_kill()  # what Airflow 3 does on SIGTERM
 
         monkeypatch.setattr(progress_module.VariableProgress, "record", kill_after_five)
