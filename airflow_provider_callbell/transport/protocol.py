@@ -23,7 +23,13 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import DEFAULT_BASE_URL
 from airflow_provider_callbell.retry import parse_retry_after
-from airflow_provider_callbell.transport.caps import ACCEPT_ENCODING, MAX_BODY_BYTES, redact
+from airflow_provider_callbell.transport.caps import (
+    ACCEPT_ENCODING,
+    MAX_BODY_BYTES,
+    exception_text,
+    printable,
+    redact,
+)
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -118,7 +124,9 @@ def no_answer_error(
     ``timed_out`` makes it a :class:`~airflow_provider_callbell.exceptions.CallbellTimeoutError`
     (a connect or read timeout of the HTTP library).
     """
-    detail = redact(f"{type(err).__name__}: {err}", token)
+    # The library's words may quote the server (``http.client`` puts a bad status line in its error):
+    # the detail is logged at each poll of a sensor, so it is escaped as well as redacted.
+    detail = printable(exception_text(err), token, limit=BODY_EXCERPT_CHARS)
     kind = CallbellTimeoutError if timed_out else CallbellNoAnswerError
     return kind(f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on)
 

@@ -165,13 +165,13 @@ class TestDefaultSummary:
             pytest.param(
                 task_context(TaskInstanceState.FAILED),
                 "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\n"
-                f"ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
+                f"> ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
                 id="task-failed-last-try",
             ),
             pytest.param(
                 task_context("up_for_retry", try_number=1),
                 "🔁 DAG etl: task load failed and will be retried in run manual__1 (try 1 of 3)\n"
-                f"ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
+                f"> ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
                 id="task-retry",
             ),
             pytest.param(
@@ -246,13 +246,13 @@ class TestDefaultSummary:
         assert len(text) == 4096
         assert text.endswith(f"…\nLog: {LOG_URL}")
         assert text.startswith(
-            "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\nRuntimeError: xxx"
+            "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\n> RuntimeError: xxx"
         )
 
-    def test_anything_too_long_is_cut_with_an_ellipsis(self):
+    def test_anything_too_long_is_cut_with_an_ellipsis_before_the_link(self):
         text = CallbackEvent.from_context(task_context("success", run_id="r" * 5000)).summary()
         assert len(text) == 4096
-        assert text.endswith("r…")
+        assert text.endswith(f"r…\nLog: {LOG_URL}")
 
     def test_short_text_is_not_touched(self):
         text = CallbackEvent.from_context(task_context()).summary()
