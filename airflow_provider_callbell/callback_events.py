@@ -152,7 +152,7 @@ class CallbackEvent:
             else ""
         )
         headline = f"{icon} DAG {self.dag_id}: task {task} {verb} in run {self.run_id}{tries}"
-        return _fit(mask, headline, _quoted(mask(self.error)) if self.error else None, self.log_url)
+        return _fit(mask, headline, _quoted(self.error) if self.error else None, self.log_url)
 
 
 @dataclass(frozen=True)
