@@ -57,11 +57,16 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
     Without ``content`` it sends a summary of what happened, cut to 4096 characters::
 
         ❌ DAG etl: task load failed in run scheduled__2026-01-01T00:00:00+00:00 (try 3 of 3)
-        ValueError: 12 rows without a customer id
+        > ValueError: 12 rows without a customer id
         Log: https://airflow.example.com/dags/etl/runs/scheduled__2026-01-01T00:00:00%2B00:00/tasks/load?try_number=3
 
     With a ``template_uuid`` and no ``content``, the summary becomes the template's placeholder value,
     which is how to alert outside WhatsApp's 24-hour window.
+
+    What leaves for a phone is masked as Airflow's logs are: the summary, ``content`` and
+    ``template_values`` pass through Airflow's secrets masker and the connection's token redaction. The
+    exception's lines are quoted (``> ``) and escaped, and the log link is always the last line, so
+    that an exception's text cannot pass for it.
 
     Works in task callbacks (``on_failure_callback``, ``on_success_callback``, ``on_retry_callback``,
     ...), in DAG-level callbacks (which the scheduler's DAG processor runs, not the worker), and awaited
