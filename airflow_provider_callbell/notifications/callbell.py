@@ -65,8 +65,8 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
 
     What leaves for a phone is masked as Airflow's logs are: the summary, ``content`` and
     ``template_values`` pass through Airflow's secrets masker and the connection's token redaction. The
-    exception's lines are quoted (``> ``) and escaped, and the log link is always the last line, so
-    that an exception's text cannot pass for it.
+    exception's lines are quoted (each starts with ``>``) and escaped, and the log link is always the
+    last line, so that an exception's text cannot pass for it.
 
     Works in task callbacks (``on_failure_callback``, ``on_success_callback``, ``on_retry_callback``,
     ...), in DAG-level callbacks (which the scheduler's DAG processor runs, not the worker), and awaited
