@@ -37,12 +37,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The shared rate limit's tests start Debian's redis-server (scripts/install_redis.sh installs it with
+# apt when missing, as scripts/install_chromium.sh does for the browser tests).
 unit: venv
+	scripts/install_redis.sh
 	$(BIN)/pytest -m "not integration"
 
 # The whole suite (unit, sandbox, end-to-end `airflow dags test`, Connections UI) on one Airflow line;
 # PYTEST_ARGS narrows it (e.g. PYTEST_ARGS='-m integration').
 pytest: venv
+	scripts/install_redis.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(addprefix test-,$(AIRFLOW_LINES)): test-%:
@@ -60,6 +64,7 @@ test-3.3-unit:
 # line, and the 3.3 unit tests take the core that frees first. LINE_JOBS=1 runs them one after another.
 LINE_JOBS ?= 2
 test: lint typecheck
+	scripts/install_redis.sh
 	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target test-3.3-integration test-2.11 test-3.3-unit
 
 # The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web

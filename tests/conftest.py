@@ -4,11 +4,16 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import SEND_URL, UUID, set_connection
 from tests.integration.helpers import Airflow
+from tests.redis_server import MISSING, RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Airflow reads AIRFLOW_HOME when it is first imported, which happens after this file is loaded: give
 # the in-process tests a throwaway home, so that no config, SQLite file or log lands in ~/airflow.
@@ -80,3 +85,25 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     instance = Airflow(tmp_path_factory.mktemp("airflow_home"))
     instance.cli("db", "migrate")
     return instance
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server for the session, stopped at its end, even after Ctrl-C."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(MISSING)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's redis, emptied, and this process's shared storages forgotten, for one test."""
+    from airflow_provider_callbell import ratelimit
+
+    redis_server.client().flushall()
+    monkeypatch.setattr(ratelimit, "_storages", {})
+    return redis_server.url
