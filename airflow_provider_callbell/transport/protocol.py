@@ -131,7 +131,9 @@ def no_answer_error(
     detail = redact(f"{type(err).__name__}: {err}", token)
     if unreachable is not None:
         return CallbellConnectError(
-            f"no connection to {unreachable} ({detail})", host=unreachable, endpoint=endpoint
+            f"no answer from Callbell: no connection to {unreachable} ({detail})",
+            host=unreachable,
+            endpoint=endpoint,
         )
     kind = CallbellTimeoutError if timed_out else CallbellNoAnswerError
     return kind(f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on)
