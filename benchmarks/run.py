@@ -231,7 +231,7 @@ class SandboxProcess:
     def reset(self) -> None:
         import requests
 
-        requests.post(f"{self.url}/_sandbox/reset", timeout=5)
+        requests.post(f"{self.url}/_sandbox/reset", json={}, timeout=5).raise_for_status()
 
     def stop(self) -> None:
         self.proc.terminate()

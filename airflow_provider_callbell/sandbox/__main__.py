@@ -5,8 +5,9 @@ Airflow (or Python), the URL it listens on (``--port 0`` picks a free port), the
 accepted message and per customer answer, so a developer can watch what their DAGs send without a
 Callbell account. ``--auto-reply TEXT`` makes every recipient answer TEXT (after
 ``--auto-reply-delay`` seconds), so a DAG waiting for a reply can be demonstrated without typing one.
-Ctrl-C or SIGTERM stop it cleanly with exit code 0; a port that cannot be bound is a one-line error,
-exit code 1.
+``--host 0.0.0.0 --allowed-host NAME`` serves other machines or containers that call it NAME (a
+trusted network only: see ``--help``). Ctrl-C or SIGTERM stop it cleanly with exit code 0; a port that
+cannot be bound is a one-line error, exit code 1.
 """
 
 from __future__ import annotations
@@ -19,28 +20,60 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from airflow_provider_callbell.sandbox.guard import MAX_BODY_BYTES
 from airflow_provider_callbell.sandbox.server import CallbellSandbox
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; one whose help already says it, in words, is left so."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(default: " in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_callbell.sandbox",
         description="A local stand-in for the Callbell REST API v1.",
+        epilog=(
+            "It answers only requests whose Host header names it (127.0.0.1, localhost or [::1] at its "
+            "port, its --host, or an --allowed-host), refuses state-changing requests from other sites' "
+            f"pages, and reads no body over {MAX_BODY_BYTES // 2**20} MiB. Listen on another address than loopback only on a "
+            "network you trust: nothing but the token guards the API, and the inbox has no login."
+        ),
+        formatter_class=_HelpWithDefaults,
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 for every one (trusted networks)"
+    )
     parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    parser.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="another name to answer to, NAME or NAME:PORT (e.g. a docker-compose service); repeatable "
+        "(default: loopback names and --host only)",
+    )
     parser.add_argument("--token", default="sandbox-token", help="the bearer token accepted")
     parser.add_argument("--status-interval", type=float, default=1.0, help="seconds per delivery step")
     parser.add_argument("--rate-limit", type=int, default=300, help="requests per second; 0 disables")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of connections dropped")
-    parser.add_argument("--seed", type=int, default=None, help="makes injected faults reproducible")
     parser.add_argument(
-        "--auto-reply", metavar="TEXT", default=None, help="answer every outgoing message with TEXT"
+        "--seed", type=int, default=None, help="makes injected faults reproducible (default: random)"
+    )
+    parser.add_argument(
+        "--auto-reply",
+        metavar="TEXT",
+        default=None,
+        help="answer every outgoing message with TEXT (default: no auto-reply)",
     )
     parser.add_argument(
         "--auto-reply-delay", metavar="S", type=float, default=0.0, help="seconds before each auto-reply"
@@ -65,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         token=args.token,
         host=args.host,
         port=args.port,
+        allowed_hosts=args.allowed_host,
         status_interval=args.status_interval,
         rate_limit=args.rate_limit or None,
         latency=args.latency,

@@ -20,6 +20,7 @@ import math
 import random
 import threading
 import time
+import unicodedata
 import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,7 @@ class CallbellApi:
         validate_inbound(from_, text, channel)
         entry = Received(text, time.time())
         contact = self._store.add(channel, from_, entry)
-        log.info("reply from %s via %s: %s", from_, channel, _excerpt(text))
+        log.info("reply from %s via %s: %s", _printable(from_), channel, _excerpt(text))
         return self._listed(contact, entry)
 
     def listing(self, contact_uuid: str) -> list[JSON]:
@@ -186,7 +187,7 @@ class CallbellApi:
         def answer() -> None:
             if not self._stopping.is_set():
                 self._store.add_to(contact, Received(text, time.time()))
-                log.info("auto-reply from %s via %s: %s", sender, channel, _excerpt(text))
+                log.info("auto-reply from %s via %s: %s", _printable(sender), channel, _excerpt(text))
 
         if delay <= 0:
             answer()
@@ -362,10 +363,33 @@ def _log_message(message: Message, recipient: Any) -> None:
     content = body["content"]
     detail = _excerpt(str(content.get("text" if body["type"] == "text" else "url") or ""))
     kind = f"template {body['type']}" if body.get("template_uuid") is not None else body["type"]
-    log.info("%s message %s to %s via %s: %s", kind, message.uuid, recipient, body["from"], detail)
+    log.info(
+        "%s message %s to %s via %s: %s", kind, message.uuid, _printable(recipient), body["from"], detail
+    )
 
 
 def _excerpt(text: str) -> str:
-    """One line of at most 80 characters, for the log."""
-    detail = " ".join(text.split())
+    """One line of at most 80 characters, for the log, its control characters escaped."""
+    detail = _printable(" ".join(text.split()))
     return detail[:77] + "..." if len(detail) > 80 else detail
+
+
+#: Characters that a terminal acts on or that reorder what it shows: C0/C1 controls (ESC starts the
+#: sequences that move the cursor, recolour, retitle the window or write to the clipboard), format
+#: characters such as the bidi overrides, line and paragraph separators, and lone surrogates (which
+#: would make writing the line fail). The zero-width (non-)joiners stay: emoji sequences need them.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _printable(value: object) -> str:
+    """``value`` as text a terminal shows as it is: each unprintable character escaped (``\\x1b``).
+
+    Why: the CLI prints what customers and DAGs send, and the developer reads it in a terminal; raw,
+    an escape sequence in a message would act on that terminal instead of being shown.
+    """
+    text = str(value)
+    return "".join(
+        ascii(char)[1:-1] if unicodedata.category(char) in _UNPRINTABLE and char not in _JOINERS else char
+        for char in text
+    )

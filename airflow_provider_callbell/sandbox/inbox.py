@@ -8,8 +8,10 @@ below; every value reaches the page as JSON and is put into the DOM as text, nev
 
 The views read the sandbox's :class:`~airflow_provider_callbell.sandbox.store.Store` through its read
 API (shallow snapshots, never its lock or its dicts), so a poll stays cheap with 10,000 messages: only
-the newest page of one conversation, and what changed since the last poll, go over the wire. The
-inbox builds on the store alone; it knows nothing of the Callbell routes or of the HTTP server.
+the newest page of one conversation, and what changed since the last poll, go over the wire. Texts
+go with their WhatsApp formatting already parsed (:mod:`~airflow_provider_callbell.sandbox.formatting`)
+as plain pieces. The inbox builds on the store alone; it knows nothing of the Callbell routes or of the
+HTTP server.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from airflow_provider_callbell.sandbox.answers import Answer, error, not_found
+from airflow_provider_callbell.sandbox.formatting import formatted
 from airflow_provider_callbell.sandbox.store import (
     STATUS_STEPS,
     Message,
@@ -258,6 +261,7 @@ class Inbox:
                 "direction": "in",
                 "type": "text",
                 "text": entry.text,
+                "rich": formatted(entry.text),
                 "at": entry.received_at,
                 "status": "received",
                 "metadata": {},
@@ -267,6 +271,7 @@ class Inbox:
         content = body.get("content") or {}
         status, payload = status_at(entry, now, interval)
         url = content.get("url")
+        text = content.get("text")
         bubble: JSON = {
             "key": key,
             "uuid": entry.uuid,
@@ -274,7 +279,8 @@ class Inbox:
             "direction": "out",
             "type": body["type"],
             "at": entry.received_at,
-            "text": content.get("text"),
+            "text": text,
+            "rich": formatted(text) if isinstance(text, str) else None,
             "url": url,
             "filename": _filename(url) if isinstance(url, str) else None,
             "metadata": body.get("metadata") or {},
@@ -286,12 +292,14 @@ class Inbox:
         if template_uuid is not None:
             templates = self._account.templates
             known = template_named(templates, template_uuid)
+            read = sent_text(body, templates) if known else None  # the text as the customer reads it
             bubble["template"] = {
                 "uuid": template_uuid,
                 "title": known.get("title") if known else None,
                 "values": list(
                     body.get("template_values") or ([content["text"]] if content.get("text") else [])
                 ),
-                "text": sent_text(body, templates) if known else None,  # filled in as the customer reads it
+                "text": read,
+                "rich": formatted(read) if read else None,
             }
         return bubble

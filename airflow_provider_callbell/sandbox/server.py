@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_callbell.sandbox.answers import Answer, error, json_object, not_a_json_object, not_found
 from airflow_provider_callbell.sandbox.api import CallbellApi
+from airflow_provider_callbell.sandbox.guard import Guard, Refused, body_length
 from airflow_provider_callbell.sandbox.inbox import Inbox
 from airflow_provider_callbell.sandbox.rules import (
     BOT_STATUSES,
@@ -55,7 +56,8 @@ from airflow_provider_callbell.sandbox.rules import (
 from airflow_provider_callbell.sandbox.store import STATUS_STEPS, Knobs, Store, status_at
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
+    from email.message import Message
     from types import TracebackType
 
 # What this module offers: the facade, and the names it offered before the sandbox was layered (the
@@ -90,6 +92,12 @@ class CallbellSandbox:
     ``POST /_sandbox/inbound``) stores a customer's answer in that conversation, and ``auto_reply``
     answers every outgoing message with a text after ``auto_reply_delay`` seconds (for demos).
     ``messages_page_size`` is the page size of ``GET /contacts/:uuid/messages``.
+
+    It answers only requests whose ``Host`` names it: ``127.0.0.1``, ``localhost`` or ``[::1]`` at its
+    port, its own ``host``, or one of ``allowed_hosts`` (``NAME`` at its port, or ``NAME:PORT``), e.g.
+    the service name of a docker-compose file when it listens on ``host="0.0.0.0"``. Bodies are capped,
+    and a state-changing request from another site's page is refused (see
+    :mod:`~airflow_provider_callbell.sandbox.guard`).
     """
 
     def __init__(
@@ -112,11 +120,13 @@ class CallbellSandbox:
         auto_reply: str | None = None,
         auto_reply_delay: float = 0.0,
         messages_page_size: int = 20,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         if page_size < 1 or messages_page_size < 1:
             raise ValueError("page_size and messages_page_size must be >= 1")
         self.token = token
         self.host = host
+        self.allowed_hosts = (allowed_hosts,) if isinstance(allowed_hosts, str) else tuple(allowed_hosts)
         self.user_email = user_email
         self.page_size = page_size
         self.messages_page_size = messages_page_size
@@ -140,6 +150,7 @@ class CallbellSandbox:
         self._api = CallbellApi(self._store, self, seed=seed, stopping=self._stopping)
         self._inbox = Inbox(self._store, self)
         self._server: _Server | None = None
+        self._guard = Guard(host, port, self.allowed_hosts)  # made again once the port is bound
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -150,6 +161,7 @@ class CallbellSandbox:
             raise RuntimeError("the sandbox is already running")
         self._stopping.clear()
         self._server = _Server((self.host, self._requested_port), self._respond)
+        self._guard = Guard(self.host, self.port, self.allowed_hosts)
         # A short poll interval keeps stop() fast: shutdown() waits for the loop to notice.
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -250,14 +262,17 @@ class CallbellSandbox:
 
     # -- request handling (called from the server's threads) -------------------------------------
 
-    def _respond(self, method: str, target: str, authorization: str | None, raw: bytes) -> Answer | None:
+    def _respond(self, method: str, target: str, headers: Message, raw: bytes) -> Answer | None:
         """Answer one HTTP request; ``None`` means drop the connection without any answer."""
         parts = urlsplit(target)
+        refusal = self._guard.refusal(method, parts.path, headers)
+        if refusal is not None:
+            return refusal
         if parts.path == "/" or parts.path.startswith(("/_sandbox/inbox/", "/_sandbox/knobs")):
             return self._inbox.route(method, parts.path, parse_qs(parts.query), raw)
         if parts.path.startswith("/_sandbox/"):
             return self._inspect(method, parts.path, raw)
-        return self._api.respond(method, parts.path, parse_qs(parts.query), authorization, raw)
+        return self._api.respond(method, parts.path, parse_qs(parts.query), headers.get("Authorization"), raw)
 
     def _inspect(self, method: str, path: str, raw: bytes) -> Answer:
         """The out-of-band API for tests in other processes; no auth and no faults on purpose."""
@@ -307,17 +322,25 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: a stderr line per request would cap throughput and clutter test output."""
 
+    def handle_expect_100(self) -> bool:
+        """Refuse a body over the cap before inviting the client to send it (``100 Continue``)."""
+        try:
+            body_length(self.headers)
+        except Refused as refused:
+            self.close_connection = True
+            self._write(refused.answer)
+            return False
+        return super().handle_expect_100()
+
     def _dispatch(self) -> None:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
+            length = body_length(self.headers)  # before anything else: not a byte over the cap is read
+        except Refused as refused:
             self.close_connection = True
-            self._write(error(400, "Content-Length", "must be a non-negative integer"))
+            self._write(refused.answer)
             return
         raw = self.rfile.read(length)  # always read it, or the next request on this connection breaks
-        answer = self.server.respond(self.command, self.path, self.headers.get("Authorization"), raw)
+        answer = self.server.respond(self.command, self.path, self.headers, raw)
         if answer is None:
             self.close_connection = True  # nothing written: the client sees the connection close
             return
@@ -350,7 +373,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, address: tuple[str, int], respond: Callable[[str, str, str | None, bytes], Answer | None]
+        self, address: tuple[str, int], respond: Callable[[str, str, Message, bytes], Answer | None]
     ) -> None:
         self.respond = respond
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
+from airflow_provider_callbell.callback_events import CallbackEvent
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.sandbox.server import DEFAULT_TEMPLATES
 from tests.browser.helpers import screenshot
@@ -292,6 +293,57 @@ def test_media_templates_and_a_whole_conversation(
     wait_for(browser, f'.bubble[data-uuid="{alert["uuid"]}"] .status[data-status="read"]')
     wait_for(browser, f'.bubble[data-uuid="{template["uuid"]}"] .status[data-status="read"]')
     screenshot(browser, "inbox")
+
+
+def test_an_alert_with_snake_case_names_is_shown_intact(
+    browser: WebDriver, callbell_sandbox: CallbellSandbox
+) -> None:
+    run_id = "manual__2026-12-03T10:00:00+00:00"
+    log_url = f"http://localhost:8080/dags/sales_etl_daily/runs/{run_id}/tasks/load_to_dwh?try_number=1"
+    alert = CallbackEvent(  # the notifier's default failure alert
+        level="task",
+        outcome="failed",
+        dag_id="sales_etl_daily",
+        run_id=run_id,
+        task_id="load_to_dwh",
+        error="KeyError: 'customer_id' in transform_rows",
+        log_url=log_url,
+    ).summary()
+    sent = CallbellHook().send_message(PHONE, content={"text": alert})
+    browser.get(root(callbell_sandbox))
+    text = wait_for(browser, f'.bubble[data-uuid="{sent["uuid"]}"] .text')
+    assert text.text == alert  # every underscore where it was sent
+    assert text.find_elements("css selector", "strong, em, s, code") == []
+
+
+def test_a_page_of_another_site_changes_nothing(
+    browser: WebDriver, callbell_sandbox: CallbellSandbox, media_server: str
+) -> None:
+    sent = CallbellHook().send_message(PHONE, content={"text": "keep me"})
+    # A page of another site (localhost is not 127.0.0.1's site) tries what needs no CORS preflight:
+    # no-cors posts with a text/plain body, then a JSON post whose preflight the sandbox never grants.
+    browser.get(media_server.replace("127.0.0.1", "localhost") + "/elsewhere")
+    outcomes = browser.execute_async_script(
+        """
+        const [base, phone, done] = arguments;
+        const post = (path, body, options) => fetch(base + path, { method: "POST", body: JSON.stringify(body), ...options })
+          .then((answer) => answer.type === "opaque" ? "sent" : String(answer.status), (error) => "blocked");
+        Promise.all([
+          post("_sandbox/inbound", { from: phone, text: "YES" }, { mode: "no-cors", headers: { "Content-Type": "text/plain" } }),
+          post("_sandbox/knobs", { error_rate: 1 }, { mode: "no-cors", headers: { "Content-Type": "text/plain" } }),
+          post("_sandbox/reset", {}, { mode: "no-cors" }),
+          post("_sandbox/inbound", { from: phone, text: "YES" }, { headers: { "Content-Type": "application/json" } }),
+        ]).then(done);
+        """,
+        root(callbell_sandbox),
+        PHONE,
+    )
+    assert outcomes == ["sent", "sent", "sent", "blocked"]  # the browser sent them; the sandbox refused
+    assert [m["uuid"] for m in callbell_sandbox.messages] == [sent["uuid"]]
+    assert [m["text"] for m in callbell_sandbox.conversation(callbell_sandbox.contacts[0]["uuid"])] == [
+        "keep me"
+    ]
+    assert requests.get(f"{root(callbell_sandbox)}_sandbox/knobs", timeout=10).json()["error_rate"] == 0.0
 
 
 TEN_THOUSAND = 10_000

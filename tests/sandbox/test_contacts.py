@@ -317,7 +317,8 @@ class TestInbound:
 
     def test_body_not_a_json_object_is_400(self, callbell_sandbox: CallbellSandbox) -> None:
         url = f"http://127.0.0.1:{callbell_sandbox.port}/_sandbox/inbound"
-        assert requests.post(url, data=b"yes", timeout=5).status_code == 400
+        json_type = {"Content-Type": "application/json"}
+        assert requests.post(url, data=b"yes", headers=json_type, timeout=5).status_code == 400
         assert requests.post(url, json=["yes"], timeout=5).status_code == 400
 
     def test_python_receive_validates_like_http(self, callbell_sandbox: CallbellSandbox) -> None:

@@ -120,6 +120,7 @@ class TestViews:
             "direction": "in",
             "type": "text",
             "text": "an answer",
+            "rich": ["an answer"],
             "at": 0,
             "status": "received",
             "metadata": {},
@@ -155,6 +156,7 @@ class TestViews:
             "title": "welcome",
             "values": ["Ada"],
             "text": "Hello Ada",
+            "rich": ["Hello Ada"],
         }
         assert first["metadata"] == {"run": "1"}
         assert (first["status"], first["reason"]) == ("failed", "not on WhatsApp")

@@ -2,10 +2,11 @@
 
 Why: the sandbox once kept its rules, models, routes and HTTP layer in one module that the web inbox
 reached into, and that module imported the inbox inside a function to dodge the cycle. The modules
-are now layered (rules; answers and the store; the Callbell routes and the inbox side by side; the
-server; the entry points), and these tests read every module's imports with :mod:`ast` (those under
-``TYPE_CHECKING`` and inside functions included) so that a new import going sideways or upwards fails
-here, with its module and line, rather than as a puzzling import error one day.
+are now layered (the rules and the text formatting; answers and the store; the request guard, the
+Callbell routes and the inbox side by side; the server; the entry points), and these tests read every
+module's imports with :mod:`ast` (those under ``TYPE_CHECKING`` and inside functions included) so
+that a new import going sideways or upwards fails here, with its module and line, rather than as a
+puzzling import error one day.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ ROOT = Path(airflow_provider_callbell.sandbox.__file__).parent
 #: import each other (the Callbell routes and the inbox both sit on the store, apart).
 LAYERS = {
     "rules": 0,
+    "formatting": 0,
     "answers": 1,
     "store": 1,
+    "guard": 2,
     "api": 2,
     "inbox": 2,
     "server": 3,

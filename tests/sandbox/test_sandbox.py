@@ -545,7 +545,7 @@ class TestInspection:
             ("GET", "/v1/auth/me", 401),
         ]
         assert all(isinstance(r["at"], float) for r in recorded)
-        assert requests.post(f"{base}/reset", timeout=5).status_code == 200
+        assert requests.post(f"{base}/reset", json={}, timeout=5).status_code == 200
         assert callbell_sandbox.messages == []
         assert callbell_sandbox.requests == []
 
