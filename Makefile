@@ -19,7 +19,7 @@ LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
 .PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) test-3.3-integration test-3.3-unit lint typecheck unit demo bench docs dist lock clean \
-	test-browser browser-pytest $(addprefix browser-,$(AIRFLOW_LINES)) screenshots
+	test-browser browser-pytest $(addprefix browser-,$(AIRFLOW_LINES)) screenshots test-celery celery-pytest
 
 venv: $(STAMP)
 
@@ -37,12 +37,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The shared rate limit's tests start Debian's redis-server (scripts/install_redis.sh installs it with
+# apt when missing, as scripts/install_chromium.sh does for the browser tests).
 unit: venv
+	scripts/install_redis.sh
 	$(BIN)/pytest -m "not integration"
 
 # The whole suite (unit, sandbox, end-to-end `airflow dags test`, Connections UI) on one Airflow line;
 # PYTEST_ARGS narrows it (e.g. PYTEST_ARGS='-m integration').
 pytest: venv
+	scripts/install_redis.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 $(addprefix test-,$(AIRFLOW_LINES)): test-%:
@@ -60,6 +64,7 @@ test-3.3-unit:
 # line, and the 3.3 unit tests take the core that frees first. LINE_JOBS=1 runs them one after another.
 LINE_JOBS ?= 2
 test: lint typecheck
+	scripts/install_redis.sh
 	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target test-3.3-integration test-2.11 test-3.3-unit
 
 # The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web
@@ -77,6 +82,18 @@ browser-pytest: venv
 
 $(addprefix browser-,$(AIRFLOW_LINES)): browser-%:
 	$(MAKE) --no-print-directory browser-pytest AIRFLOW_LINE=$*
+
+# The CeleryExecutor tests (tests/celery, marked `celery`, left out of `make test`), on the 3.3 line: one
+# deployment as Airflow's docker-compose quick start runs it, without the containers (Debian's redis-server
+# and PostgreSQL, installed with apt when missing by scripts/install_celery_services.sh; the API server,
+# scheduler, DAG processor, triggerer and two Celery workers from the venv), against the sandbox at 300
+# requests/s. It prints its figures (messages, 429s, share of the limit, the retry after a worker is killed).
+test-celery:
+	scripts/install_celery_services.sh
+	$(MAKE) --no-print-directory celery-pytest AIRFLOW_LINE=3.3
+
+celery-pytest: venv
+	$(BIN)/pytest --celery tests/celery
 
 # Regenerate the pictures in docs/images/ (the inbox, the Connections form) by running the browser tests.
 screenshots:

@@ -52,6 +52,10 @@ class CallbellSettings:
     channel_uuid: str | None
     timeout: tuple[float, float]
     retry: RetryPolicy
+    #: A ``limits`` storage URI: the account's rate limit is kept there, shared by every process.
+    rate_limit_storage: str | None = field(default=None, repr=False)  # may hold the storage's password
+    #: Whether plain ``http://`` is allowed to a host that is not loopback (a sandbox on a trusted network).
+    allow_plain_http: bool = False
 
     @property
     def budget(self) -> float:
@@ -96,19 +100,29 @@ class CallbellSettings:
         try:
             from_extras = timeouts(None, extra)
             retry = RetryPolicy.from_extras(extra) if retry_policy is None else retry_policy
+            storage = _storage_uri(extra.get("rate_limit_storage"))
+            plain_http = _flag("allow_plain_http", extra.get("allow_plain_http", False))
         except CallbellConnectionConfigError as err:
             raise CallbellConnectionConfigError(
                 f'Connection {conn_id!r}: {err}; fix it in the Connections UI or in the "extra" JSON '
                 f"of the connection (e.g. in {env_var(conn_id)})"
             ) from None
         return cls(
-            base_url=base_url(conn_id, conn.host, conn.port, conn.schema),
+            base_url=base_url(conn_id, conn.host, conn.port, conn.schema, allow_plain_http=plain_http),
             token=token,
             from_=extra.get("from") or DEFAULT_CHANNEL,
             channel_uuid=extra.get("channel_uuid"),
             timeout=from_extras if timeout is None else timeouts(timeout, {}),
             retry=retry,
+            rate_limit_storage=storage,
+            allow_plain_http=plain_http,
         )
+
+    @property
+    def plain_http_to_network(self) -> bool:
+        """Whether the token travels unencrypted beyond this machine (``allow_plain_http`` in use)."""
+        parts = urlsplit(self.base_url)
+        return parts.scheme == "http" and not is_loopback(parts.hostname or "")
 
 
 def _token(conn_id: str, password: str | None) -> str:
@@ -215,7 +229,9 @@ def connection_form_widgets() -> dict[str, Any]:
 # -- The base URL ---------------------------------------------------------------------------------
 
 
-def base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
+def base_url(
+    conn_id: str, host: str | None, port: int | None, schema: str | None, *, allow_plain_http: bool = False
+) -> str:
     """Build the API root from the connection's host, port and schema, and check that it is safe.
 
     The host may be a whole base URL (``https://api.callbell.eu/v1``) or a bare host name; the
@@ -226,8 +242,10 @@ def base_url(conn_id: str, host: str | None, port: int | None, schema: str | Non
     disagrees (two ports, two schemes, two paths) is refused rather than one silently winning.
 
     Plain http is accepted only for loopback addresses, so a local sandbox works and a typo cannot
-    send the token in clear text; a loopback host without a scheme is refused with the ``http://``
-    form to use, as guessing https there fails later with a TLS error that explains nothing.
+    send the token in clear text, unless ``allow_plain_http`` (the connection extra, for a sandbox on
+    a trusted network such as a docker-compose service) says otherwise; a loopback host without a
+    scheme is refused with the ``http://`` form to use, as guessing https there fails later with a
+    TLS error that explains nothing.
     """
     given = (host or "").strip() or DEFAULT_BASE_URL
 
@@ -262,35 +280,70 @@ def base_url(conn_id: str, host: str | None, port: int | None, schema: str | Non
         if host_port is not None and host_port != port:
             raise refuse(f"the host {given!r} says port {host_port} but the port field says {port}")
         host_port = port
-    loopback = _is_loopback(hostname)
+    loopback = is_loopback(hostname)
     if not scheme and loopback:
         raise refuse(
             f"the host {given!r} has no scheme; a local server such as the sandbox is plain http: "
-            f"use {urlunsplit(('http', _netloc(hostname, host_port), path, '', ''))!r}"
+            f"use {urlunsplit(('http', netloc(hostname, host_port), path, '', ''))!r}"
         )
     scheme = scheme or "https"
-    if scheme == "http" and not loopback:
+    if scheme == "http" and not loopback and not allow_plain_http:
         raise refuse(
             f"the host {given!r} uses plain http, which would send the API token unencrypted; use https "
-            "(plain http is accepted only for localhost / 127.0.0.1)"
+            "(plain http is accepted only for localhost / 127.0.0.1, or with the extra "
+            '"allow_plain_http": true for a sandbox on a trusted network)'
         )
     if host_port == _DEFAULT_PORTS[scheme]:  # e.g. 443 typed in the form's port field: same URL
         host_port = None
-    return urlunsplit((scheme, _netloc(hostname, host_port), path, "", ""))
+    return urlunsplit((scheme, netloc(hostname, host_port), path, "", ""))
 
 
-def _netloc(hostname: str, port: int | None) -> str:
-    netloc = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
-    return f"{netloc}:{port}" if port else netloc
+def netloc(hostname: str, port: int | None) -> str:
+    """``host:port`` for a URL (the Airflow API connection builds its URL with it too)."""
+    name = f"[{hostname}]" if ":" in hostname else hostname  # an IPv6 address needs its brackets
+    return f"{name}:{port}" if port else name
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """Whether plain http to ``hostname`` stays on this machine (``localhost`` or a loopback address)."""
     if hostname == "localhost":
         return True
     try:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+# -- The shared rate limit and plain http -------------------------------------------------------------
+
+
+def _storage_uri(value: Any) -> str | None:
+    """The ``rate_limit_storage`` extra: a ``limits`` storage URI such as ``redis://redis:6379/1``.
+
+    Only its form is checked here (no import, no I/O); the storage itself is made on the first request.
+    The value is never quoted in an error, as it may hold the storage's password.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or "://" not in value or not value.split("://", 1)[0]:
+        raise CallbellConnectionConfigError(
+            "extra 'rate_limit_storage' must be a storage URI of the limits library such as "
+            "'redis://redis:6379/1'"
+        )
+    return value.strip()
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no extra: JSON ``true``/``false``, or the words a form or an environment variable may store."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise CallbellConnectionConfigError(f"extra {name!r} must be true or false, got {value!r}")
 
 
 # -- Timeouts -------------------------------------------------------------------------------------

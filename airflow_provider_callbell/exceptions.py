@@ -13,9 +13,10 @@ passed to these classes. The tree::
         │   ├── CallbellRateLimitError      429, .retry_after
         │   ├── CallbellServerError         5xx
         │   ├── CallbellInvalidResponseError  an answer that cannot be used
-        │   └── CallbellNoAnswerError       no HTTP answer (status_code None)
-        │       ├── CallbellTimeoutError    no complete answer within the timeouts
-        │       └── CallbellConnectError    no connection could be made: .host
+        │   ├── CallbellNoAnswerError       no HTTP answer (status_code None)
+        │   │   ├── CallbellTimeoutError    no complete answer within the timeouts
+        │   │   └── CallbellConnectError    no connection could be made: .host
+        │   └── AirflowAPIError             Airflow's own REST API (the HITL bridge): same attributes
         ├── CallbellMessageFailedError      a sent message ended failed    (AirflowFailException)
         └── CallbellBulkSendError           some messages of a bulk send failed
 
@@ -195,6 +196,17 @@ class CallbellInvalidResponseError(CallbellAPIError):
         return self.status_code is not None and super().is_transient
 
 
+class AirflowAPIError(CallbellAPIError):
+    """Airflow's REST API (``airflow_api`` connection) refused a request, sent an unusable answer, or
+    none: what :class:`~airflow_provider_callbell.operators.hitl.CallbellHITLResponseOperator` reads
+    and submits a Human-in-the-loop answer through.
+
+    Same attributes as every :class:`CallbellAPIError` (``status_code`` ``None`` when no answer came);
+    ``body`` never holds the Airflow user's password or token. Transient as they are: no answer,
+    ``429`` and ``5xx``.
+    """
+
+
 def api_error_class(status_code: int | None) -> type[CallbellAPIError]:
     """The exception class for an HTTP status, so that every code path maps statuses the same way."""
     if status_code in (401, 403):
@@ -284,5 +296,6 @@ _EVENT_ERRORS: dict[str, type[CallbellError]] = {
         CallbellNoAnswerError,
         CallbellTimeoutError,
         CallbellConnectError,
+        AirflowAPIError,
     )
 }

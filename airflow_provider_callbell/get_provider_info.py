@@ -69,6 +69,19 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
             "enum": ["at_most_once", "at_least_once", None],
         },
     },
+    "rate_limit_storage": {
+        "label": "Shared rate limit storage",
+        "description": "A limits storage URI such as redis://redis:6379/1: every process sending through "
+        "this account shares one 285/s window and each 429's pause there; empty: per hook",
+        "schema": {"type": ["string", "null"]},
+    },
+    "allow_plain_http": {
+        "label": "Allow plain http",
+        "description": "true: allow an http:// Base URL that is not localhost (a sandbox on a trusted "
+        "network); the token then travels unencrypted. Default false",
+        # No default filled in: an empty field means false, and the form saves nothing for it.
+        "schema": {"type": ["string", "null"], "enum": ["false", "true", None]},
+    },
 }
 
 #: Which standard fields the form hides or renames, in the ``ui-field-behaviour`` form.
@@ -110,13 +123,20 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.hooks.callbell"],
+                "python-modules": [
+                    "airflow_provider_callbell.hooks.callbell",
+                    "airflow_provider_callbell.hooks.airflow_api",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.operators.callbell"],
+                # operators.hitl and triggers.hitl import on Airflow 3.1+ only (Human-in-the-loop).
+                "python-modules": [
+                    "airflow_provider_callbell.operators.callbell",
+                    "airflow_provider_callbell.operators.hitl",
+                ],
             }
         ],
         "sensors": [
@@ -128,7 +148,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_callbell.triggers.callbell"],
+                "python-modules": [
+                    "airflow_provider_callbell.triggers.callbell",
+                    "airflow_provider_callbell.triggers.hitl",
+                ],
             }
         ],
         "notifications": ["airflow_provider_callbell.notifications.callbell.CallbellNotifier"],

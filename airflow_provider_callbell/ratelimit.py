@@ -1,4 +1,4 @@
-"""When a request to Callbell may start: one gate per hook, shared by every thread that uses the hook.
+"""When a request to Callbell may start: one gate per hook, and optionally one window per account.
 
 Callbell limits an account to 300 requests per second and answers ``429`` beyond that. Two things
 follow for a client that sends from several threads at once:
@@ -13,20 +13,52 @@ The hook calls :meth:`RateGate.acquire` before each request, and its retry polic
 calls :meth:`~RateGate.pause` for a ``429`` and :meth:`~RateGate.acquire` before each retry, so
 retries are spaced and counted like first attempts. ``clock`` and ``sleep`` are the retry policy's,
 so tests drive both with one fake clock and never wait.
+
+The account is shared by more than one hook: bulk tasks on several Celery workers, sensors polling in
+the triggerer, notifiers. With the connection extra ``rate_limit_storage`` (a storage URI of the
+`limits <https://limits.readthedocs.io>`_ library, e.g. ``redis://redis:6379/1``), :func:`gate_for`
+returns a :class:`SharedRateGate`: on top of the hook's own gate, every request takes its place in one
+moving window of :data:`ACCOUNT_RPS` per second kept in that storage, and a ``429``'s pause is kept
+there too, so every process waits it out. The account is named by :func:`account_id`, a hash of the
+base URL and the token; the token itself never reaches the storage. Nothing of this is imported
+unless the extra is set.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import math
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from airflow_provider_callbell.exceptions import CallbellError
+from airflow_provider_callbell.bulk import DEFAULT_MAX_RPS, Log
+from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
 from airflow_provider_callbell.validation import check_max_rps
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from limits.storage import Storage
+
+    from airflow_provider_callbell.connection import CallbellSettings
+
+#: The shared window's size: requests per second of one account, across every process. 95% of
+#: Callbell's 300 (as a bulk send's default ``max_rps``) leaves room for the time between taking a
+#: place here and reaching Callbell, which counts arrivals.
+ACCOUNT_RPS = int(DEFAULT_MAX_RPS)
+#: After the storage failed, how long every gate of this process uses its in-process gate alone
+#: before it asks the storage again.
+STORAGE_RETRY_SECONDS = 30.0
+#: Seconds a redis storage may take to connect, and to answer one command, before it counts as down.
+STORAGE_TIMEOUT = 2.0
+#: The shortest wait between two looks at a full window or a shared pause, so that waiting never
+#: becomes a stream of round trips (a redis TTL is read in whole seconds).
+_MIN_WAIT = 0.001
+_PAUSE_POLL = 0.05
 
 
 class RateGate:
@@ -99,3 +131,231 @@ class RateGate:
                     return
             # Another thread met a 429 while this one slept: its reserved start now falls inside the
             # pause, so it queues again behind the pause instead of going out into it.
+
+    async def aacquire(self) -> None:
+        """For async code (triggers): the in-process gate does not hold polls, which keep their own pace."""
+
+    async def apause(self, seconds: float) -> None:
+        """For async code: a trigger's ``429`` is its own to wait out (the trigger polls again later)."""
+
+
+# -- One window per account, shared by every process ------------------------------------------------
+
+
+def account_id(base_url: str, token: str) -> str:
+    """The name of an account in the shared storage: a hash of the base URL and the token.
+
+    The same token against the sandbox and against Callbell are two accounts; the token cannot be
+    read back from the name.
+    """
+    return hashlib.sha256(f"{base_url}\n{token}".encode()).hexdigest()[:32]
+
+
+def redacted_uri(uri: str) -> str:
+    """A storage URI fit for a log line: a password in it (``redis://:secret@host``) shows as ``***``."""
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None and parts.username is None:
+            return uri
+        host = parts.netloc.rsplit("@", 1)[1]
+    except ValueError:
+        return "<unreadable storage URI>"
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+class SharedStorage:
+    """One ``limits`` storage of this process: the windows and pauses of the accounts kept in it.
+
+    Made once per storage URI per process (:func:`shared_storage`), so that every hook of a process
+    shares one connection pool. It also knows whether the storage answers: after a failure every gate
+    using it falls back to its in-process gate for :data:`STORAGE_RETRY_SECONDS`, with one warning per
+    outage, and asks again after that.
+    """
+
+    def __init__(self, uri: str) -> None:
+        try:
+            from limits import RateLimitItemPerSecond
+            from limits.errors import ConfigurationError
+            from limits.storage import MovingWindowSupport, Storage, storage_from_string
+            from limits.strategies import MovingWindowRateLimiter
+        except ImportError:
+            raise _config_error(
+                "needs the limits package and its Redis client: install the provider's [redis] extra "
+                "(pip install 'limits[redis]')"
+            ) from None
+        scheme = urlsplit(uri).scheme
+        options: dict[str, Any] = {"wrap_exceptions": True}
+        if scheme in ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"):
+            options |= {"socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT}
+        try:
+            storage = storage_from_string(uri, **options)
+        except ConfigurationError as err:  # an unknown scheme, or its client library missing
+            raise _config_error(
+                f"{redacted_uri(uri)!r} is not usable: {redact_uri_in(str(err), uri)}"
+            ) from None
+        if not isinstance(storage, MovingWindowSupport) or not isinstance(storage, Storage):
+            raise _config_error(
+                f"{redacted_uri(uri)!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
+            )
+        self.uri = redacted_uri(uri)
+        self._storage: Storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._item = RateLimitItemPerSecond(ACCOUNT_RPS, 1, namespace="callbell")
+        self._lock = threading.Lock()
+        self._down_until = 0.0  # monotonic; while it is ahead, the storage is not asked
+        self._down = False  # an outage was reported and has not ended
+
+    def wait_for_place(self, account: str) -> float:
+        """Take a place in ``account``'s window: ``0.0`` when taken, else the seconds to wait first.
+
+        A shared pause (a ``429`` met by any process) holds it, then the window; one call is one
+        round trip (two during a pause or with the window full), never a sleep.
+        """
+        now = time.time()
+        pause_key = f"callbell/{account}/pause"
+        if self._storage.get(pause_key):
+            return max(self._storage.get_expiry(pause_key) - now, _PAUSE_POLL)
+        if self._limiter.hit(self._item, account):
+            return 0.0
+        reset, _ = self._limiter.get_window_stats(self._item, account)
+        return max(reset - time.time(), _MIN_WAIT)
+
+    def pause(self, account: str, seconds: float) -> None:
+        """Hold ``account``'s requests in every process for ``seconds`` (whole seconds, rounded up).
+
+        A pause never shortens one in force; two processes pausing at once may leave the shorter of
+        their two, which Callbell's next ``429`` corrects.
+        """
+        seconds = max(1, math.ceil(seconds))
+        pause_key = f"callbell/{account}/pause"
+        if self._storage.get(pause_key) and self._storage.get_expiry(pause_key) >= time.time() + seconds - 1:
+            return
+        self._storage.clear(pause_key)
+        self._storage.incr(pause_key, seconds)
+
+    def call(self, what: Callable[[], float | None], log: Log) -> float | None:
+        """Run one storage call; ``None`` when the storage is down (this process then uses its own gate)."""
+        from limits.errors import StorageError
+
+        if self._down_until > time.monotonic():
+            return None
+        try:
+            result = what()
+        except StorageError as err:
+            with self._lock:
+                self._down_until = time.monotonic() + STORAGE_RETRY_SECONDS
+                first, self._down = not self._down, True
+            if first:
+                log.warning(
+                    "Callbell: the shared rate limit storage %s does not answer (%s); this process "
+                    "keeps its own rate gate, Callbell's 429 answers stay the backstop, and the storage "
+                    "is asked again every %g s",
+                    self.uri,
+                    type(err.storage_error).__name__,
+                    STORAGE_RETRY_SECONDS,
+                )
+            return None
+        if self._down:
+            with self._lock:
+                self._down = False
+            log.info("Callbell: the shared rate limit storage %s answers again", self.uri)
+        return result
+
+
+def redact_uri_in(text: str, uri: str) -> str:
+    """``text`` with ``uri``, and the password it may hold, replaced by the redacted URI."""
+    text = text.replace(uri, redacted_uri(uri))
+    password = urlsplit(uri).password if "@" in uri else None
+    return text.replace(password, "***") if password else text
+
+
+_storages: dict[str, SharedStorage] = {}
+_storages_lock = threading.Lock()
+
+
+def shared_storage(uri: str) -> SharedStorage:
+    """The :class:`SharedStorage` of ``uri`` in this process, made on first use."""
+    with _storages_lock:
+        storage = _storages.get(uri)
+        if storage is None:
+            storage = _storages[uri] = SharedStorage(uri)
+        return storage
+
+
+def _config_error(problem: str) -> CallbellConnectionConfigError:
+    return CallbellConnectionConfigError(f"extra 'rate_limit_storage' {problem}")
+
+
+class SharedRateGate(RateGate):
+    """The hook's :class:`RateGate`, plus the account's window and pause in a storage shared by every process.
+
+    A request first passes the hook's own gate (a bulk send's spacing, this process's pause), then
+    takes a place in the shared window. Threads of one process that find the window full queue to
+    look again one at a time, so that a full window costs one look per process rather than one per
+    waiting thread. While the storage does not answer, the hook's own gate is all there is (see
+    :class:`SharedStorage`).
+
+    :param storage: the process's storage of the connection's ``rate_limit_storage``.
+    :param account: :func:`account_id` of the connection.
+    :param log: where the storage's outage and recovery are reported.
+    """
+
+    def __init__(
+        self,
+        storage: SharedStorage,
+        account: str,
+        *,
+        log: Log,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(clock=clock, sleep=sleep)
+        self.storage = storage
+        self._account = account
+        self._log = log
+        self._shared_turn = threading.Lock()
+
+    def _wait(self) -> float:
+        wait = self.storage.call(lambda: self.storage.wait_for_place(self._account), self._log)
+        return wait or 0.0
+
+    def acquire(self) -> None:
+        """Pass the hook's gate, then wait for a place in the account's shared window."""
+        super().acquire()
+        if self._wait() <= 0:  # the usual case for a lone sender: one round trip, no queue
+            return
+        with self._shared_turn:
+            while (wait := self._wait()) > 0:
+                self._sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold this hook's requests, and every process's requests for the account, ``seconds`` from now."""
+        super().pause(seconds)
+        self.storage.call(lambda: self.storage.pause(self._account, seconds), self._log)
+
+    async def aacquire(self) -> None:
+        """:meth:`acquire` for the triggerer: each look at the storage runs in a thread, off the event loop."""
+        while (wait := await asyncio.to_thread(self._wait)) > 0:
+            await asyncio.sleep(wait)
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause` for the triggerer, off the event loop: the other processes wait it out too."""
+        await asyncio.to_thread(
+            self.storage.call, lambda: self.storage.pause(self._account, seconds), self._log
+        )
+
+
+def gate_for(
+    settings: CallbellSettings, *, log: Log, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> RateGate:
+    """The gate of a hook: shared by every process when the connection names a ``rate_limit_storage``.
+
+    :raises CallbellConnectionConfigError: the storage URI is not one ``limits`` can keep a moving
+        window in, or ``limits`` is not installed; before any request.
+    """
+    if settings.rate_limit_storage is None:
+        return RateGate(clock=clock, sleep=sleep)
+    storage = shared_storage(settings.rate_limit_storage)
+    return SharedRateGate(
+        storage, account_id(settings.base_url, settings.token), log=log, clock=clock, sleep=sleep
+    )

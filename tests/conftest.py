@@ -4,11 +4,16 @@ import atexit
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers import SEND_URL, UUID, set_connection
 from tests.integration.helpers import Airflow
+from tests.redis_server import MISSING, RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Airflow reads AIRFLOW_HOME when it is first imported, which happens after this file is loaded: give
 # the in-process tests a throwaway home, so that no config, SQLite file or log lands in ~/airflow.
@@ -21,20 +26,26 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 pytest_plugins = ["airflow_provider_callbell.sandbox.pytest_plugin"]
 
 
+#: The tests left out of a plain run, each with the option that runs them: the browser tests need
+#: Chromium (`make test-browser`), the Celery tests Redis, PostgreSQL and a minute to start a deployment
+#: (`make test-celery`).
+OPT_IN_MARKERS = {"browser": "--browser", "celery": "--celery"}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--browser", action="store_true", help="run the tests marked browser (make test-browser)"
-    )
+    for marker, option in OPT_IN_MARKERS.items():
+        parser.addoption(
+            option, action="store_true", help=f"run the tests marked {marker} (make test-{marker})"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave the browser tests out of a plain run: they need Chromium, which `make test-browser` brings."""
-    if config.getoption("--browser"):
-        return
-    browser = [item for item in items if item.get_closest_marker("browser")]
-    if browser:
-        config.hook.pytest_deselected(items=browser)
-        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+    """Leave the opt-in tests out of a run that did not ask for them."""
+    left_out = {marker for marker, option in OPT_IN_MARKERS.items() if not config.getoption(option)}
+    deselected = [item for item in items if any(item.get_closest_marker(m) for m in left_out)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
 
 
 @pytest.fixture
@@ -80,3 +91,25 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     instance = Airflow(tmp_path_factory.mktemp("airflow_home"))
     instance.cli("db", "migrate")
     return instance
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A throwaway redis-server for the session, stopped at its end, even after Ctrl-C."""
+    if shutil.which("redis-server") is None:
+        pytest.skip(MISSING)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's redis, emptied, and this process's shared storages forgotten, for one test."""
+    from airflow_provider_callbell import ratelimit
+
+    redis_server.client().flushall()
+    monkeypatch.setattr(ratelimit, "_storages", {})
+    return redis_server.url

@@ -214,3 +214,74 @@ class TestDefiningAConnection:
 def test_reading_a_connection_imports_no_http_library():
     modules = "airflow_provider_callbell.connection, airflow_provider_callbell.exceptions"
     assert modules_added_by(modules, ["requests", "httpx", "urllib3"]) == []
+
+
+class TestRateLimitStorage:
+    def test_unset_by_default(self):
+        assert settings().rate_limit_storage is None
+
+    @pytest.mark.parametrize(
+        "uri",
+        [
+            "redis://redis:6379/1",
+            "rediss://:pw@redis.example:6380/0",
+            "memory://",
+            "redis+unix:///run/r.sock",
+        ],
+    )
+    def test_a_storage_uri_is_kept_as_given(self, uri):
+        assert settings({"rate_limit_storage": uri}).rate_limit_storage == uri
+
+    @pytest.mark.parametrize("value", ["redis", "localhost:6379", "://x", 6379, ["redis://r"]])
+    def test_anything_else_is_refused_naming_the_extra(self, value):
+        with pytest.raises(
+            CallbellConnectionConfigError, match="extra 'rate_limit_storage' must be a storage URI"
+        ):
+            settings({"rate_limit_storage": value})
+
+    def test_neither_the_repr_nor_an_error_shows_the_storage_password(self):
+        made = settings({"rate_limit_storage": "redis://:Redis-Secr3t@redis:6379/1"})
+        assert "Redis-Secr3t" not in repr(made)
+        with pytest.raises(CallbellConnectionConfigError) as excinfo:
+            settings({"rate_limit_storage": "Redis-Secr3t@redis"})
+        assert "Redis-Secr3t" not in str(excinfo.value)
+
+
+class TestAllowPlainHttp:
+    def test_off_by_default_so_plain_http_is_for_loopback_only(self):
+        assert settings().allow_plain_http is False
+        with pytest.raises(CallbellConnectionConfigError, match="uses plain http") as excinfo:
+            settings(host="http://callbell-sandbox:8787/v1")
+        assert "allow_plain_http" in str(excinfo.value)  # the error names the way out
+
+    @pytest.mark.parametrize("flag", [True, "true", "True", "1", "yes"])
+    def test_on_it_allows_a_non_loopback_http_host(self, flag):
+        made = settings({"allow_plain_http": flag}, host="http://callbell-sandbox:8787/v1")
+        assert (made.base_url, made.allow_plain_http, made.plain_http_to_network) == (
+            "http://callbell-sandbox:8787/v1",
+            True,
+            True,
+        )
+
+    @pytest.mark.parametrize("flag", [False, "false", "0", "no"])
+    def test_off_in_any_spelling(self, flag):
+        with pytest.raises(CallbellConnectionConfigError, match="uses plain http"):
+            settings({"allow_plain_http": flag}, host="http://callbell-sandbox:8787/v1")
+
+    def test_it_changes_nothing_for_https_or_loopback(self):
+        assert not settings({"allow_plain_http": True}).plain_http_to_network
+        assert not settings({"allow_plain_http": True}, host="http://127.0.0.1:8787/v1").plain_http_to_network
+
+    @pytest.mark.parametrize("flag", ["maybe", 2, ["true"]])
+    def test_a_value_that_is_not_yes_or_no_is_refused(self, flag):
+        with pytest.raises(
+            CallbellConnectionConfigError, match="extra 'allow_plain_http' must be true or false"
+        ):
+            settings({"allow_plain_http": flag})
+
+    def test_the_form_offers_it_as_a_choice_the_hook_reads(self):
+        choices = [value for value in CONN_FIELDS["allow_plain_http"]["schema"]["enum"] if value is not None]
+        for choice in choices:
+            settings({"allow_plain_http": choice})  # every choice of the form is accepted
+        assert "default" not in CONN_FIELDS["allow_plain_http"]["schema"]  # empty means false
+        assert settings({"allow_plain_http": None}).allow_plain_http is False

@@ -1,12 +1,42 @@
-"""The rate gate on a fake clock: spacing, the shared pause, and a reservation overtaken by a pause."""
+"""The rate gate on a fake clock (spacing, the pause, a reservation overtaken by a pause), and the
+account's window shared by every process through a ``limits`` storage: in memory, and in a real
+redis-server with hooks in two processes sending to the sandbox.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
-from airflow_provider_callbell.exceptions import CallbellError, CallbellValidationError
-from airflow_provider_callbell.ratelimit import RateGate
-from tests.helpers import Waits
+from airflow_provider_callbell import ratelimit
+from airflow_provider_callbell.exceptions import (
+    CallbellConnectionConfigError,
+    CallbellError,
+    CallbellRateLimitError,
+    CallbellValidationError,
+)
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+from airflow_provider_callbell.ratelimit import (
+    ACCOUNT_RPS,
+    RateGate,
+    SharedRateGate,
+    SharedStorage,
+    account_id,
+    shared_storage,
+)
+from tests.helpers import BASE_URL, SEND_URL, TOKEN, UUID, Waits, set_connection
+from tests.redis_server import MISSING, RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -104,3 +134,335 @@ class TestRateGate:
             pass
         with g.limited(20):  # released after the first
             assert g.max_rps == 20
+
+
+# -- The account's window, shared through a limits storage ---------------------------------------
+
+
+class _Log:
+    """Records what a gate reports, as the hook's logger would receive it."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def debug(self, msg: str, *args: object) -> None:
+        self.lines.append(("debug", msg % args))
+
+    def info(self, msg: str, *args: object) -> None:
+        self.lines.append(("info", msg % args))
+
+    def warning(self, msg: str, *args: object) -> None:
+        self.lines.append(("warning", msg % args))
+
+    def at(self, level: str) -> list[str]:
+        return [line for lvl, line in self.lines if lvl == level]
+
+
+def shared_gate(storage: SharedStorage, account: str = "acct", log: _Log | None = None) -> SharedRateGate:
+    return SharedRateGate(storage, account, log=log or _Log())
+
+
+def fill(storage: SharedStorage, account: str = "acct") -> None:
+    """Take every place of the account's window, as other processes sending at full speed would."""
+    for _ in range(ACCOUNT_RPS):
+        assert storage.wait_for_place(account) == 0.0
+
+
+class TestAccountId:
+    def test_a_hash_of_the_base_url_and_the_token_never_the_token(self):
+        name = account_id(BASE_URL, TOKEN)
+        assert TOKEN not in name
+        assert len(name) == 32
+        assert name == account_id(BASE_URL, TOKEN)
+        assert name != account_id("http://127.0.0.1:8787/v1", TOKEN)  # the sandbox is another account
+        assert name != account_id(BASE_URL, TOKEN + "x")
+
+
+class TestSharedStorage:
+    """The window and the pause on limits' memory storage (one process's view of a shared one)."""
+
+    def test_the_window_holds_the_account_rate_for_one_second(self):
+        storage = SharedStorage("memory://")
+        fill(storage)
+        wait = storage.wait_for_place("acct")
+        assert 0.5 < wait <= 1.0  # until the first place taken leaves the window
+        assert storage.wait_for_place("another account") == 0.0
+
+    def test_a_pause_holds_the_account_in_every_gate_then_lifts(self):
+        storage = SharedStorage("memory://")
+        storage.pause("acct", 1)
+        assert 0.5 < storage.wait_for_place("acct") <= 1.0
+        assert storage.wait_for_place("another account") == 0.0
+
+    def test_a_pause_never_shortens_a_longer_one(self):
+        storage = SharedStorage("memory://")
+        storage.pause("acct", 3)
+        storage.pause("acct", 1)
+        assert storage.wait_for_place("acct") > 2.0
+
+    def test_one_storage_per_uri_per_process(self, monkeypatch):
+        monkeypatch.setattr(ratelimit, "_storages", {})
+        assert shared_storage("memory://") is shared_storage("memory://")
+
+    def test_hooks_of_one_connection_share_it(self, monkeypatch):
+        monkeypatch.setattr(ratelimit, "_storages", {})
+        set_connection(monkeypatch, extra={"rate_limit_storage": "memory://"})
+        first, second = CallbellHook()._gate, CallbellHook()._gate
+        assert isinstance(first, SharedRateGate)
+        assert first.storage is second.storage
+        assert first._account == second._account == account_id(BASE_URL, TOKEN)
+
+    def test_without_the_extra_a_hook_keeps_its_own_gate(self, callbell_conn):
+        assert type(CallbellHook()._gate) is RateGate
+
+
+class TestSharedRateGate:
+    def test_two_hooks_share_one_window(self):
+        storage = SharedStorage("memory://")
+        first, second = shared_gate(storage), shared_gate(storage)
+        for _ in range(ACCOUNT_RPS):
+            first.acquire()
+        slept: list[float] = []
+        second._sleep = lambda seconds: (slept.append(seconds), time.sleep(seconds))
+        second.acquire()
+        assert 0.5 < sum(slept) <= 1.05
+
+    def test_a_429_met_by_one_hook_pauses_the_other(self):
+        storage = SharedStorage("memory://")
+        first, second = shared_gate(storage), shared_gate(storage)
+        first._sleep = lambda seconds: None  # its own wait is not what is tested
+        first.pause(1)
+        start = time.monotonic()
+        second.acquire()
+        assert 0.7 < time.monotonic() - start < 1.5
+
+    def test_a_bulk_send_keeps_its_spacing_on_top_of_the_window(self):
+        waits = Waits()
+        gate = SharedRateGate(
+            SharedStorage("memory://"), "acct", log=_Log(), clock=waits.clock, sleep=waits.sleep
+        )
+        with gate.limited(4):
+            for _ in range(3):
+                gate.acquire()
+        assert waits == [0.25, 0.25]
+
+    def test_a_poll_waiting_for_its_place_does_not_block_the_event_loop(self):
+        storage = SharedStorage("memory://")
+        fill(storage)
+        gate = shared_gate(storage)
+
+        async def run() -> tuple[float, float]:
+            gaps: list[float] = []
+
+            async def ticker() -> None:
+                last = time.monotonic()
+                while True:
+                    await asyncio.sleep(0.01)
+                    now = time.monotonic()
+                    gaps.append(now - last)
+                    last = now
+
+            ticking = asyncio.ensure_future(ticker())
+            start = time.monotonic()
+            await gate.aacquire()
+            waited = time.monotonic() - start
+            ticking.cancel()
+            return waited, max(gaps)
+
+        waited, longest_gap = asyncio.run(run())
+        assert waited > 0.5  # it did wait for the window
+        assert longest_gap < 0.25  # while the loop kept running
+
+
+class TestStorageConfiguration:
+    @pytest.mark.parametrize(
+        ("uri", "match"),
+        [
+            pytest.param("nosuch://:Redis-Secr3t@host/0", "is not usable", id="unknown-scheme"),
+            pytest.param("async+memory://", "cannot keep a moving window", id="async-storage"),
+        ],
+    )
+    def test_a_storage_limits_cannot_use_is_a_config_error_without_its_password(self, uri, match):
+        with pytest.raises(CallbellConnectionConfigError, match=match) as excinfo:
+            SharedStorage(uri)
+        assert str(excinfo.value).startswith("extra 'rate_limit_storage' ")
+        assert "Redis-Secr3t" not in str(excinfo.value)
+
+    def test_without_limits_installed_it_says_which_extra_to_install(self, monkeypatch):
+        monkeypatch.setitem(sys.modules, "limits", None)
+        with pytest.raises(CallbellConnectionConfigError, match=r"install the provider's \[redis\] extra"):
+            SharedStorage("redis://redis:6379/1")
+
+    def test_the_hook_fails_before_any_request(self, monkeypatch, requests_mock):
+        monkeypatch.setattr(ratelimit, "_storages", {})
+        set_connection(monkeypatch, extra={"rate_limit_storage": "nosuch://redis:6379/1"})
+        with pytest.raises(CallbellConnectionConfigError, match="rate_limit_storage"):
+            CallbellHook().send_message("+31612345678", content={"text": "x"})
+        assert requests_mock.call_count == 0
+
+    def test_a_redis_password_is_never_logged(self):
+        assert ratelimit.redacted_uri("redis://:Redis-Secr3t@redis:6379/1") == "redis://***@redis:6379/1"
+        assert ratelimit.redacted_uri("redis://user:Redis-Secr3t@redis/1") == "redis://***@redis/1"
+        assert ratelimit.redacted_uri("redis://redis:6379/1") == "redis://redis:6379/1"
+
+
+class TestRedis:
+    """The window and the pause in a real redis-server, as every worker and the triggerer share it."""
+
+    def test_every_request_of_a_hook_takes_its_place_and_the_token_is_stored_nowhere(
+        self, monkeypatch, callbell_sandbox, redis_url, redis_server
+    ):
+        connection = {
+            **json.loads(callbell_sandbox.connection_json),
+            "extra": {"rate_limit_storage": redis_url},
+        }
+        monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps(connection))
+        hook = CallbellHook()
+        sent = hook.send_messages([{"to": "+31612345678", "content": {"text": "hi"}}] * 3)
+        hook.get_message_status(sent[0]["uuid"])
+        hook._gate.pause(2)  # what the retry policy does on a 429
+        held = redis_server.dump()
+        account = account_id(callbell_sandbox.url, callbell_sandbox.token).encode()
+        assert set(held) == {
+            b"LIMITS:callbell/" + account + b"/pause",
+            b"LIMITS:callbell/" + account + f"/{ACCOUNT_RPS}/1/second".encode(),
+        }
+        window = held[b"LIMITS:callbell/" + account + f"/{ACCOUNT_RPS}/1/second".encode()]
+        assert len(window) == 4  # 3 sends and a status read: each took its place
+        everything = b" ".join([*held, *(repr(value).encode() for value in held.values())])
+        assert callbell_sandbox.token.encode() not in everything
+
+    def test_a_poll_in_the_triggerer_takes_its_place_and_its_429_pauses_every_process(
+        self, monkeypatch, async_answers, redis_url, redis_server
+    ):
+        import httpx
+
+        set_connection(monkeypatch, extra={"rate_limit_storage": redis_url})
+        answers, _ = async_answers
+        answers += [
+            httpx.Response(200, json={"message": {"uuid": UUID, "status": "sent"}}),
+            httpx.Response(429, headers={"Retry-After": "3"}),
+        ]
+        hook = CallbellHook()
+
+        async def poll_twice() -> None:
+            await hook.aget_message_status(UUID)
+            with pytest.raises(CallbellRateLimitError):
+                await hook.aget_message_status(UUID)
+
+        asyncio.run(poll_twice())
+        account = account_id(BASE_URL, TOKEN)
+        client = redis_server.client()
+        assert client.llen(f"LIMITS:callbell/{account}/{ACCOUNT_RPS}/1/second") == 2
+        assert 1 <= client.ttl(f"LIMITS:callbell/{account}/pause") <= 3
+        # Another process's hook of the same account now waits out the pause before its request.
+        other = shared_gate(SharedStorage(redis_url), account)
+        slept: list[float] = []
+        other._sleep = lambda seconds: (
+            slept.append(seconds),
+            client.delete(f"LIMITS:callbell/{account}/pause"),
+        )
+        other.acquire()
+        assert slept
+        assert slept[0] > 1
+
+    def test_an_unreachable_storage_falls_back_to_the_process_gate_with_one_warning(
+        self, monkeypatch, requests_mock, tmp_path
+    ):
+        log = _Log()
+        monkeypatch.setattr(CallbellHook, "log", log)  # Airflow's task logger bypasses caplog
+        monkeypatch.setattr(ratelimit, "_storages", {})
+        port = free_port()  # nothing listens there yet
+        set_connection(monkeypatch, extra={"rate_limit_storage": f"redis://:Redis-Secr3t@127.0.0.1:{port}/0"})
+        requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
+        for _ in range(3):  # three hooks (three notifiers, say), two requests each
+            hook = CallbellHook()
+            hook.send_message("+31612345678", content={"text": "x"})
+            hook.send_message("+31612345678", content={"text": "y"})
+        assert requests_mock.call_count == 6  # nothing waited on the storage
+        warnings = log.at("warning")
+        assert len(warnings) == 1
+        assert "does not answer" in warnings[0]
+        assert "Callbell's 429 answers stay the backstop" in warnings[0]
+        assert "redis://***@127.0.0.1" in warnings[0]
+        assert "Redis-Secr3t" not in repr(log.lines)
+        with hook._gate.limited(10):  # the process's own gate still spaces a bulk send
+            assert hook._gate.max_rps == 10
+
+        # The storage comes back: after the retry interval the hooks use it again, and say so once.
+        if shutil.which("redis-server") is None:
+            pytest.skip(MISSING)
+        server = RedisServer(tmp_path, port=port, password="Redis-Secr3t")
+        try:
+            monkeypatch.setattr(ratelimit, "STORAGE_RETRY_SECONDS", 0.0)
+            hook._gate.storage._down_until = 0.0
+            CallbellHook().send_message("+31612345678", content={"text": "z"})
+            assert [line for line in log.at("info") if "answers again" in line]
+            assert len([key for key in server.client().scan_iter() if key.endswith(b"/second")]) == 1
+        finally:
+            server.stop()
+
+
+_CHILD = """
+import json, sys
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+
+count, name = int(sys.argv[1]), sys.argv[2]
+hook = CallbellHook()
+hook.session  # the connection read and the session made before the start
+print("ready", flush=True)
+sys.stdin.readline()
+results = hook.send_messages({"to": f"+316{i:08d}", "content": {"text": f"{name} {i}"}} for i in range(count))
+print(json.dumps({"failed": sum("error" in r for r in results)}), flush=True)
+"""
+
+
+@pytest.mark.callbell_sandbox(rate_limit=300, latency=0.05)
+class TestTwoProcesses:
+    """Two OS processes, each with a hook doing a bulk send to the sandbox (which enforces 300/s)."""
+
+    MESSAGES = 900  # per process: several seconds at the account's limit
+
+    def test_they_share_the_account_limit(self, callbell_sandbox, redis_url, redis_server):
+        connection = json.loads(callbell_sandbox.connection_json)
+        connection["extra"] = {"rate_limit_storage": redis_url}
+        env = {**os.environ, "AIRFLOW_CONN_CALLBELL_DEFAULT": json.dumps(connection), "PYTHONPATH": str(ROOT)}
+        senders = [
+            subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(self.MESSAGES), name],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            for name in ("first", "second")
+        ]
+        try:
+            for sender in senders:
+                assert sender.stdout is not None
+                # Airflow 2.11 may print a warning first (an empty Fernet key): wait for "ready".
+                lines = iter(sender.stdout.readline, "")
+                assert "ready" in (line.strip() for line in lines)
+            start = time.monotonic()
+            for sender in senders:
+                assert sender.stdin is not None
+                sender.stdin.write("go\n")
+                sender.stdin.flush()
+            outcomes = [json.loads(sender.communicate(timeout=300)[0].splitlines()[-1]) for sender in senders]
+            seconds = time.monotonic() - start
+        finally:
+            for sender in senders:
+                if sender.poll() is None:
+                    os.killpg(sender.pid, 9)
+                    sender.wait()
+        assert outcomes == [{"failed": 0}, {"failed": 0}]
+        stored = Counter(m["body"]["content"]["text"] for m in callbell_sandbox.messages)
+        assert len(stored) == 2 * self.MESSAGES
+        assert set(stored.values()) == {1}
+        answers = Counter(r["status"] for r in callbell_sandbox.requests)
+        assert answers[429] <= 0.01 * sum(answers.values())
+        print(  # the figures, for the report (pytest -s); throughput is measured by benchmarks/run.py
+            f"two processes: {2 * self.MESSAGES} messages in {seconds:.1f} s "
+            f"({2 * self.MESSAGES / seconds:.0f}/s), {answers[429]} answered 429"
+        )

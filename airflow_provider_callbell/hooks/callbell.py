@@ -35,12 +35,13 @@ from airflow_provider_callbell.exceptions import (
     CallbellAPIError,
     CallbellError,
     CallbellInvalidResponseError,
+    CallbellRateLimitError,
     CallbellValidationError,
 )
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID
 from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
 from airflow_provider_callbell.paging import MessagesCut, Pager
-from airflow_provider_callbell.ratelimit import RateGate
+from airflow_provider_callbell.ratelimit import RateGate, gate_for
 from airflow_provider_callbell.transport import aio, protocol, sync
 from airflow_provider_callbell.transport.caps import redact
 from airflow_provider_callbell.validation import DEFAULT_CHANNEL as DEFAULT_CHANNEL
@@ -74,8 +75,11 @@ class CallbellHook(BaseHook):
     The connection's password is the API token. Its host is an optional base URL (default
     ``https://api.callbell.eu/v1``), completed by its port and schema; plain ``http://`` is accepted
     only for loopback addresses, so a local sandbox works and a typo cannot send the token in clear
-    text. Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid`` (default
-    sending channel), the timeouts and the retry policy (see ``docs/connection.md``). A missing or
+    text, unless the extra ``allow_plain_http`` allows it (a sandbox on a trusted network; the hook
+    then warns). Extras: ``from`` (default channel type, ``whatsapp`` when unset), ``channel_uuid``
+    (default sending channel), the timeouts, the retry policy, and ``rate_limit_storage`` (a
+    ``limits`` storage URI such as ``redis://redis:6379/1``, where every process using the account
+    shares one rate limit and each ``429``'s pause; see ``docs/connection.md``). A missing or
     broken connection raises :class:`~airflow_provider_callbell.exceptions.CallbellConnectionConfigError`
     on first use, which fails the task without retries and says how to fix the connection.
 
@@ -154,15 +158,32 @@ class CallbellHook(BaseHook):
         return self._settings
 
     def _settings_of(self, conn: Connection, extras: Mapping[str, Any]) -> CallbellSettings:
-        return CallbellSettings.from_connection(
+        settings = CallbellSettings.from_connection(
             self.callbell_conn_id, conn, extras, timeout=self.timeout, retry_policy=self.retry_policy
         )
+        if settings.allow_plain_http:
+            self.log.warning(
+                "Callbell connection %r allows plain http (extra allow_plain_http): %s; use it only for a "
+                "sandbox on a trusted network",
+                self.callbell_conn_id,
+                f"the API token travels unencrypted to {settings.base_url}"
+                if settings.plain_http_to_network
+                else f"unused with {settings.base_url}",
+            )
+        return settings
 
     @cached_property
     def _gate(self) -> RateGate:
-        """When each request may start: spacing during a bulk send, and the shared pause after a 429."""
+        """When each request may start: spacing during a bulk send, and the pause after a 429; shared by
+        every process of the account when the connection names a ``rate_limit_storage``."""
         retry = self._settings.retry
-        return RateGate(clock=retry.clock, sleep=retry.sleep)
+        return gate_for(self._settings, log=self.log, clock=retry.clock, sleep=retry.sleep)
+
+    async def _agate(self) -> RateGate:
+        """``_gate`` for async code: a shared one is made off the event loop (it imports its client)."""
+        if "_gate" not in self.__dict__ and (await self._asettings()).rate_limit_storage is not None:
+            await asyncio.to_thread(lambda: self._gate)
+        return self._gate
 
     @cached_property
     def session(self) -> requests.Session:
@@ -215,10 +236,20 @@ class CallbellHook(BaseHook):
         return sync.send(session, settings, method, path, json=json, params=params, log=self.log)
 
     async def _arequest(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        """``_request`` for async code (triggers), over ``httpx``; it does not retry."""
+        """``_request`` for async code (triggers), over ``httpx``; it does not retry.
+
+        With a shared rate limit, the request takes its place in the account's window first, and a
+        ``429`` pauses the account in every process; neither blocks the event loop.
+        """
         settings = await self._asettings()
+        gate = await self._agate()
         client = await self._aclient(settings)
-        return await aio.send(client, settings, method, path, params=params, log=self.log)
+        await gate.aacquire()
+        try:
+            return await aio.send(client, settings, method, path, params=params, log=self.log)
+        except CallbellRateLimitError as err:
+            await gate.apause(1.0 if err.retry_after is None else err.retry_after)
+            raise
 
     def _redact(self, text: str) -> str:
         """``text`` from a server without the token or any ``Authorization`` value, before it is kept."""
@@ -317,7 +348,8 @@ class CallbellHook(BaseHook):
 
         :param messages: the messages, each a mapping of :meth:`send_message`'s parameters.
         :param max_rps: the most requests started per second, across workers; default 285, 95% of
-            Callbell's 300 per account. Several tasks sending at once must share the account's limit.
+            Callbell's 300 per account. Several tasks sending at once share the account's limit
+            through the connection's ``rate_limit_storage``; without it, divide ``max_rps`` between them.
         :param max_workers: concurrent requests (1 to 64); by default enough for answers taking up to
             a quarter of a second to keep ``max_rps`` (at most 32), and never more than the messages.
         :param progress: where the send records which messages went out, so that a later attempt of

@@ -59,8 +59,9 @@ def runnable_blocks(path: Path) -> list[CodeBlock]:
 
 
 def as_airflow_2(block: str) -> str | None:
-    """The block as a 2.x user writes it, or ``None`` for a feature of Airflow 3 alone (Deadline Alerts)."""
-    if "airflow.sdk.definitions" in block:
+    """The block as a 2.x user writes it, or ``None`` for a feature of Airflow 3 alone (Deadline Alerts,
+    Human-in-the-loop tasks)."""
+    if "airflow.sdk.definitions" in block or "airflow.providers.standard.operators.hitl" in block:
         return None
 
     def rewrite(match: re.Match[str]) -> str:

@@ -43,10 +43,13 @@ pytestmark = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="make docs builds
 #: What users import: every public class and function of these modules must be in the API reference.
 PUBLIC_MODULES = (
     "airflow_provider_callbell.hooks.callbell",
+    "airflow_provider_callbell.hooks.airflow_api",
     "airflow_provider_callbell.operators.callbell",
+    "airflow_provider_callbell.operators.hitl",
     "airflow_provider_callbell.notifications.callbell",
     "airflow_provider_callbell.sensors.callbell",
     "airflow_provider_callbell.triggers.callbell",
+    "airflow_provider_callbell.triggers.hitl",
     "airflow_provider_callbell.exceptions",
     "airflow_provider_callbell.retry",
     "airflow_provider_callbell.progress",

@@ -41,6 +41,8 @@ class TestExtras:
             "retry_max_seconds": f"{policy.max_seconds:g}",
             "retry_backoff": f"{policy.backoff:g}",
             "delivery": policy.delivery,
+            "rate_limit_storage": "unset",
+            "allow_plain_http": "false",
         }
 
 
@@ -54,6 +56,7 @@ MISTAKES: list[tuple[str, dict[str, object] | None]] = [
     ("two-schemes", {"host": "https://api.callbell.eu/v1", "schema": "http"}),
     ("not-http", {"host": "ftp://api.callbell.eu/v1"}),
     ("bad-extra", {"extra": {"timeout": "soon"}}),
+    ("bad-storage", {"extra": {"rate_limit_storage": "redis"}}),
 ]
 
 

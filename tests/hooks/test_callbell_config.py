@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 
 import pytest
 
@@ -88,6 +90,10 @@ class TestConfigErrorsFailFast:
             pytest.param({"max_retries": "many"}, "extra 'max_retries' must be a int", id="max-retries"),
             pytest.param({"max_retries": -1}, "max_retries must be a whole number >= 0", id="negative"),
             pytest.param({"delivery": "twice"}, "delivery must be one of", id="delivery"),
+            pytest.param(
+                {"allow_plain_http": "maybe"}, "extra 'allow_plain_http' must be true", id="plain-http"
+            ),
+            pytest.param({"rate_limit_storage": "redis"}, "extra 'rate_limit_storage' must be", id="storage"),
         ],
     )
     def test_bad_extra_names_connection_and_fix(self, monkeypatch, requests_mock, extra, match):
@@ -177,3 +183,85 @@ class TestNotFoundHint:
             CallbellHook().delete_message(UUID)
         assert excinfo.value.status_code == 404
         assert "does not end with /v1" not in str(excinfo.value)
+
+
+class _Log:
+    """Stands in for the hook's logger (Airflow's task logger bypasses caplog)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+        return lambda msg, *args, **_: self.lines.append(f"{level.upper()} {msg % args}")
+
+
+def _non_loopback_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback, if it has one (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks the outgoing interface
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+class TestAllowPlainHttp:
+    """A sandbox on a trusted network (a docker-compose service) is a non-loopback http:// host."""
+
+    SANDBOX = "http://callbell-sandbox:8787/v1"
+
+    def test_refused_without_the_extra_before_any_request(self, monkeypatch, requests_mock):
+        set_connection(monkeypatch, host=self.SANDBOX)
+        with pytest.raises(CallbellConnectionConfigError, match="uses plain http") as excinfo:
+            CallbellHook().send_message("+31612345678", content={"text": "x"})
+        assert '"allow_plain_http": true' in str(excinfo.value)
+        assert TOKEN not in str(excinfo.value)
+        assert requests_mock.call_count == 0
+
+    def test_with_the_extra_the_hook_sends_and_warns_each_time_a_hook_starts(
+        self, monkeypatch, requests_mock
+    ):
+        log = _Log()
+        monkeypatch.setattr(CallbellHook, "log", log)
+        set_connection(monkeypatch, host=self.SANDBOX, extra={"allow_plain_http": True})
+        sent = requests_mock.post(f"{self.SANDBOX}/messages/send", json={"message": {"uuid": UUID}})
+        for _ in range(2):
+            hook = CallbellHook()
+            hook.send_message("+31612345678", content={"text": "x"})
+            hook.send_message("+31612345678", content={"text": "y"})
+        assert sent.call_count == 4
+        warnings = [line for line in log.lines if line.startswith("WARNING")]
+        assert len(warnings) == 2  # once per hook, not per request
+        assert (
+            f"allows plain http (extra allow_plain_http): the API token travels unencrypted to {self.SANDBOX}"
+            in warnings[0]
+        )
+        assert TOKEN not in repr(log.lines)
+
+    def test_on_the_async_path_too(self, monkeypatch, async_answers):
+        import httpx
+
+        set_connection(monkeypatch, host=self.SANDBOX, extra={"allow_plain_http": "true"})
+        answers, seen = async_answers
+        answers.append(httpx.Response(200, json={"message": {"uuid": UUID, "status": "sent"}}))
+        asyncio.run(CallbellHook().aget_message_status(UUID))
+        assert str(seen[0].url) == f"{self.SANDBOX}/messages/status/{UUID}"
+
+    def test_a_sandbox_reached_by_a_non_loopback_address(self, monkeypatch):
+        from airflow_provider_callbell.sandbox import CallbellSandbox
+
+        address = _non_loopback_address()
+        if address is None:
+            pytest.skip("this machine has no non-loopback IPv4 address to reach the sandbox by")
+        # Listening on that address, the sandbox answers to it (its Host check allows its own host).
+        with CallbellSandbox(host=address) as sandbox:
+            connection = {"conn_type": "callbell", "host": sandbox.url, "password": sandbox.token}
+            assert sandbox.url.startswith(f"http://{address}:")
+            monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps(connection))
+            with pytest.raises(CallbellConnectionConfigError, match="uses plain http"):
+                CallbellHook().send_message("+31612345678", content={"text": "refused"})
+            connection["extra"] = {"allow_plain_http": True}
+            monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps(connection))
+            sent = CallbellHook().send_message("+31612345678", content={"text": "through the network"})
+            assert [m["uuid"] for m in sandbox.messages] == [sent["uuid"]]

@@ -3,13 +3,16 @@ and Airflow's servers started in a process group of their own and stopped whatev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LOGICAL_DATE = "2026-01-01"
+#: How long a real deployment may take to start, or to get a run as far as a test waits for.
+WAIT_SECONDS = 120
 
 
 @dataclass
@@ -100,7 +107,7 @@ class Airflow:
 STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -108,20 +115,33 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
-    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path: Path = airflow.home / f"{args[0]}.log"
+def process_group(
+    command: list[str], env: dict[str, str], log_path: Path, stop_signal: signal.Signals = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` in a process group of its own, its output in ``log_path``; stop the whole group
+    when the block ends, however it ends (``stop_signal``, then SIGKILL after 15 s)."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [str(BIN / "airflow"), *args, "--port", str(port)],
-            env={**airflow.env, **env},
+            command,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own: workers die with it
+            start_new_session=True,  # a process group of its own: children die with it
         )
     try:
+        yield proc
+    finally:
+        kill_group(proc, stop_signal)
+
+
+@contextmanager
+def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, str]) -> Iterator[str]:
+    """Run ``airflow <args> --port N`` until it answers ``health_path``; yield its base URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path: Path = airflow.home / f"{args[0]}.log"
+    command = [str(BIN / "airflow"), *args, "--port", str(port)]
+    with process_group(command, {**airflow.env, **env}, log_path) as proc:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             if proc.poll() is not None:
@@ -137,21 +157,33 @@ def serve(airflow: Airflow, args: list[str], health_path: str, env: dict[str, st
                 )
             time.sleep(0.25)
         yield base_url
-    finally:
-        _kill_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+def kill_group(proc: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop every process of ``proc``'s group: ``first``, then SIGKILL to what is left after 15 s.
+
+    It waits for the group to be empty, not only for ``proc``: a server's workers may outlive it.
+    """
+    for sig in (first, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        deadline = time.monotonic() + 15
+        while _group_alive(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not _group_alive(proc):
+            break
+    proc.wait()
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()  # reaps the leader once it exits, so that a zombie does not count
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
@@ -181,3 +213,114 @@ def webserver(airflow: Airflow) -> Iterator[str]:
     }
     with serve(airflow, args, "/health", env) as base_url:
         yield base_url
+
+
+class Services(Airflow):
+    """Scheduler, DAG processor and API server sharing one throwaway AIRFLOW_HOME (SQLite).
+
+    Airflow 2.x needs neither: its scheduler runs tasks (SequentialExecutor, the one SQLite allows)
+    and DAG-level callbacks (in its DAG file processors) by itself.
+    """
+
+    #: What ``running`` starts; ``extra_components`` adds e.g. ``("triggerer",)`` for deferred tasks.
+    COMPONENTS: tuple[tuple[str, ...], ...] = (
+        (("api-server", "--port", "{api_port}"), ("scheduler",), ("dag-processor",))
+        if AIRFLOW_V_3_0_PLUS
+        else (("scheduler",),)
+    )
+
+    def __init__(
+        self,
+        home: Path,
+        callbell_sandbox: CallbellSandbox,
+        dags_folder: Path = ROOT / "example_dags",
+        extra_components: tuple[tuple[str, ...], ...] = (),
+    ) -> None:
+        super().__init__(home, dags_folder)  # the venv's bin first on PATH
+        self.api_port = free_port()
+        self.components = self.COMPONENTS + extra_components
+        self.env.update(
+            {
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                # Tasks reach the API server on its non-default port; every component signs and
+                # checks the tasks' tokens with the same secret.
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{self.api_port}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # Free ports only, so that parallel test runs on one machine do not collide.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                # Fast loops: a run is picked up and its callback queued within a second or two.
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW_CONN_CALLBELL_DEFAULT": callbell_sandbox.connection_json,
+            }
+        )
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def run(self, *args: str) -> str:
+        """``airflow <args>``'s output; a failure shows its stderr."""
+        proc = self.cli(*args, check=False)
+        assert proc.returncode == 0, f"airflow {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
+        return proc.stdout
+
+    @contextlib.contextmanager
+    def running(self, reserialize: bool = True) -> Iterator[Services]:
+        """Start the components; stop them all when the block ends, however it ends.
+
+        ``reserialize=False`` leaves the DAGs to the DAG processor (a test then waits for them through
+        the API), which saves a CLI start on a busy machine.
+        """
+        self.run("db", "migrate")
+        if reserialize:
+            self.run("dags", "reserialize")  # the DAG is in the database before anything is triggered
+        try:
+            for component in self.components:
+                args = [arg.format(api_port=self.api_port) for arg in component]
+                with open(self.home / f"{args[0]}.log", "wb") as log:
+                    self.processes.append(
+                        subprocess.Popen(
+                            [str(BIN / "airflow"), *args],
+                            env=self.env,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,  # its own process group, killed as a whole
+                        )
+                    )
+            if AIRFLOW_V_3_0_PLUS:
+                self.wait_until_api_answers()  # a task started before it would fail without running
+            yield self
+        finally:
+            self.stop()
+
+    def wait_until_api_answers(self) -> None:
+        url = f"http://localhost:{self.api_port}/execution/health"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            assert all(proc.poll() is None for proc in self.processes), self.logs()
+            # A first request may take seconds on a busy machine: abandoned early, it would only be sent again.
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=15) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"the API server did not answer {url} within {WAIT_SECONDS} s\n{self.logs()}")
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for proc in self.processes:  # children that outlived their parent, in the same group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}" for path in self.home.glob("*.log")
+        )

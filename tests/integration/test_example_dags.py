@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.compat import DagBag
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,10 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 def test_every_example_dag_imports_without_errors():
     dagbag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert dagbag.import_errors == {}
-    assert {path.stem for path in EXAMPLE_DAGS.glob("example_*.py")} <= set(dagbag.dag_ids)
+    expected = {path.stem for path in EXAMPLE_DAGS.glob("example_*.py")}
+    if not AIRFLOW_V_3_1_PLUS:  # Human-in-the-loop came with 3.1: that example defines no DAG before
+        expected.remove("example_callbell_hitl")
+    assert expected <= set(dagbag.dag_ids)
 
 
 def test_pipeline_renders_templates_and_pushes_xcom(airflow, callbell_sandbox):

@@ -15,8 +15,22 @@ import pytest
 import airflow_provider_callbell
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, get_provider_info
 from airflow_provider_callbell.hooks.callbell import CallbellHook
+from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
+#: Human-in-the-loop came with Airflow 3.1: on older ones these modules refuse to import, saying so.
+HITL_MODULES = {"airflow_provider_callbell.operators.hitl", "airflow_provider_callbell.triggers.hitl"}
+
+
+def import_listed(module: str) -> None:
+    """Import a module the provider info lists; a HITL module on Airflow 2.x must refuse clearly."""
+    if module in HITL_MODULES and not AIRFLOW_V_3_1_PLUS:
+        with pytest.raises(ImportError, match=r"needs Airflow 3\.1 or later .*this is Airflow 2\."):
+            importlib.import_module(module)
+        return
+    importlib.import_module(module)
+
+
 PACKAGE_DIR = Path(airflow_provider_callbell.__file__).parent
 
 
@@ -54,7 +68,7 @@ class TestProviderInfo:
         }
         assert listed == on_disk
         for module in listed:
-            importlib.import_module(module)
+            import_listed(module)
 
     def test_lists_every_notifier(self):
         on_disk = {
@@ -165,7 +179,7 @@ class TestRegisteredModules:
         for kind in ("hooks", "operators", "sensors", "triggers"):
             for entry in info[kind]:
                 for module in entry["python-modules"]:
-                    importlib.import_module(module)
+                    import_listed(module)
         for classpath in info["notifications"]:
             module, _, name = classpath.rpartition(".")
             assert getattr(importlib.import_module(module), name).__name__ == name
