@@ -139,7 +139,9 @@ def no_answer_error(
     detail = printable(exception_text(err), token, limit=BODY_EXCERPT_CHARS)
     if unreachable is not None:
         return CallbellConnectError(
-            f"no connection to {unreachable} ({detail})", host=unreachable, endpoint=endpoint
+            f"no answer from Callbell: no connection to {unreachable} ({detail})",
+            host=unreachable,
+            endpoint=endpoint,
         )
     kind = CallbellTimeoutError if timed_out else CallbellNoAnswerError
     return kind(f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on)
