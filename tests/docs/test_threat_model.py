@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.docs.helpers import ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PAGE = ROOT / "docs" / "threat-model.md"
 CITATION = re.compile(r"`(tests/[\w/]+\.py)((?:::\w+)*)`|`((?:Test\w+::)?test_\w+|Test\w+)`")
