@@ -243,6 +243,9 @@ class HITLWait:
     :param waiting_since: Unix time the HITL task was first seen waiting (``None``: not seen yet).
     :param reprompted: number -> how many of its wrong answers (oldest first) were reprompted: the
         bridge's own record, which holds while the conversation does not list the reprompt yet.
+    :param connected: Callbell answered once in this wait (this poll or an earlier run's): a later
+        failure to connect is an outage that passes, not a wrong base URL (see
+        :mod:`~airflow_provider_callbell.connectivity`).
     """
 
     dag_id: str
@@ -257,6 +260,7 @@ class HITLWait:
     contact_uuids: dict[str, str] = field(default_factory=dict)
     waiting_since: float | None = None
     reprompted: dict[str, int] = field(default_factory=dict)
+    connected: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     _logged: dict[str, ReplyCheck] = field(default_factory=dict, repr=False, compare=False)
 
@@ -350,6 +354,7 @@ class HITLWait:
         for number in self.numbers:
             if number not in self.contact_uuids:
                 contact = callbell.get_contact_by_phone(number, self.channel_uuid)
+                self.connected = True
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
@@ -358,6 +363,7 @@ class HITLWait:
                 self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
             ):
                 scan.feed(conversation_message(message))  # cut down as read: one page held at a time
+            self.connected = True
             checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":
@@ -380,6 +386,7 @@ class HITLWait:
         for number in self.numbers:
             if number not in self.contact_uuids:
                 contact = await callbell.aget_contact_by_phone(number, self.channel_uuid)
+                self.connected = True
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
@@ -388,6 +395,7 @@ class HITLWait:
                 self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
             ):
                 scan.feed(conversation_message(message))
+            self.connected = True
             checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":

@@ -158,6 +158,7 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
             contact_uuids=dict((state or {}).get("contact_uuids") or {}),
             waiting_since=(state or {}).get("waiting_since"),
             reprompted=dict((state or {}).get("reprompted") or {}),
+            connected=(state or {}).get("connected") is True,
         )
 
     def execute(self, context: Context) -> Any:
@@ -196,6 +197,7 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 callbell_conn_id=self.callbell_conn_id,
                 airflow_api_conn_id=self.airflow_api_conn_id,
+                connected=wait.connected,
                 **wait.state(),
             ),
             method_name="execute_complete",

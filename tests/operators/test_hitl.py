@@ -449,3 +449,20 @@ class TestDeferred:
         event = run_trigger(deferred.value)
         assert bridge().execute_complete(context(), event)["outcome"] == "answered_in_airflow"
         assert approval.patches == []
+
+    def test_deferred_again_the_trigger_remembers_callbell_was_reached(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        """A later outage is transient, not "never connected": ``connected`` travels through events."""
+        task, ctx = bridge(), context()
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "hmm")
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute(ctx)
+        assert deferred.value.trigger.serialize()[1]["connected"] is False
+        event = run_trigger(deferred.value)
+        assert (event["event"], event["connected"]) == ("reprompt", True)
+        with pytest.raises(TaskDeferred) as again:
+            bridge().execute_complete(ctx, event)
+        assert again.value.trigger.serialize()[1]["connected"] is True
+        assert again.value.trigger.connect_watch.connected
