@@ -26,6 +26,8 @@ _RELEASE = Version(AIRFLOW_VERSION).release  # (3, 1, 0) for 3.1.0, 3.1.0rc1 and
 AIRFLOW_V_3_0_PLUS: bool = _RELEASE >= (3, 0)
 AIRFLOW_V_3_1_PLUS: bool = _RELEASE >= (3, 1)
 AIRFLOW_V_3_2_PLUS: bool = _RELEASE >= (3, 2)
+#: Airflow 3.3 gave tasks ``context["task_state_store"]``: what a rescheduled sensor keeps between pokes.
+AIRFLOW_V_3_3_PLUS: bool = _RELEASE >= (3, 3)
 
 # Task SDK since 3.0.
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
@@ -141,6 +143,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",

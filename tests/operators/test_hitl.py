@@ -25,7 +25,8 @@ if not AIRFLOW_V_3_1_PLUS:
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellAPIError, CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.operators.hitl import CallbellHITLResponseOperator
+from airflow_provider_callbell.operators import hitl as hitl_operator
+from airflow_provider_callbell.operators.hitl import WAIT_KEY, CallbellHITLResponseOperator
 from tests.compat import TaskDeferred, import_string, modules_added_by
 from tests.helpers import FakeAirflowAPI
 
@@ -134,6 +135,41 @@ class TestArguments:
 
     def test_templated_values_wait_for_rendering(self) -> None:
         bridge(to="{{ params.approver }}", user_ids="{{ params.user_ids }}")
+
+
+class StateStore(dict):  # type: ignore[type-arg]
+    """Airflow 3.3's ``context["task_state_store"]``, as a sensor in reschedule mode uses it."""
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self[key] = value
+
+
+class TestRescheduleMode:
+    """Each rescheduled poke is a new process: the wait lives in the task state store."""
+
+    def test_the_wait_is_kept_between_pokes(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "hmm")
+        store, sent, seen = StateStore(), [], []
+        for _ in range(3):  # a new operator per poke; the reprompt sent is not listed yet
+            task = bridge(mode="reschedule", deferrable=False, settle_seconds=3600)
+            task.hook.send_message = lambda **kw: sent.append(kw["content"]["text"]) or {"uuid": "u"}  # type: ignore[method-assign]
+            assert task.poke({**context(), "task_state_store": store}) is False
+            seen.append(store[WAIT_KEY]["waiting_since"])
+            time.sleep(0.01)
+        assert len(sent) == 1  # one reprompt for one wrong answer, not one per poke
+        assert store[WAIT_KEY]["reprompted"] == {PHONE: 1}
+        assert seen[0] is not None
+        assert seen == [seen[0]] * 3  # the settle window did not restart at each poke
+
+    def test_refused_without_a_task_state_store(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(hitl_operator, "AIRFLOW_V_3_3_PLUS", False)
+        with pytest.raises(CallbellValidationError, match=r"mode='reschedule' needs Airflow 3.3") as caught:
+            bridge(mode="reschedule")
+        assert str(caught.value).startswith("task 'answer_from_phone'")
+        bridge(mode="poke")  # poke mode keeps its wait on the object
 
 
 @pytest.mark.usefixtures("approval")
