@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from urllib.parse import parse_qs
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellValidationError
 from airflow_provider_callbell.replies import (
@@ -66,7 +66,9 @@ _SEPARATOR = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 _MAX_LISTED = 20
 #: A HITL question's "Respond in Airflow" link, as Airflow builds it (``HITLOperator.generate_link_to_ui``):
 #: ``{base_url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/required_actions?...map_index=N``.
-_REQUIRED_ACTIONS_LINK = re.compile(r"(?P<path>/dags/\S+?/tasks/[^/\s]+/required_actions)(?:\?(?P<query>\S*))?")
+_REQUIRED_ACTIONS_LINK = re.compile(
+    r"(?P<path>/dags/\S+?/tasks/[^/\s]+/required_actions)(?:\?(?P<query>\S*))?"
+)
 
 
 @dataclass(frozen=True)

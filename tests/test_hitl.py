@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 import pytest
@@ -348,7 +348,7 @@ class SinceHooks(FakeHooks):
 class TestTwoQuestionsToOnePhone:
     """Two open requests to one phone: a reply answers the latest question before it."""
 
-    CONVERSATION = [  # newest first
+    CONVERSATION: ClassVar[list[dict[str, Any]]] = [  # newest first
         {"status": "received", "text": "yes", "createdAt": "2026-12-03T12:05:30+00:00"},
         question("run2", "2026-12-03T12:05:01+00:00"),
         question("run1", "2026-12-03T12:00:01+00:00"),
