@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -36,7 +37,7 @@ def token_ok(requests_mock: Any, api_conn: None) -> Any:
 
 class TestBaseURL:
     @pytest.mark.parametrize(
-        ("host", "port", "schema", "allow_http", "expected"),
+        ("host", "port", "schema", "allow_plain_http", "expected"),
         [
             pytest.param(
                 "http://127.0.0.1:8080", None, None, False, "http://127.0.0.1:8080", id="loopback-http"
@@ -57,9 +58,9 @@ class TestBaseURL:
         ],
     )
     def test_accepted(
-        self, host: str, port: int | None, schema: str | None, allow_http: bool, expected: str
+        self, host: str, port: int | None, schema: str | None, allow_plain_http: bool, expected: str
     ) -> None:
-        assert api_base_url("airflow_api", host, port, schema, allow_http) == expected
+        assert api_base_url("airflow_api", host, port, schema, allow_plain_http) == expected
 
     @pytest.mark.parametrize(
         ("host", "match"),
@@ -79,9 +80,32 @@ class TestBaseURL:
         assert "pw" not in str(caught.value).replace("https://u:pw@", "")  # never echoes user info
         assert "u:pw" not in str(caught.value)
 
-    def test_http_allowed_by_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        set_api_connection(monkeypatch, host="http://airflow.internal:8080", extra={"allow_http": "true"})
+    def test_http_allowed_by_the_extra_with_a_warning(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        log = mock.Mock()
+        monkeypatch.setattr(AirflowAPIHook, "log", log)
+        set_api_connection(
+            monkeypatch, host="http://airflow.internal:8080", extra={"allow_plain_http": "true"}
+        )
         assert AirflowAPIHook().settings.base_url == "http://airflow.internal:8080"
+        log.warning.assert_called_once()
+        warned = log.warning.call_args.args[0] % log.warning.call_args.args[1:]
+        assert "allows plain http (extra allow_plain_http)" in warned
+        assert "password and token travel unencrypted to http://airflow.internal:8080" in warned
+        assert PASSWORD not in warned
+
+    def test_the_callbell_connections_name_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        set_api_connection(monkeypatch, host="http://airflow.internal:8080", extra={"allow_http": "true"})
+        with pytest.raises(CallbellConnectionConfigError, match="plain http"):
+            AirflowAPIHook().settings  # noqa: B018
+
+    @pytest.mark.parametrize("junk", ["sure", "2", ""])
+    def test_a_junk_flag_is_refused(self, monkeypatch: pytest.MonkeyPatch, junk: str) -> None:
+        set_api_connection(monkeypatch, extra={"allow_plain_http": junk})
+        with pytest.raises(
+            CallbellConnectionConfigError, match="extra 'allow_plain_http' must be true or false"
+        ) as caught:
+            AirflowAPIHook().settings  # noqa: B018
+        assert str(caught.value).startswith("Connection 'airflow_api'")
 
     @pytest.mark.parametrize("missing", ["login", "password"])
     def test_a_user_is_required(self, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
