@@ -118,6 +118,27 @@ def mask_secrets(text: str) -> str:
     return masked if isinstance(masked, str) else str(masked)
 
 
+def mask_secret(secret: str) -> None:
+    """Register ``secret`` with Airflow's secrets masker, so that no log line shows it (public API on
+    both lines: the task SDK's ``airflow.sdk.log``, Airflow 2's ``airflow.utils.log.secrets_masker``)."""
+    if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.log import mask_secret as register
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret as register
+    register(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """:func:`mask_secret` from a coroutine (a trigger): the task SDK's async form, which does not block
+    on the supervisor's channel from inside the event loop."""
+    if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.log import amask_secret as register
+
+        await register(secret)
+    else:
+        mask_secret(secret)
+
+
 def first_reschedule_date(context: Any, retries: int) -> Any:
     """When a sensor in reschedule mode first started this try, or ``None`` before its first reschedule.
 
@@ -159,7 +180,9 @@ __all__ = [
     "TriggerEvent",
     "Variable",
     "aget_connection",
+    "amask_secret",
     "conf",
     "first_reschedule_date",
+    "mask_secret",
     "mask_secrets",
 ]

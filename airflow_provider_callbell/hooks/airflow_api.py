@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,13 @@ from airflow_provider_callbell.transport.caps import (
     join_capped,
     redact,
 )
-from airflow_provider_callbell.version_compat import AirflowNotFoundException, BaseHook, aget_connection
+from airflow_provider_callbell.version_compat import (
+    AirflowNotFoundException,
+    BaseHook,
+    aget_connection,
+    amask_secret,
+    mask_secret,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
 
 #: The connection the HITL bridge reads when it is given no ``airflow_api_conn_id``.
 DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
+#: What a token from ``POST /auth/token`` may hold: a JWT's characters (base64url, and base64's ``+/=``).
+_JWT_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _EXAMPLE = "http://127.0.0.1:8080"
 
 
@@ -303,6 +312,7 @@ class AirflowAPIHook(BaseHook):
         for attempt in (1, 2):
             if self._token is None:
                 self._token = _token_of(self._send("POST", "/auth/token", json=self._login()), self.settings)
+                mask_secret(self._token)  # no log line shows it, Airflow's own included
             try:
                 return self._send(method, path, json=json, token=self._token)
             except AirflowAPIError as err:
@@ -318,6 +328,7 @@ class AirflowAPIHook(BaseHook):
                 self._token = _token_of(
                     await self._asend("POST", "/auth/token", json=self._login()), settings
                 )
+                await amask_secret(self._token)
             try:
                 return await self._asend(method, path, json=json, token=self._token)
             except AirflowAPIError as err:
@@ -430,7 +441,13 @@ def _no_answer(
 
 
 def _decode(endpoint: str, status: int, body: bytes, settings: AirflowAPISettings, token: str | None) -> Any:
-    text = redact(body.decode("utf-8", errors="replace"), settings.password, token)
+    # No body is kept from /auth/token: FastAPI's 422 echoes the login JSON-escaped, and a password
+    # holding '"', '\\' or non-ASCII would escape a plain replace.
+    text = (
+        ""
+        if endpoint.endswith("/auth/token")
+        else redact(body.decode("utf-8", errors="replace"), settings.password, token)
+    )
     if not 200 <= status < 300:
         raise AirflowAPIError(
             _reason(status, endpoint, settings), status_code=status, endpoint=endpoint, body=text
@@ -463,10 +480,21 @@ def _reason(status: int, endpoint: str, settings: AirflowAPISettings) -> str:
 
 
 def _token_of(answer: Any, settings: AirflowAPISettings) -> str:
+    """The token of ``POST /auth/token``'s answer, checked before it is sent anywhere or masked.
+
+    Only a JWT's characters: anything else (a header injection, a token that masking could not
+    find again) is refused with an error that does not quote it.
+    """
     token = answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(token, str) or not token:
         raise AirflowAPIError(
             "POST /auth/token answered without an access_token", endpoint="POST /auth/token"
+        )
+    if _JWT_CHARS.fullmatch(token) is None:
+        raise AirflowAPIError(
+            "POST /auth/token answered with an access_token that is not a JWT (characters other than "
+            "A-Z a-z 0-9 . _ ~ + / = -); it is not used",
+            endpoint="POST /auth/token",
         )
     return token
 

@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellConnectionConfigError
 from airflow_provider_callbell.hooks.airflow_api import AirflowAPIHook, api_base_url, hitl_path
+from airflow_provider_callbell.version_compat import mask_secrets
 from tests.helpers import FakeAirflowAPI
 
 BASE = "https://airflow.example.com"
@@ -162,6 +163,42 @@ class TestRequests:
         assert caught.value.status_code == 401
         assert PASSWORD not in str(caught.value)
         assert not caught.value.is_transient
+
+    @pytest.mark.parametrize(
+        "password", ['pa"ss\\wörd-1', "plain-password-1"], ids=["json-escaped-chars", "plain"]
+    )
+    def test_no_body_is_kept_from_a_refused_login(
+        self, requests_mock: Any, monkeypatch: pytest.MonkeyPatch, password: str
+    ) -> None:
+        """FastAPI's 422 echoes the login JSON-escaped: a plain replace of the password misses it."""
+        set_api_connection(monkeypatch, password=password)
+        echoed = json.dumps({"detail": [{"input": {"username": "hitl-bridge", "password": password}}]})
+        requests_mock.post(f"{BASE}/auth/token", status_code=422, text=echoed)
+        with pytest.raises(AirflowAPIError) as caught:
+            AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert caught.value.status_code == 422
+        assert caught.value.body == ""
+        for shown in (str(caught.value), repr(caught.value), caught.value.body):
+            assert password not in shown
+            assert json.dumps(password)[1:-1] not in shown
+
+    @pytest.mark.parametrize(
+        "token", ["abc\r\nX-Evil: 1", "tok en", "tök"], ids=["header-injection", "space", "non-ascii"]
+    )
+    def test_a_token_that_is_not_a_jwt_is_refused_unquoted(
+        self, requests_mock: Any, api_conn: None, token: str
+    ) -> None:
+        requests_mock.post(f"{BASE}/auth/token", status_code=201, json={"access_token": token})
+        detail = requests_mock.get(DETAIL_URL, json={})
+        with pytest.raises(AirflowAPIError, match="not a JWT") as caught:
+            AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert token not in str(caught.value)
+        assert detail.call_count == 0  # never sent
+
+    def test_the_token_is_registered_with_the_secrets_masker(self, requests_mock: Any, token_ok: Any) -> None:
+        requests_mock.get(DETAIL_URL, json={"options": ["Approve", "Reject"]})
+        AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert TOKEN not in mask_secrets(f"Authorization: Bearer {TOKEN}")
 
     def test_a_server_echoing_the_token_is_redacted(self, requests_mock: Any, token_ok: Any) -> None:
         requests_mock.patch(DETAIL_URL, status_code=400, text=f"Authorization: Bearer {TOKEN} was invalid")
