@@ -23,7 +23,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -314,7 +314,8 @@ class HITLWait:
         """
         replies = [(number, check.reply) for number, check in checks.items() if check.reply is not None]
         if replies:
-            number, reply = min(replies, key=lambda item: str(item[1].get("createdAt") or ""))
+            # Times compared as times: "12:00:09+02:00" is earlier than "11:00:05Z".
+            number, reply = min(replies, key=lambda item: _reply_time(item[1]))
             chosen = HITLAnswerRule.for_request(request).chosen(reply.get("text"))
             event = {"event": "reply", "number": number, "reply": reply, "chosen_options": chosen}
             if self.waiting_since is None:
@@ -427,6 +428,11 @@ class HITLWait:
             log_check(log, check, number, None)
             self._logged[number] = check
         return check
+
+
+def _reply_time(reply: Mapping[str, Any]) -> datetime:
+    """When a reply was sent; an unreadable time sorts last (a scan never accepts one anyway)."""
+    return parse_created_at(reply.get("createdAt")) or datetime.max.replace(tzinfo=timezone.utc)
 
 
 def asks_for(text: str | None) -> tuple[str, int] | None:

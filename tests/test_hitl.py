@@ -278,6 +278,20 @@ class TestSettleWindow:
         assert (event["number"], event["chosen_options"]) == (other, ["Approve"])
 
 
+def test_the_earliest_reply_is_found_by_time_not_by_text() -> None:
+    """Two offsets: 13:00:09+02:00 is 11:00:09Z, earlier than 12:00:05Z though it sorts later as text."""
+    wait = HITLWait(
+        "dag", "run", "approve", -1, (PHONE, "+31687654321"), {}, "task 'bridge'", settle_seconds=0
+    )
+    _, view = wait.read_request(detail())
+    assert view is not None
+    utc = ReplyCheck(reply={"text": "no", "createdAt": "2026-12-03T12:00:05Z"})
+    plus_two = ReplyCheck(reply={"text": "yes", "createdAt": "2026-12-03T13:00:09+02:00"})
+    event, _ = wait.decide(view, {PHONE: utc, "+31687654321": plus_two})
+    assert event is not None
+    assert (event["number"], event["chosen_options"]) == ("+31687654321", ["Approve"])
+
+
 class FakeHooks:
     """The two hooks' sync methods a poll calls, answered from plain data."""
 
