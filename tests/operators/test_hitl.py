@@ -133,8 +133,14 @@ class TestArguments:
             CallbellHITLResponseOperator(**kwargs)
         assert str(caught.value).startswith("task 'answer'")
 
-    def test_templated_values_wait_for_rendering(self) -> None:
-        bridge(to="{{ params.approver }}", user_ids="{{ params.user_ids }}")
+    def test_templated_values_wait_for_rendering(self, approval: FakeAirflowAPI) -> None:
+        task = bridge(to="{{ params.approver }}", user_ids="{{ params.user_ids }}", deferrable=False)
+        assert (task.to, task.user_ids) == ("{{ params.approver }}", "{{ params.user_ids }}")  # kept as given
+        task.render_template_fields({**context(), "params": {"approver": "0612345678", "user_ids": {}}})
+        assert task.to == "0612345678"  # rendered, and only now checked: before any request
+        with pytest.raises(CallbellValidationError, match="to must be a phone number"):
+            task.execute(context())
+        assert approval.patches == []
 
 
 class StateStore(dict):  # type: ignore[type-arg]
