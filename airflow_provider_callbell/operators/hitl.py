@@ -294,14 +294,16 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
 
     def _submit(self, wait: HITLWait, event: Mapping[str, Any]) -> dict[str, Any] | None:
         from airflow_provider_callbell.exceptions import AirflowAPIError
+        from airflow_provider_callbell.hitl import HITLRequestView
 
         number, reply, chosen = event["number"], event["reply"], event["chosen_options"]
         self.log.info("%s answered %r from %s: %s", self.hitl_task_id, reply.get("text"), number, chosen)
         where = f"{wait.dag_id} / {wait.task_id}" + (f"[{wait.map_index}]" if wait.map_index >= 0 else "")
         try:
-            detail = self.api.get_hitl_detail(*_ti(wait)) or {}
+            detail = self.api.get_hitl_detail(*_ti(wait))
+            params_input = HITLRequestView.parse(detail).params_input if detail is not None else {}
             answer = self.api.submit_hitl_response(
-                *_ti(wait), chosen_options=chosen, params_input=_param_values(detail)
+                *_ti(wait), chosen_options=chosen, params_input=params_input
             )
         except AirflowAPIError as err:
             if err.status_code == 409:  # answered elsewhere meanwhile: that answer stands
@@ -354,15 +356,6 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
 
 def _ti(wait: HITLWait) -> tuple[str, str, str, int]:
     return wait.dag_id, wait.run_id, wait.task_id, wait.map_index
-
-
-def _param_values(detail: Mapping[str, Any]) -> dict[str, Any]:
-    """The request's params as ``params_input``: each one's current value, as the scheduler submits defaults."""
-    params = detail.get("params")
-    return {
-        key: value["value"] if isinstance(value, dict) and "value" in value else value
-        for key, value in (params if isinstance(params, dict) else {}).items()
-    }
 
 
 def _numbers(to: Any) -> tuple[str, ...]:

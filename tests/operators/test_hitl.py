@@ -208,6 +208,19 @@ class TestPoke:
         ]
         assert texts(callbell_sandbox, OTHER) == []
 
+    def test_the_params_current_values_are_submitted(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        """As the scheduler submits defaults: each param's value, read as HITLRequestView reads it."""
+        assert approval.detail is not None
+        approval.detail["params"] = {"limit": {"value": 5, "schema": {"type": "integer"}}, "mode": "fast"}
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "yes")
+        assert bridge(deferrable=False).poke(context()).is_done
+        assert approval.patches == [
+            {"chosen_options": ["Approve"], "params_input": {"limit": 5, "mode": "fast"}}
+        ]
+
     def test_a_submission_that_fails_for_now_is_made_again_at_the_next_poke(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
     ) -> None:
