@@ -40,10 +40,20 @@ class Progress:
         self.begun: tuple[int, str] | None = None
         self.recorded: dict[int, dict[str, Any]] = {}
         self.flushes = 0
+        self.block = 3
+        self.claims: list[int] = []
+        self.released: list[int] = []
 
     def begin(self, total: int, recipients_digest: str) -> dict[int, dict[str, Any]]:
         self.begun = (total, recipients_digest)
         return self.earlier
+
+    def claim(self, start: int, per_second: float | None) -> int:
+        self.claims.append(start)
+        return start + self.block
+
+    def release(self, index: int) -> None:
+        self.released.append(index)
 
     def record(self, index: int, result: dict[str, Any]) -> None:
         self.recorded[index] = result
