@@ -318,6 +318,7 @@ class VariableProgress:
         self._saved_at = clock()
         self.stored = False  # whether the Variable exists (read or written by this try)
         self._seen: str | None = None  # the value this try last read or wrote: nothing new to merge
+        self._claiming = False  # whether this try claims blocks before sending (bulk sends do)
 
     @classmethod
     def for_task_instance(cls, ti: Any, **kwargs: Any) -> VariableProgress:
@@ -401,6 +402,7 @@ class VariableProgress:
         as delivery unknown, so a worker killed outright leaves at most this block and the messages
         in flight unknown, never sent twice. If the write fails, the block is released in memory.
         """
+        self._claiming = True
         stop = min(len(self.known.state), start + claim_block(per_second))
         block = [index for index in range(start, stop) if self.known.state[index] == _UNSENT]
         for index in block:
@@ -439,7 +441,10 @@ class VariableProgress:
             self.release(index)
             return
         self._unsaved += 1
-        if self._unsaved >= FLUSH_EVERY or self._clock() - self._saved_at >= FLUSH_SECONDS:
+        # With claims, each claim's write carries the answers recorded so far: a block is never more
+        # than FLUSH_EVERY messages, so counting here would only add writes.
+        by_count = not self._claiming and self._unsaved >= FLUSH_EVERY
+        if by_count or self._clock() - self._saved_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
