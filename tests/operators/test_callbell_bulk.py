@@ -323,9 +323,7 @@ class Killed(BaseException):
 
 
 class TestKilledWorker:
-    @pytest.mark.parametrize(
-        ("delivery", "resent"), [("at_most_once", False), ("at_least_once", True)]
-    )
+    @pytest.mark.parametrize(("delivery", "resent"), [("at_most_once", False), ("at_least_once", True)])
     def test_a_send_killed_between_claim_and_flush_leaves_its_block_unknown(
         self, callbell_sandbox, variables, monkeypatch, delivery, resent
     ):
