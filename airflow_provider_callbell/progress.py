@@ -8,15 +8,31 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
   Airflow's 250 characters), so each mapped task instance of each run has its own.
 - Value (JSON): a digest of every message's recipient and channel in order, the message count, the
   indices already sent as sorted ``[start, stop)`` ranges, the indices whose delivery is unknown (a
-  ``500`` or no answer after sending: they may have gone out) likewise, and, for sends of at most
-  ``uuids_kept_max`` messages, the uuids of the sent ones. The single-message operator adds when its
-  first unanswered attempt started and a keyed digest of each text it tried (:func:`text_digest`),
-  to find the message in the conversation. Never a phone number, a message text or the token.
-- Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
-  passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
-  through the operator's ``on_kill``).
-  A worker killed outright (SIGKILL, a lost node) loses at most the last batch, which the next try
-  sends again.
+  ``500`` or no answer after sending: they may have gone out) likewise, the indices claimed and not
+  answered yet likewise, and, for sends of at most ``uuids_kept_max`` messages, the uuids of the sent
+  ones. The single-message operator adds when its first unanswered attempt started and a keyed digest
+  of each text it tried (:func:`text_digest`), to find the message in the conversation. Never a phone
+  number, a message text or the token.
+- **Claimed before sent (write-ahead).** A bulk send hands no message to a worker thread before the
+  Variable records it as claimed: :meth:`VariableProgress.claim` writes the next block of
+  :func:`claim_block` messages (about :data:`FLUSH_SECONDS` of sending at the send's ``max_rps``, at
+  most :data:`FLUSH_EVERY`: 500 at the default 285/s) and returns only once the write is done; the one
+  thread that hands messages out waits for it, while the workers go on with the at most two
+  messages each already handed to them. One write per block, which also carries every answer
+  recorded so far. An answer turns a claim into sent or unknown; a plain failure (nothing went out)
+  and a message the send stopped before starting release it. A later try reads a claim that has no
+  answer as delivery unknown (:data:`CLAIMED_EARLIER`): under ``at_most_once`` it is not sent again,
+  and it is counted and reported as ``unknown``; under ``at_least_once`` it is sent again.
+- Answers are also written every :data:`FLUSH_SECONDS` (and every :data:`FLUSH_EVERY` of them when
+  nothing claims, as the single-message operator does not), and when the try ends in any way Python
+  sees (success, failure, task timeout, and SIGTERM through the operator's ``on_kill``, which stops
+  the send: the ones in flight finish and are recorded, the claimed ones not started are released).
+- A worker killed outright (SIGKILL, a lost node) writes nothing more: the messages it had claimed
+  and not written an answer for (at most one block plus the messages in flight when that block was
+  claimed, two per worker thread: 500 + 64 at the defaults) are unknown to the next try, which does
+  not send them under ``at_most_once``. Some of them were sent and some not: nothing is sent twice,
+  and a person checks the unknown ones. The single-message operator does not claim (it would cost a
+  Variable write per message): its send killed outright is sent again by the retry.
 - Deleted when the task instance succeeds. A task that fails for good keeps it, so that clearing the
   task later still resumes where it stopped; delete it by hand (``airflow variables delete <key>``)
   to send to everyone again. ``airflow variables list`` shows the ones left.
@@ -39,9 +55,16 @@ the message sent, and uuids are kept from both. So a late writer adds its record
 instead of replacing it. Airflow's Variables have no compare-and-set, so two writes whose
 read-then-write windows overlap (a few milliseconds each) can still drop the batch of one of them;
 a value that is not a usable record when a write reads it (junk, other recipients) is replaced with
-a warning. A merge cannot bring back a record the task deleted on success: a late writer then
-leaves a Variable holding only its own record (harmless: those messages were sent).
-With ``[secrets] use_cache = True`` Airflow may serve the first read of a write from its cache.
+a warning. Claims merge the same way: sent wins over a claim (a stale try's claim never turns what
+a later try sent into unknown), an unknown answer over a claim, a claim over nothing; a message
+another writer also claimed or answered is no longer this try's alone to release. A stale try that
+goes on sending claims blocks past what the later try read at its start, so both may send those
+(the claims narrow the window, without compare-and-set they cannot close it). A merge cannot bring
+back a record the task deleted on success: a late writer then leaves a Variable holding only its own
+record (harmless: those messages were sent).
+With ``[secrets] use_cache = True`` Airflow may serve the first read of a write from its cache (a
+stale copy of this try's own claims then reads as another try's: some messages may be reported
+unknown that were never sent, never the other way round).
 """
 
 from __future__ import annotations
