@@ -4,10 +4,17 @@ The transport turns an answer into JSON or a typed error; what the JSON must hol
 per endpoint: a sent message with its uuid, a status among Callbell's, a contact with its uuid. An
 answer of another shape is refused with the error ``invalid`` builds (the hook's, which keeps a
 redacted excerpt of the answer), so that a caller never reads a missing field later.
+
+A value the provider reuses (a uuid goes into a URL, a log line, XCom and trigger events; a status
+into a log line and a decision) is checked here too: a server that echoes the request's
+``Authorization`` header, or puts a newline and terminal escapes in a uuid, gets a
+:class:`~airflow_provider_callbell.exceptions.CallbellInvalidResponseError` (the answer is at fault),
+never a ``CallbellValidationError`` later, when the value reaches a check made for the caller's input.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.message_status import MESSAGE_STATUSES
@@ -20,12 +27,30 @@ if TYPE_CHECKING:
     #: Builds the error for an answer of the wrong shape: (reason, endpoint, the decoded answer).
     InvalidError = Callable[[str, str, Any], CallbellInvalidResponseError]
 
+#: A uuid in Callbell's answers: 32 hex digits (``adf3d1216d4c4dcd908199d6700f2381`` in every example of
+#: Callbell's reference), or the same in the dashed 8-4-4-4-12 form. Both pass the hook's own uuid
+#: check (:func:`~airflow_provider_callbell.validation.validate_uuid`), so a uuid taken from an answer
+#: can always be asked about again.
+UUID_PATTERN = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def is_uuid(value: Any) -> bool:
+    """Whether ``value`` is a uuid as Callbell writes them."""
+    return isinstance(value, str) and UUID_PATTERN.fullmatch(value) is not None
+
 
 def sent_message(data: Any, endpoint: str, invalid: InvalidError) -> dict[str, Any]:
     """The ``message`` of a send's answer, which must hold the new message's uuid."""
     message = _object(data, "message", endpoint, invalid)
-    if not isinstance(message.get("uuid"), str):
+    if "uuid" not in message:
         raise invalid("the answer's message has no 'uuid'", endpoint, message)
+    _check_uuid(message, "the answer's message", endpoint, invalid)
+    if "status" in message and message["status"] not in MESSAGE_STATUSES:
+        raise invalid(
+            f"the answer's message has an unknown status ({', '.join(MESSAGE_STATUSES)})", endpoint, message
+        )
     return message
 
 
@@ -34,6 +59,8 @@ def status_message(data: Any, endpoint: str, invalid: InvalidError) -> dict[str,
     message = _object(data, "message", endpoint, invalid)
     if message.get("status") not in MESSAGE_STATUSES:
         raise invalid(f"expected a message with a status ({', '.join(MESSAGE_STATUSES)})", endpoint, message)
+    if "uuid" in message:  # shown in the error of a failed message
+        _check_uuid(message, "the answer's message", endpoint, invalid)
     return message
 
 
@@ -42,9 +69,16 @@ def contact(data: Any, endpoint: str, invalid: InvalidError) -> dict[str, Any]:
     value = data.get("contact") if isinstance(data, dict) else None
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
-    if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
+    if not isinstance(value, dict) or "uuid" not in value:
         raise invalid("expected a JSON object with a 'contact' holding a uuid", endpoint, data)
+    _check_uuid(value, "the answer's contact", endpoint, invalid)
     return value
+
+
+def _check_uuid(obj: dict[str, Any], what: str, endpoint: str, invalid: InvalidError) -> None:
+    """Refuse an object whose ``uuid`` is not one: it would go into a URL, a log line and XCom."""
+    if not is_uuid(obj["uuid"]):
+        raise invalid(f"{what} has a 'uuid' that is not a Callbell uuid (32 hex digits)", endpoint, obj)
 
 
 def _object(data: Any, key: str, endpoint: str, invalid: InvalidError) -> dict[str, Any]:

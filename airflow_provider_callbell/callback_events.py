@@ -9,11 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_callbell.transport.caps import exception_text, printable
 from airflow_provider_callbell.validation import TEXT_MAX_CHARS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_2_PLUS
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+#: How much of an exception's text is read: twice what a message can show, so that masking sees
+#: every secret in the part that is shown, and a huge text costs nothing.
+ERROR_READ_CHARS = 2 * TEXT_MAX_CHARS
+#: What starts each line of an exception's text in a summary (a quote in WhatsApp): no line of it can
+#: pass for the headline or the link, which the provider writes.
+ERROR_LINE_PREFIX = "> "
+#: The longest link kept; Airflow's are a few hundred characters.
+_LINK_MAX_CHARS = 1000
+
+
+def _as_is(text: str) -> str:
+    """No masking: what :meth:`CallbackEvent.summary` does without a ``mask``."""
+    return text
+
 
 #: Outcome -> (icon, what happened), for the default summary.
 _WORDING: dict[str, tuple[str, str]] = {
@@ -94,9 +110,7 @@ class CallbackEvent:
             map_index=map_index if isinstance(map_index, int) else -1,
             try_number=getattr(ti, "try_number", None),
             max_tries=getattr(ti, "max_tries", None),
-            error=f"{type(exception).__name__}: {exception}"
-            if isinstance(exception, BaseException)
-            else (str(exception) if exception else None),
+            error=_error_text(exception),
             log_url=_log_url(ti),
             request=request,
         )
@@ -110,28 +124,35 @@ class CallbackEvent:
             return f"{self.dag_id}.deadline"
         return f"{self.dag_id}.{self.task_id}" + (f".{self.map_index}" if self.map_index >= 0 else "")
 
-    def summary(self) -> str:
-        """The default message: what happened, the error, the log link; at most 4096 characters."""
+    def summary(self, mask: Callable[[str], str] = _as_is) -> str:
+        """The default message: what happened, the error, the log link; at most 4096 characters.
+
+        :param mask: removes secrets from text (the notifier's: Airflow's secrets masker and the
+            connection's token); every part goes through it before anything is cut.
+        """
         icon, verb = _WORDING.get(self.outcome, ("🔔", f"is {self.outcome}"))
         if self.level == "deadline":
-            return _fit(f"⏰ DAG {self.dag_id} missed its deadline ({self.detail}) in run {self.run_id}")
+            headline = f"⏰ DAG {self.dag_id} missed its deadline ({self.detail}) in run {self.run_id}"
+            return _fit(mask, headline)
         if self.level == "dag":
             headline = f"{icon} DAG {self.dag_id} {verb} in run {self.run_id}"
             if self.outcome == "failed":
                 failed_task = f"; failed task: {self.task_id}" if self.task_id else ""
                 headline += f" ({self.detail}{failed_task})"
-            return _fit(headline, log_url=self.log_url)
+            return _fit(mask, headline, log_url=self.log_url)
         task = f"{self.task_id}[{self.map_index}]" if self.map_index >= 0 else self.task_id
         if self.request is not None:
             headline = f"🙋 DAG {self.dag_id}: task {task} needs your input (run {self.run_id})"
-            return _fit(headline, self.request.details(), self.request.link, link_label="Respond in Airflow")
+            return _fit(
+                mask, headline, self.request.details(), self.request.link, link_label="Respond in Airflow"
+            )
         tries = (
             f" (try {self.try_number} of {self.max_tries + 1})"
             if self.try_number and self.max_tries  # only worth saying when retries are configured
             else ""
         )
         headline = f"{icon} DAG {self.dag_id}: task {task} {verb} in run {self.run_id}{tries}"
-        return _fit(headline, self.error, self.log_url)
+        return _fit(mask, headline, _quoted(self.error) if self.error else None, self.log_url)
 
 
 @dataclass(frozen=True)
@@ -191,12 +212,39 @@ def _log_url(ti: Any) -> str | None:
     return url if isinstance(url, str) else None
 
 
-def _fit(headline: str, error: str | None = None, log_url: str | None = None, link_label: str = "Log") -> str:
-    """Join the parts of a summary, shortening the error first so the log link survives the limit."""
-    tail = f"\n{link_label}: {log_url}" if log_url else ""
-    if error:
-        room = TEXT_MAX_CHARS - len(headline) - len(tail) - 1  # 1 for the newline before the error
-        error = error if len(error) <= room else error[: max(room - 1, 0)] + "…"
-        headline = f"{headline}\n{error}" if room > 0 else headline
-    text = headline + tail
-    return text if len(text) <= TEXT_MAX_CHARS else text[: TEXT_MAX_CHARS - 1] + "…"
+def _error_text(exception: Any) -> str | None:
+    """What the context's ``exception`` says, never raising: an exception's ``__str__`` is anyone's code."""
+    if isinstance(exception, BaseException):
+        return exception_text(exception)[:ERROR_READ_CHARS]
+    try:
+        return str(exception)[:ERROR_READ_CHARS] if exception else None
+    except Exception:  # a summary without the error beats no summary
+        return type(exception).__name__
+
+
+def _quoted(error: str) -> str:
+    """An exception's text for a summary: control characters escaped, each line quoted."""
+    lines = printable(error, limit=ERROR_READ_CHARS, keep_newlines=True).split("\n")
+    return "\n".join(ERROR_LINE_PREFIX + line for line in lines)
+
+
+def _fit(
+    mask: Callable[[str], str],
+    headline: str,
+    body: str | None = None,
+    log_url: str | None = None,
+    link_label: str = "Log",
+) -> str:
+    """Join the parts of a summary within the limit: the headline, the body, the link on the last line.
+
+    Each part is masked before it is cut (a cut secret would no longer be found), and escaped: the
+    headline and the link are one line each. The link always survives: it is the last line, starting
+    with its label, and the body is shortened first, then the headline.
+    """
+    tail = f"\n{link_label}: {printable(mask(log_url), limit=_LINK_MAX_CHARS)}" if log_url else ""
+    headline = printable(mask(headline), limit=TEXT_MAX_CHARS - len(tail))
+    if body:
+        room = TEXT_MAX_CHARS - len(headline) - len(tail) - 1  # 1 for the newline before the body
+        body = printable(mask(body), limit=room, keep_newlines=True) if room > 1 else ""
+        headline = f"{headline}\n{body}" if body else headline
+    return headline + tail

@@ -25,6 +25,9 @@ _RANK = {**{status: rank for rank, status in enumerate(PROGRESS)}, "mismatch": P
 #: Statuses that never change again: waiting for anything else after them is pointless.
 FINAL_STATUSES: tuple[str, ...] = ("failed", "deleted")
 
+#: How much of Callbell's reason for a failure an error shows.
+REASON_MAX_CHARS = 500
+
 DEFAULT_TARGET_STATUSES: tuple[str, ...] = ("delivered", "read")
 DEFAULT_FAILURE_STATUSES: tuple[str, ...] = ("failed",)
 
@@ -83,10 +86,12 @@ def message_outcome(
         ``deleted``) that is not a target, since nothing can change after it.
     """
     status = str(message.get("status"))
-    uuid = str(message.get("uuid", "?"))
     if status in failure_statuses or (status in FINAL_STATUSES and status not in target_statuses):
         from airflow_provider_callbell.exceptions import CallbellMessageFailedError
+        from airflow_provider_callbell.transport.caps import printable
 
+        # The hook checked the status and the uuid; the sensor's own callers may pass any mapping.
+        uuid = printable(str(message.get("uuid", "?")), limit=64)
         raise CallbellMessageFailedError(uuid, status, failure_reason(message))
     if status in target_statuses:
         return status
@@ -97,10 +102,16 @@ def message_outcome(
 
 
 def failure_reason(message: Mapping[str, Any]) -> str:
-    """Callbell's reason for a status, from ``messageStatusPayload`` (``{"reason": ...}`` for ``failed``)."""
+    """Callbell's reason for a status, from ``messageStatusPayload`` (``{"reason": ...}`` for ``failed``).
+
+    It is the server's text, shown in an exception the task logs: escaped, without secrets, at most
+    :data:`REASON_MAX_CHARS` characters.
+    """
+    from airflow_provider_callbell.transport.caps import printable
+
     payload = message.get("messageStatusPayload")
     if isinstance(payload, Mapping) and payload.get("reason"):
-        return str(payload["reason"])
+        return printable(str(payload["reason"]), limit=REASON_MAX_CHARS)
     if payload:  # an undocumented shape: show it rather than lose it
-        return json.dumps(payload, default=str)[:500]
+        return printable(json.dumps(payload, default=str), limit=REASON_MAX_CHARS)
     return "no reason given"

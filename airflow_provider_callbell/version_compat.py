@@ -98,6 +98,24 @@ async def aget_connection(hook: BaseHook, conn_id: str) -> tuple[Connection, dic
     return conn, conn.extra_dejson
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` as Airflow's own logs show it: every secret its secrets masker knows replaced by ``***``.
+
+    The masker knows each connection's password (once read), each sensitive Variable and whatever a
+    task registered with ``mask_secret``. Its ``redact`` is not public API on any line (see
+    ``tests/test_private_apis.py``): the task SDK's since 3.0, re-exported by ``airflow.sdk.log`` since
+    3.1; Airflow 2's in ``airflow.utils.log.secrets_masker``.
+    """
+    if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk.log import redact  # type: ignore[attr-defined]  # re-exported, not in __all__
+    elif AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.execution_time.secrets_masker import redact
+    else:
+        from airflow.utils.log.secrets_masker import redact
+    masked = redact(text)
+    return masked if isinstance(masked, str) else str(masked)
+
+
 def first_reschedule_date(context: Any, retries: int) -> Any:
     """When a sensor in reschedule mode first started this try, or ``None`` before its first reschedule.
 
@@ -140,4 +158,5 @@ __all__ = [
     "aget_connection",
     "conf",
     "first_reschedule_date",
+    "mask_secrets",
 ]

@@ -505,6 +505,15 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
 
         gc.collect()
         gc.freeze()
+        full_gcs: list[float] = []
+
+        def time_full_gcs(phase: str, info: dict[str, Any]) -> None:
+            if info["generation"] == 2:
+                full_gcs.append(
+                    time.thread_time() if phase == "start" else time.thread_time() - full_gcs.pop()
+                )
+
+        gc.callbacks.append(time_full_gcs)
         longest_step = [0.0]
         real_step = asyncio.events.Handle._run
 
@@ -561,6 +570,7 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
             events, stall, stall_cpu = asyncio.run(run_all())
         finally:
             asyncio.events.Handle._run = real_step  # type: ignore[method-assign]
+        gc.callbacks.remove(time_full_gcs)
         gc.unfreeze()
         seen = sandbox.inspect("requests")[before[0] :]
     finally:
@@ -581,6 +591,8 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
         "stall_ms": stall * 1000,
         "stall_cpu_ms": stall_cpu * 1000,
         "longest_step_ms": longest_step[0] * 1000,
+        "full_gcs": len(full_gcs),
+        "longest_full_gc_ms": max(full_gcs, default=0.0) * 1000,
         "load": (load_before, os.getloadavg()[0]),
         "delay_median": statistics.median(delays) if delays else float("nan"),
         "delay_max": delays[-1] if delays else float("nan"),
@@ -620,6 +632,10 @@ def _report_replies(emit: Any) -> None:
     row(
         "longest single step of the loop, CPU time (goal < 50 ms)",
         lambda run: f"{run['longest_step_ms']:.1f} ms",
+    )
+    row(
+        "full garbage collections during the run, the longest (CPU time)",
+        lambda run: f"{run['full_gcs']}, {run['longest_full_gc_ms']:.1f} ms",
     )
     row("machine load average (1 min) before / after", lambda run: "{:.1f} / {:.1f}".format(*run["load"]))
     row(

@@ -2,7 +2,7 @@
 
 The package's own version-dependent imports live in ``airflow_provider_callbell.version_compat``;
 these are the test-only ones (a DAG to put in a context, task states, the deferral exception, the
-DagBag, the DAG serializer and the secrets masker's ``redact``), plus what a DAG file has imported before it imports this provider.
+DagBag, the DAG serializer and the secrets masker's ``redact`` and ``mask_secret``), plus what a DAG file has imported before it imports this provider.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ else:
 # connection's password itself when the connection is read, on every line. The task SDK's own masker
 # since 3.0, exported from airflow.sdk.log since 3.1 (re-exported there, not in its __all__).
 if TYPE_CHECKING or AIRFLOW_V_3_1_PLUS:
-    from airflow.sdk.log import redact
+    from airflow.sdk.log import mask_secret, redact
 elif AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.execution_time.secrets_masker import redact
+    from airflow.sdk.execution_time.secrets_masker import mask_secret, redact
 else:
-    from airflow.utils.log.secrets_masker import redact
+    from airflow.utils.log.secrets_masker import mask_secret, redact
 
 #: What a DAG file imports before any provider: the task SDK on 3.x, the base operator on 2.x (where
 #: ``import airflow`` alone already loads ``requests``).
@@ -62,6 +62,7 @@ __all__ = [
     "TaskDeferred",
     "TaskInstanceState",
     "import_string",
+    "mask_secret",
     "modules_added_by",
     "redact",
 ]

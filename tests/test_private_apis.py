@@ -53,14 +53,14 @@ both   ``ThreadingMixIn.process_request_thread``        ``PROCESS_REQUEST``   th
 3.1+   the standard provider's ``HITLOperator``         ``HITL_ATTRIBUTES``   the notifier's "needs your
        attributes, read by duck typing                                        input" message; without them it
        (``hitl_summary_extra``, ...)                                          sends a plain task message
-3.1+   ``airflow.sdk.log.redact`` (re-exported, not in  ``REDACT_3``          tests only: proving that Airflow
-       ``__all__``)                                                           masks the token
+3.1+   ``airflow.sdk.log.redact`` (re-exported, not in  ``REDACT_3``          the notifier masks its alerts as
+       ``__all__``)                                                           Airflow's logs are masked (and
+                                                                              tests prove the token masked)
 2.x    ``_orig_start_date(dag_id, task_id, run_id,      ``ORIG_START_DATE``   the same, on Airflow 2, whose
        map_index, try_number)`` of                                            own sensors call it
        ``airflow.sensors.base``
 2.x    ``airflow.utils.mixins.ResolveMixin``            ``RESOLVE_MIXIN_2``   the same, on Airflow 2
-2.x    ``airflow.utils.log.secrets_masker.redact``      ``REDACT_2``          tests only: the same, on Airflow
-                                                                              2
+2.x    ``airflow.utils.log.secrets_masker.redact``      ``REDACT_2``          the same, on Airflow 2
 both   ``tempfile.SpooledTemporaryFile._rolled``        ``SPOOL_ROLLED``      tests only: proving that the
                                                                               bulk spool moves to a file
 both   requests ``HTTPAdapter._pool_maxsize``           ``POOL_MAXSIZE``      tests only: proving a connection
@@ -107,10 +107,10 @@ PROCESS_REQUEST = "airflow_provider_callbell/sandbox/server.py"
 FIRST_RESCHEDULE = "airflow_provider_callbell/version_compat.py"
 RESOLVE_MIXIN_3 = "airflow_provider_callbell/version_compat.py"
 HITL_ATTRIBUTES = "airflow_provider_callbell/callback_events.py"
-REDACT_3 = "tests/compat.py"
+REDACT_3 = "airflow_provider_callbell/version_compat.py"
 ORIG_START_DATE = "airflow_provider_callbell/version_compat.py"
 RESOLVE_MIXIN_2 = "airflow_provider_callbell/version_compat.py"
-REDACT_2 = "tests/compat.py"
+REDACT_2 = "airflow_provider_callbell/version_compat.py"
 SPOOL_ROLLED = "tests/test_bulk.py"
 POOL_MAXSIZE = "tests/hooks/test_callbell_bulk.py"
 
@@ -486,7 +486,7 @@ ENTRIES = [
         "airflow.sdk.log.redact",
         "REDACT_3",
         "from airflow.sdk.log import redact",
-        "tests only: Airflow masks the token",
+        "the notifier's alerts are masked as Airflow's logs are",
         _redact_3,
         skip=_airflow_only("3.1+", AIRFLOW_V_3_1_PLUS),
     ),
@@ -516,7 +516,7 @@ ENTRIES = [
         "airflow.utils.log.secrets_masker.redact",
         "REDACT_2",
         "from airflow.utils.log.secrets_masker import redact",
-        "tests only: Airflow masks the token",
+        "the notifier's alerts are masked as Airflow's logs are",
         _redact_2,
         skip=_airflow_only("2.x", not AIRFLOW_V_3_0_PLUS),
     ),

@@ -18,6 +18,7 @@ from airflow_provider_callbell.exceptions import (
     CallbellConnectionConfigError,
     CallbellRateLimitError,
     CallbellServerError,
+    CallbellTimeoutError,
 )
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX, RetryPolicy, parse_retry_after
@@ -149,6 +150,20 @@ class TestWhatIsRetried:
         assert excinfo.value.status_code is None
         assert len(waits) == 3
 
+    @pytest.mark.parametrize("max_retries", [0, 2])
+    def test_a_connect_timeout_proves_nothing_was_sent(self, monkeypatch, waits, max_retries):
+        """At most once may send again a message that could not have left: ``maybe_acted_on`` is False."""
+        with socket.socket() as listener:  # a full accept queue: the kernel drops the next SYNs
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            with socket.create_connection(listener.getsockname()):
+                set_connection(monkeypatch, host=f"http://127.0.0.1:{listener.getsockname()[1]}/v1")
+                with pytest.raises(CallbellTimeoutError) as excinfo:
+                    send(hook(waits, timeout=(0.2, 1.0), max_retries=max_retries))
+        assert "ConnectTimeout" in str(excinfo.value)
+        assert excinfo.value.maybe_acted_on is False
+        assert len(waits) == max_retries  # nothing was sent: retried even at most once
+
     def test_retries_can_be_turned_off(self, server, waits):
         server.answer(503)
         with pytest.raises(CallbellServerError):
@@ -174,6 +189,13 @@ class TestHowLongItWaits:
         server.answer((429, {"Retry-After": when}))
         send(hook(waits))
         assert 3.0 <= waits[0] <= 5.0
+
+    def test_retry_after_zero_means_now(self, server, waits):
+        """``0`` is a readable answer (retry at once), not an unreadable one (fall back to the backoff)."""
+        server.answer((429, {"Retry-After": "0"}))
+        send(hook(waits, backoff=5.0))
+        assert len(server.seen) == 2
+        assert sum(waits) == 0  # the backoff would have waited 2.5 s or more
 
     def test_exponential_backoff_with_jitter(self, server, waits):
         server.answer(503, 503, 503)

@@ -18,6 +18,8 @@ from airflow_provider_callbell.transport import (
     Watchdog,
     redact,
 )
+from airflow_provider_callbell.transport.caps import exception_text, printable
+from airflow_provider_callbell.transport.protocol import no_answer_error
 
 TOKEN = "s3cr3t-t0ken-value"
 
@@ -41,8 +43,74 @@ class TestRedact:
     def test_short_tokens_are_not_searched(self):
         assert redact("a test", "t") == "a test"
 
+    def test_the_minimum_length_is_four_characters(self):
+        """A secret of exactly the minimum length is redacted; one character less is not searched."""
+        assert redact("key wxyz here", "wxyz") == "key *** here"
+        assert redact("key xyz here", "xyz") == "key xyz here"
+
     def test_no_token_known(self):
         assert redact("Authorization: Bearer abcdefgh12345", None) == "Authorization: ***"
+
+
+class TestPrintable:
+    @pytest.mark.parametrize(
+        ("text", "shown"),
+        [
+            pytest.param("line\nforged", "line\\nforged", id="newline"),
+            pytest.param("a\rb", "a\\rb", id="carriage-return"),
+            pytest.param("\x1b[2J\x1b[1;1H", "\\x1b[2J\\x1b[1;1H", id="terminal-escapes"),
+            pytest.param("a\x85b\u2028c\u2029d", "a\\x85b\\u2028c\\u2029d", id="unicode-line-breaks"),
+            pytest.param("abc\u202edcba", "abc\\u202edcba", id="bidi-override"),
+            pytest.param("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff", id="invisible"),
+            pytest.param("\x00\x7f", "\\x00\\x7f", id="nul-and-del"),
+            pytest.param("café ✅ 東京 \\n", "café ✅ 東京 \\n", id="printable-untouched"),
+        ],
+    )
+    def test_control_and_invisible_characters_are_escaped(self, text, shown):
+        assert printable(text) == shown
+
+    def test_newlines_can_be_kept_for_indented_text(self):
+        assert printable("one\ntwo\r\x1b", keep_newlines=True) == "one\ntwo\\r\\x1b"
+
+    def test_secrets_are_removed_and_the_text_cut(self):
+        shown = printable(f"{TOKEN} Authorization: Bearer abcdefgh12345\n" + "x" * 1000, TOKEN, limit=50)
+        assert shown == "*** Authorization: ***\\n" + "x" * 25 + "…"
+        assert len(shown) == 50
+
+    def test_a_secret_astride_the_limit_leaves_nothing(self):
+        for offset in range(len(TOKEN)):
+            shown = printable("x" * (40 - offset) + TOKEN, TOKEN, limit=45)
+            assert TOKEN[:4] not in shown
+
+
+class TestExceptionText:
+    def test_type_and_message(self):
+        assert exception_text(ValueError("bad")) == "ValueError: bad"
+
+    def test_no_message(self):
+        assert exception_text(KeyboardInterrupt()) == "KeyboardInterrupt"
+
+    def test_a_str_that_raises_or_is_not_a_string(self):
+        class Raises(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError
+
+        class NotAString(Exception):
+            def __str__(self):
+                return b"bytes"
+
+        assert exception_text(Raises()) == "Raises"
+        assert exception_text(NotAString()) == "NotAString"
+
+
+class TestNoAnswerError:
+    def test_the_librarys_words_are_escaped_and_redacted(self):
+        """``http.client`` quotes a server's bad status line in its error, which sensors log at each poll."""
+        err = no_answer_error(TOKEN, "GET /x", OSError(f"bad line 'HTTP/1.1 200\n\x1b[2KINFO {TOKEN}'"))
+        assert "\n" not in str(err)
+        assert "\x1b" not in str(err)
+        assert TOKEN not in str(err)
+        assert "200\\n\\x1b[2KINFO ***" in str(err)
 
 
 class TestBoundedDecoder:

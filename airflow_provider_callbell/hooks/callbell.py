@@ -32,6 +32,7 @@ from airflow_provider_callbell.connection import (
 )
 from airflow_provider_callbell.connection import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
 from airflow_provider_callbell.exceptions import (
+    BODY_EXCERPT_CHARS,
     CallbellAPIError,
     CallbellError,
     CallbellInvalidResponseError,
@@ -43,7 +44,7 @@ from airflow_provider_callbell.paging import MAX_PAGES as MAX_PAGES
 from airflow_provider_callbell.paging import MessagesCut, Pager
 from airflow_provider_callbell.ratelimit import RateGate, gate_for
 from airflow_provider_callbell.transport import aio, protocol, sync
-from airflow_provider_callbell.transport.caps import redact
+from airflow_provider_callbell.transport.caps import printable, redact
 from airflow_provider_callbell.validation import DEFAULT_CHANNEL as DEFAULT_CHANNEL
 from airflow_provider_callbell.validation import (
     build_send_payload,
@@ -251,9 +252,17 @@ class CallbellHook(BaseHook):
             await gate.apause(1.0 if err.retry_after is None else err.retry_after)
             raise
 
-    def _redact(self, text: str) -> str:
-        """``text`` from a server without the token or any ``Authorization`` value, before it is kept."""
+    def redact(self, text: str) -> str:
+        """``text`` without this connection's token or any ``Authorization`` value, ``***`` instead.
+
+        For text that leaves the provider: the notifier passes every alert through it (an exception's
+        text may quote the token).
+        """
         return redact(text, self._settings.token)
+
+    def _printable(self, text: str) -> str:
+        """``text`` from outside as it may be kept or shown: without the token, control characters escaped."""
+        return printable(text, self._settings.token, limit=BODY_EXCERPT_CHARS)
 
     def _invalid(self, reason: str, endpoint: str, data: Any) -> CallbellInvalidResponseError:
         """The error for a decoded answer of the wrong shape, with a redacted excerpt of it."""
@@ -379,7 +388,7 @@ class CallbellHook(BaseHook):
             )
             return send_spooled(
                 spool,
-                partial(send_line, post=self._post_message, redact=self._redact, log=self.log),
+                partial(send_line, post=self._post_message, redact=self._printable, log=self.log),
                 workers=workers,
                 progress=progress,
                 log=self.log,
@@ -530,7 +539,7 @@ class CallbellHook(BaseHook):
         email = me.get("user_email") if isinstance(me, dict) else None
         if not email:
             return False, "GET /auth/me answered without a user_email: is the base URL Callbell's API?"
-        return True, self._redact(f"Connected to Callbell as {email}")
+        return True, self._printable(f"Connected to Callbell as {email}")
 
 
 def _status_path(uuid: str) -> str:

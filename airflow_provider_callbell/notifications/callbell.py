@@ -14,15 +14,16 @@ import copy
 import hashlib
 import re
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow_provider_callbell.fields import MESSAGE_FIELDS
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
-from airflow_provider_callbell.version_compat import BaseNotifier, Variable
+from airflow_provider_callbell.version_compat import BaseNotifier, Variable, mask_secrets
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     import jinja2
     from airflow.sdk import Context
@@ -56,11 +57,16 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
     Without ``content`` it sends a summary of what happened, cut to 4096 characters::
 
         ❌ DAG etl: task load failed in run scheduled__2026-01-01T00:00:00+00:00 (try 3 of 3)
-        ValueError: 12 rows without a customer id
+        > ValueError: 12 rows without a customer id
         Log: https://airflow.example.com/dags/etl/runs/scheduled__2026-01-01T00:00:00%2B00:00/tasks/load?try_number=3
 
     With a ``template_uuid`` and no ``content``, the summary becomes the template's placeholder value,
     which is how to alert outside WhatsApp's 24-hour window.
+
+    What leaves for a phone is masked as Airflow's logs are: the summary, ``content`` and
+    ``template_values`` pass through Airflow's secrets masker and the connection's token redaction. The
+    exception's lines are quoted (each starts with ``>``) and escaped, and the log link is always the
+    last line, so that an exception's text cannot pass for it.
 
     Works in task callbacks (``on_failure_callback``, ``on_success_callback``, ``on_retry_callback``,
     ...), in DAG-level callbacks (which the scheduler's DAG processor runs, not the worker), and awaited
@@ -201,9 +207,9 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
             self._send(event)  # nothing to remember: no Variable is read or written
             return
         key = _state_key(self.dedupe_key or event.key)
-        before = self._recall(key)
-        health = _HEALTH.get(event.outcome)
         now = time.time()
+        before = self._recall(key, now)
+        health = _HEALTH.get(event.outcome)
         why_quiet = self._why_quiet(before, health, now)
         if why_quiet:
             # Nothing is remembered either: the health stays what the last message told, so a
@@ -236,13 +242,21 @@ class CallbellNotifier(CallbellHookMixin, BaseNotifier):
     def _send(self, event: CallbackEvent) -> None:
         message = {name: getattr(self, name) for name in MESSAGE_FIELDS}
         if message["content"] is None:
-            message["content"] = {"text": event.summary()}
+            message["content"] = {"text": event.summary(self._mask)}
+        # What leaves for a phone is masked as Airflow's logs are: the summary, and any content or
+        # template value rendered from the context (``{{ exception }}`` may quote a password).
+        message["content"] = _masked(message["content"], self._mask)
+        message["template_values"] = _masked(message["template_values"], self._mask)
         self.hook.send_message(**message)
 
-    def _recall(self, key: str) -> _Memory:
+    def _mask(self, text: str) -> str:
+        """``text`` without what Airflow's secrets masker knows, nor the connection's token."""
+        return self.hook.redact(mask_secrets(text))
+
+    def _recall(self, key: str, now: float) -> _Memory:
         try:
             # The default goes by position: Airflow 3 names it ``default``, Airflow 2 ``default_var``.
-            return _Memory.from_json(Variable.get(key, None, deserialize_json=True))
+            return _Memory.from_json(Variable.get(key, None, deserialize_json=True), now)
         except Exception as err:  # a broken state store must not swallow an alert
             self.log.warning("Cannot read Variable %s (%s); notifying as if it were empty", key, err)
             return _Memory()
@@ -273,13 +287,19 @@ class _Memory(NamedTuple):
     notified_at: float | None = None  # Unix time of the last message sent, for dedupe_window
 
     @classmethod
-    def from_json(cls, value: Any) -> _Memory:
+    def from_json(cls, value: Any, now: float) -> _Memory:
+        """Read the Variable's value; each field that cannot be trusted counts as absent.
+
+        Anyone with access to Variables can write one, and a clock can be wrong: a health other than
+        ``ok`` and ``failing`` is absent, and so is a time that is not an ISO 8601 time with its offset
+        or that lies after ``now`` (a time in the future would silence every alert until then).
+        """
         if not isinstance(value, dict):
             return cls()
-        notified = value.get("notified_at")
+        health = value.get("health")
         return cls(
-            health=value.get("health"),
-            notified_at=datetime.fromisoformat(notified).timestamp() if notified else None,
+            health=health if health in ("ok", "failing") else None,
+            notified_at=_past_time(value.get("notified_at"), now),
         )
 
     def to_json(self, run_id: str) -> dict[str, Any]:
@@ -292,6 +312,31 @@ class _Memory(NamedTuple):
             else None,
             "run_id": run_id,
         }
+
+
+def _past_time(value: Any, now: float) -> float | None:
+    """The Unix time of an ISO 8601 time with its offset, or ``None`` if it is anything else or after ``now``."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    timestamp = when.timestamp()
+    return timestamp if timestamp <= now else None
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    """``value`` with ``mask`` applied to every string in it, through mappings and lists."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {key: _masked(item, mask) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(item, mask) for item in value]
+    return value
 
 
 def _state_key(key: str) -> str:

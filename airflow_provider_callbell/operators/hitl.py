@@ -84,6 +84,8 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
     :param settle_seconds: how long the HITL task must have been waiting before an answer is submitted.
     :param channel_uuid: the Callbell channel the conversation is on.
     :param callbell_conn_id: the Callbell connection.
+    :param poke_interval: seconds between two looks at the request and the conversations (in every
+        mode; the trigger polls at this interval too).
     :param deferrable: wait in the triggerer (the default) instead of a worker slot.
     """
 

@@ -17,6 +17,10 @@ What they rely on:
   from a connection error, so that :class:`CallbellRetry` never resends a message that may have
   gone out.
 - ``Retry.increment``'s private parameters ``_pool`` and ``_stacktrace``, handed on by position.
+- The arguments of urllib3's ``Retrying (...)`` warning (logger ``urllib3.connectionpool``): the
+  ``Retry`` object comes first, which is how :class:`_OwnRetryWarnings` drops the copy of a retry of
+  ours and keeps other clients' (``tests/test_connectivity.py::TestOneLinePerRetry`` fails if that
+  changes).
 - ``HTTPAdapter.init_poolmanager`` and ``HTTPAdapter.proxy_manager_for``, and ``Retry``'s ``new``,
   ``is_retry``, ``increment``, ``sleep``, ``get_backoff_time`` and ``get_retry_after``: documented
   override points.

@@ -5,6 +5,9 @@
   too; :func:`join_capped` applies the same cap to chunks a library already decoded.
 - :func:`redact` is the one function that removes the token and any ``Authorization`` value from
   text that came from a server, before the text reaches an exception, a log line, an XCom or an event.
+- :func:`printable` is what a log line or a message may show of text from outside (a server, a
+  customer, an exception): redacted, control characters escaped, cut to a bound, so that it can
+  neither forge a line nor drive a terminal.
 
 Standard library only: nothing here knows an HTTP library.
 """
@@ -45,6 +48,50 @@ def redact(text: str, *secrets: str | None) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+#: What :func:`printable` escapes: C0 and C1 controls (newlines, ``ESC`` of terminal sequences, ``NEL``),
+#: ``DEL``, the line and paragraph separators, and the invisible format characters (zero-width and
+#: bidirectional overrides) that make a line read differently from what it holds.
+_FORMAT_CHARS = r"\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+_UNPRINTABLE = re.compile(rf"[\x00-\x1f{_FORMAT_CHARS}]")
+_UNPRINTABLE_BUT_NEWLINES = re.compile(rf"[\x00-\x09\x0b-\x1f{_FORMAT_CHARS}]")
+#: How far past ``limit`` :func:`printable` still looks for secrets: a secret cut at the bound must not
+#: leave its beginning behind.
+_SECRET_LOOKAHEAD = 4096
+
+
+def printable(text: str, *secrets: str | None, limit: int = 500, keep_newlines: bool = False) -> str:
+    """``text`` from outside as a log line or a message may show it: redacted, escaped, at most ``limit``.
+
+    Each control or invisible format character becomes its Python escape (``\\n``, ``\\x1b``,
+    ``\\u202e``), so that a server's or a customer's text cannot start a line of its own in a log,
+    move a terminal's cursor or reverse what follows; ``keep_newlines`` keeps ``\\n`` for multi-line
+    text that is shown indented (an exception in an alert). Secrets are removed before the text is
+    cut, so that a cut cannot leave the start of one.
+    """
+    head = redact(text[: limit + _SECRET_LOOKAHEAD], *secrets)
+    pattern = _UNPRINTABLE_BUT_NEWLINES if keep_newlines else _UNPRINTABLE
+    shown = pattern.sub(_escape, head)
+    return shown if len(shown) <= limit else shown[: max(limit - 1, 0)] + "…"
+
+
+def exception_text(err: BaseException) -> str:
+    """``"<type>: <message>"`` for an exception, or its type's name alone when it has no usable message.
+
+    An exception's ``__str__`` is anyone's code: it may raise, or return something other than a string
+    (which makes ``str()`` raise); the error, or the alert, that quotes it must still be made.
+    """
+    name = type(err).__name__
+    try:
+        message = str(err)
+    except Exception:
+        return name
+    return f"{name}: {message}" if message else name
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 class BodyTooLargeError(Exception):

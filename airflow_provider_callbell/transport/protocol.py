@@ -25,7 +25,13 @@ from airflow_provider_callbell.exceptions import (
 )
 from airflow_provider_callbell.get_provider_info import DEFAULT_BASE_URL
 from airflow_provider_callbell.retry import parse_retry_after
-from airflow_provider_callbell.transport.caps import ACCEPT_ENCODING, MAX_BODY_BYTES, redact
+from airflow_provider_callbell.transport.caps import (
+    ACCEPT_ENCODING,
+    MAX_BODY_BYTES,
+    exception_text,
+    printable,
+    redact,
+)
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -128,10 +134,14 @@ def no_answer_error(
     connection could be made (refused, unresolved), a
     :class:`~airflow_provider_callbell.exceptions.CallbellConnectError`.
     """
-    detail = redact(f"{type(err).__name__}: {err}", token)
+    # The library's words may quote the server (``http.client`` puts a bad status line in its error):
+    # the detail is logged at each poll of a sensor, so it is escaped as well as redacted.
+    detail = printable(exception_text(err), token, limit=BODY_EXCERPT_CHARS)
     if unreachable is not None:
         return CallbellConnectError(
-            f"no connection to {unreachable} ({detail})", host=unreachable, endpoint=endpoint
+            f"no answer from Callbell: no connection to {unreachable} ({detail})",
+            host=unreachable,
+            endpoint=endpoint,
         )
     kind = CallbellTimeoutError if timed_out else CallbellNoAnswerError
     return kind(f"no answer from Callbell ({detail})", endpoint=endpoint, maybe_acted_on=maybe_acted_on)

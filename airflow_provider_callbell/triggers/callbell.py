@@ -181,6 +181,7 @@ class CallbellMessageStatusTrigger(CallbellPollTrigger):
     :param failure_statuses: statuses that end it with an error.
     :param poll_interval: seconds between two requests.
     :param callbell_conn_id: the Airflow connection holding the API token.
+    :param connected: Callbell was already reached (see :class:`CallbellPollTrigger`).
     """
 
     def __init__(

@@ -58,6 +58,25 @@ class CallbellHITLTrigger(CallbellPollTrigger):
 
     The serialized form holds ids, numbers, times and connection ids: never a Callbell token, an
     Airflow password or an Airflow token, which the hooks read or fetch at each start.
+
+    :param dag_id: the DAG of the HITL task.
+    :param run_id: the DAG run of the HITL task.
+    :param task_id: the HITL task.
+    :param map_index: the HITL task's map index (``-1`` when it is not mapped).
+    :param numbers: the phone numbers whose replies count.
+    :param end_time: Unix time after which the trigger gives up with its timeout event.
+    :param user_ids: phone number -> Airflow user id, checked against the request's ``assigned_users``.
+    :param where: how errors name the bridge task.
+    :param settle_seconds: how long the HITL task must have been waiting before an answer is handed on.
+    :param channel_uuid: the Callbell channel the contacts are looked up on.
+    :param contact_uuids: phone number -> its Callbell contact, once found.
+    :param waiting_since: Unix time the HITL task was first seen waiting (``None``: not seen yet).
+    :param reprompted: phone number -> how many of its wrong answers (oldest first) were reprompted.
+    :param poll_interval: seconds between two polls.
+    :param callbell_conn_id: the Airflow connection holding the Callbell token.
+    :param airflow_api_conn_id: the connection to Airflow's API server.
+    :param connected: Callbell was already reached (see
+        :class:`~airflow_provider_callbell.triggers.callbell.CallbellPollTrigger`).
     """
 
     def __init__(

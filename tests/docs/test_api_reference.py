@@ -156,7 +156,7 @@ def test_public_classes_and_their_parameters_are_in_the_reference(site, module_n
         parameters = constructor_parameters(value)
         assert rendered == parameters, f"{name}'s signature in the API reference"
         if issubclass(value, DESCRIBED_CLASSES):
-            described = set(re.findall(r"<li><p><strong>(\w+)</strong>", html.unescape(description)))
+            described = set(re.findall(r"(?:<li>)?<p><strong>(\w+)</strong>", html.unescape(description)))
             missing = [parameter for parameter in parameters if parameter not in described]
             assert not missing, f"{name}: no ':param' in its docstring for {missing}"
 

@@ -21,10 +21,11 @@ from tests.docs.helpers import PAGES, README, ROOT
 #: Where the project is published today. Empty: neither Read the Docs nor PyPI has it yet. Add
 #: "readthedocs.io" the day the project is imported there, "pypi.org" the day it is uploaded.
 PUBLISHED_ON: set[str] = set()
-#: The addresses a page or the metadata would give a reader of a published project.
+#: The addresses a page or the metadata would give a reader of this project once published there
+#: (links to other projects' pages on these hosts, such as the ``limits`` library's docs, are fine).
 PUBLICATION_HOSTS = {
-    "readthedocs.io": r"https?://[\w.-]*readthedocs\.io\S*",
-    "pypi.org": r"https?://pypi\.org/\S*",
+    "readthedocs.io": r"https?://airflow-provider-callbell\.readthedocs\.io\S*",
+    "pypi.org": r"https?://pypi\.org/project/airflow-provider-callbell\S*",
 }
 
 

@@ -35,14 +35,16 @@ from airflow_provider_callbell.exceptions import (
     CallbellAuthError,
     CallbellError,
     CallbellInvalidResponseError,
+    CallbellMessageFailedError,
     CallbellNoAnswerError,
     CallbellRateLimitError,
     CallbellServerError,
     CallbellTimeoutError,
 )
 from airflow_provider_callbell.hooks.callbell import MAX_PAGES, CallbellHook
+from airflow_provider_callbell.message_status import message_outcome
 from airflow_provider_callbell.retry import RETRY_AFTER_MAX
-from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
+from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger, CallbellReplyTrigger
 from tests.helpers import TOKEN, UUID, set_connection
 
 CONNECT, READ = 0.5, 1.0
@@ -372,6 +374,18 @@ class TestAnswers:
         assert peak < 16 << 20, f"peak {peak / 2**20:.1f} MiB"
         assert elapsed < 5
 
+    @pytest.mark.parametrize("call", PATHS)
+    @pytest.mark.parametrize("encoding", ["GZIP", "Gzip", "X-GZIP"])
+    def test_content_encoding_is_case_insensitive(self, hostile, call, encoding):
+        """RFC 9110: content codings are case-insensitive; ``GZIP`` is gzip on both paths."""
+        body = gzip.compress(json.dumps({"message": {"uuid": UUID, "status": "sent"}}).encode())
+        hostile(
+            lambda ex: ex.answer(
+                200, body, {"Content-Type": "application/json", "Content-Encoding": encoding}
+            )
+        )
+        assert call()["uuid"] == UUID
+
     def test_corrupt_gzip(self, hostile):
         hostile(lambda ex: ex.answer(200, b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"}))
         for call in (sync_status, async_status):
@@ -458,12 +472,20 @@ class TestRetryAfter:
         assert err.is_transient
 
 
+#: The cap docs/reliability.md promises; the test pins it rather than reading the code's constant.
+DOCUMENTED_MAX_PAGES = 1000
+
+
 class TestEndlessPages:
+    def test_the_documented_cap(self):
+        assert MAX_PAGES == DOCUMENTED_MAX_PAGES
+        assert "after 1,000 pages" in (Path(__file__).parents[2] / "docs" / "reliability.md").read_text()
+
     def test_pages_that_never_end_stop_at_the_cap(self, hostile):
         def script(ex: Exchange) -> None:
             page = ex.path.rsplit("page=", 1)[1]
-            if int(page) > MAX_PAGES + 10:  # the cap is gone: end the test rather than page for ever
-                ex.answer(404, "{}")
+            if int(page) > DOCUMENTED_MAX_PAGES:  # the cap moved or is gone: fail now, never page on
+                ex.answer(404, '{"error": "past the documented cap"}')
                 return
             ex.answer(
                 200, json.dumps({"templates": [{"uuid": page}], "meta": {"page": page, "pages": 10**9}})
@@ -472,8 +494,8 @@ class TestEndlessPages:
         server = hostile(script)
         err, elapsed = timed(lambda: CallbellHook().list_templates())
         assert type(err) is CallbellInvalidResponseError, err
-        assert f"more than {MAX_PAGES} pages" in str(err)
-        assert len(server.requests) == MAX_PAGES
+        assert f"more than {DOCUMENTED_MAX_PAGES} pages" in str(err)
+        assert len(server.requests) == DOCUMENTED_MAX_PAGES
         assert elapsed < 60
 
     def test_a_page_repeating_the_one_before_ends_the_listing(self, hostile):
@@ -614,6 +636,134 @@ class TestTheTokenNeverLeaves:
         assert "httpcore" in caplog.text  # the libraries logged at DEBUG too
         assert TOKEN not in logged
         assert "error" in results[0]
+
+
+#: A uuid a server forges a log line with: a newline, a fake log record, terminal escapes.
+FORGED_UUID = UUID + "\n[2026-01-01 00:00:00] INFO - Task succeeded\x1b[2K\x1b[1G"
+
+
+def echo_authorization_as(key: str) -> Script:
+    """A server (a proxy, a debug endpoint) that answers with the request's Authorization as a uuid."""
+
+    def script(ex: Exchange) -> None:
+        ex.answer(200, json.dumps({key: {"uuid": ex.header("Authorization"), "status": "enqueued"}}))
+
+    return script
+
+
+def assert_shown_safely(text: str) -> None:
+    """Text a log line or an error shows: no line of its own, no terminal escape, no token."""
+    for raw in ("\n", "\r", "\x1b", "\u2028", "\x85"):
+        assert raw not in text, f"{raw!r} in {text!r}"
+    assert TOKEN not in text
+
+
+def assert_token_gone(err: BaseException) -> None:
+    """The token is in nothing the error holds or says (``Bearer ***`` may stay: the scheme is no secret)."""
+    assert err.__cause__ is None
+    assert TOKEN not in str(err)
+    assert TOKEN not in repr(vars(err))
+
+
+class TestValuesFromAnswers:
+    """A value taken from an answer is checked before it goes into a URL, a log, XCom or an event."""
+
+    def test_a_send_answers_uuid_cannot_forge_a_log_line(self, hostile, caplog):
+        hostile(
+            lambda ex: ex.answer(200, json.dumps({"message": {"uuid": FORGED_UUID, "status": "enqueued"}}))
+        )
+        caplog.set_level(logging.DEBUG)
+        err, _ = timed(sync_send)
+        assert type(err) is CallbellInvalidResponseError, err
+        assert "is not a Callbell uuid" in str(err)
+        assert err.maybe_acted_on  # a 200: the message may have gone out
+        assert_shown_safely(str(err))
+        assert all("Task succeeded" not in record.getMessage() for record in caplog.records)
+
+    def test_a_send_answers_uuid_never_reaches_a_bulk_result(self, hostile, caplog):
+        hostile(
+            lambda ex: ex.answer(200, json.dumps({"message": {"uuid": FORGED_UUID, "status": "enqueued"}}))
+        )
+        caplog.set_level(logging.DEBUG)
+        (result,) = CallbellHook().send_messages([{"to": "+31612345678", "content": {"text": "x"}}])
+        assert "uuid" not in result
+        assert result["error"].startswith("CallbellInvalidResponseError:")
+        assert result["delivery_unknown"] is True
+        assert_shown_safely(result["error"])
+        assert all("Task succeeded" not in record.getMessage() for record in caplog.records)
+
+    def test_a_send_answer_with_an_unknown_status_is_invalid(self, hostile):
+        hostile(lambda ex: ex.answer(200, json.dumps({"message": {"uuid": UUID, "status": "\x1b[31mok"}})))
+        err, _ = timed(sync_send)
+        assert type(err) is CallbellInvalidResponseError, err
+        assert "unknown status" in str(err)
+        assert_shown_safely(str(err))
+
+    @pytest.mark.parametrize("call", PATHS)
+    def test_an_echoed_authorization_header_as_uuid_is_an_invalid_answer(self, hostile, call):
+        hostile(echo_authorization_as("message"))
+        err, _ = timed(call)
+        assert type(err) is CallbellInvalidResponseError, err
+        assert '"uuid": "Bearer ***"' in err.body
+        assert_token_gone(err)
+
+    def test_a_contact_uuid_echoing_the_authorization_header(self, hostile):
+        """Not a CallbellValidationError (which blames the caller) from the uuid check of the next request."""
+        server = hostile(echo_authorization_as("contact"))
+        err, _ = timed(lambda: CallbellHook().get_contact_by_phone("+31612345678"))
+        assert type(err) is CallbellInvalidResponseError, err
+        assert "the answer's contact has a 'uuid' that is not a Callbell uuid" in str(err)
+        assert_token_gone(err)
+        assert len(server.requests) == 1  # the uuid went into no URL
+
+    def test_a_contact_uuid_echoing_the_authorization_header_in_a_trigger_event(self, hostile):
+        hostile(echo_authorization_as("contact"))
+        trigger = CallbellReplyTrigger(to="+31612345678", end_time=time.time() + 5, poll_interval=0.05)
+
+        async def collect() -> list[dict[str, Any]]:
+            return [event.payload async for event in trigger.run()]
+
+        (event,) = asyncio.run(collect())
+        assert event["event"] == "error"
+        assert event["error_class"] == "CallbellInvalidResponseError"
+        assert TOKEN not in json.dumps(event)
+
+    @pytest.mark.parametrize("call", PATHS[1:])
+    def test_a_status_answers_uuid_is_checked(self, hostile, call):
+        hostile(lambda ex: ex.answer(200, json.dumps({"message": {"uuid": FORGED_UUID, "status": "failed"}})))
+        err, _ = timed(call)
+        assert type(err) is CallbellInvalidResponseError, err
+        assert_shown_safely(str(err))
+
+    def test_a_failure_reason_cannot_forge_a_log_line(self, hostile):
+        reason = f"blocked\n[2026-01-01] INFO - Task succeeded\x1b[2K Authorization: Bearer {TOKEN}"
+        answer = {"message": {"uuid": UUID, "status": "failed", "messageStatusPayload": {"reason": reason}}}
+        hostile(lambda ex: ex.answer(200, json.dumps(answer)))
+        message = sync_status()
+        err, _ = timed(lambda: message_outcome(message, ("delivered",), ("failed",)))
+        assert type(err) is CallbellMessageFailedError, err
+        assert err.reason.startswith(
+            "blocked\\n[2026-01-01] INFO - Task succeeded\\x1b[2K Authorization: ***"
+        )
+        assert_shown_safely(str(err))
+
+    def test_test_connection_shows_the_users_email_escaped(self, hostile):
+        hostile(
+            lambda ex: ex.answer(
+                200, json.dumps({"user_email": "me@example.com\nConnection verified by ACME"})
+            )
+        )
+        ok, message = CallbellHook().test_connection()
+        assert ok
+        assert message == "Connected to Callbell as me@example.com\\nConnection verified by ACME"
+
+    @pytest.mark.parametrize("call", PATHS)
+    def test_a_broken_status_line_cannot_forge_a_log_line(self, hostile, call, caplog):
+        hostile(lambda ex: ex.send(b"HTTP/1.1 2\x1b[2K00 OK\nINFO - Task succeeded\r\n\r\n"))
+        caplog.set_level(logging.DEBUG)
+        err, _ = timed(call)
+        assert isinstance(err, CallbellAPIError), err
+        assert_shown_safely(str(err))
 
 
 class TestBulkNeverAborts:

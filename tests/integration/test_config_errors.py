@@ -35,7 +35,7 @@ def test_missing_connection_and_bad_base_url_fail_at_the_first_try(airflow, call
     assert texts == [
         [
             f"❌ DAG callbell_config_fail: task send_via_callbell_missing failed in run {run} (try 1 of 3)",
-            "CallbellConnectionConfigError: Connection 'callbell_missing' is not defined: define it with "
+            "> CallbellConnectionConfigError: Connection 'callbell_missing' is not defined: define it with "
             "`airflow connections add callbell_missing --conn-type callbell --conn-password <API token>` or "
             "with the environment variable AIRFLOW_CONN_CALLBELL_MISSING="
             """'{"conn_type": "callbell", "password": "<API token>"}'"""
@@ -43,7 +43,7 @@ def test_missing_connection_and_bad_base_url_fail_at_the_first_try(airflow, call
         ],
         [
             f"❌ DAG callbell_config_fail: task send_via_callbell_schemeless failed in run {run} (try 1 of 3)",
-            "CallbellConnectionConfigError: Connection 'callbell_schemeless': the host 'localhost:8788/v1' "
+            "> CallbellConnectionConfigError: Connection 'callbell_schemeless': the host 'localhost:8788/v1' "
             "has no scheme; a local server such as the sandbox is plain http: use "
             "'http://localhost:8788/v1'; set its host (\"Base URL\" in the Connections UI) to an http(s) "
             "URL such as 'https://api.callbell.eu/v1'",

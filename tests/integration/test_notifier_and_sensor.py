@@ -44,7 +44,7 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, callb
     )
     assert task_failure.splitlines() == [
         f"❌ DAG callbell_send_wait_fail: task check_rows failed in run {run} (try 2 of 2)",
-        "ValueError: 12 rows without a customer id",
+        "> ValueError: 12 rows without a customer id",
         f"Log: http://localhost:8080{log_path}",
     ]
     assert "No Callbell notification for callbell_send_wait_fail.check_rows: Airflow will retry" in (
@@ -54,7 +54,7 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, callb
     # no retry callback sent anything, though the task had retries left.
     assert bad_input.splitlines()[:2] == [
         f"❌ DAG callbell_send_wait_fail: task bad_number failed in run {run} (try 1 of 3)",
-        "CallbellValidationError: to must be a phone number in international format for channel "
+        "> CallbellValidationError: to must be a phone number in international format for channel "
         "'whatsapp': '+', the country code and the number, 6 to 15 digits 0-9 (e.g. '+31612345678'), "
         "got '+31612345678-not-a-number'",
     ]

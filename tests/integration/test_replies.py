@@ -6,6 +6,7 @@ The answer is posted while the sensor waits: by a thread watching the sandbox an
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -14,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from packaging.version import Version
 
 from airflow_provider_callbell.sandbox import CallbellSandbox
+from airflow_provider_callbell.version_compat import AIRFLOW_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -166,3 +169,28 @@ def test_reschedule_mode_without_question_counts_from_the_first_start(airflow) -
     assert result.returncode == 0, result.output[-3000:]
     assert result.xcom("wait_for_anything")["text"] == "fresh"
     assert len(pages) >= 3
+
+
+@pytest.mark.skipif(Version(AIRFLOW_VERSION).release < (3, 3), reason="the task state store is Airflow 3.3's")
+def test_reschedule_mode_sensor_that_never_connects_fails_naming_the_host(airflow) -> None:
+    """Real reschedules (a new process per poke): the count survives in the task state store, and the
+    sensor fails with the host and the likely cause, not with its 5-minute timeout."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connection = f'{{"conn_type": "callbell", "host": "http://127.0.0.1:{port}/v1", "password": "t0ken-x"}}'
+    result = airflow.dags_test(
+        "callbell_status_unreachable",
+        None,
+        AIRFLOW_CONN_CALLBELL_DEFAULT=connection,
+        AIRFLOW__CORE__DAGS_FOLDER=str(TEST_DAGS),
+    )
+    assert result.state == "failed", result.output[-3000:]
+    assert f"no connection to 127.0.0.1:{port} could be made in" in result.output
+    assert "is the Callbell sandbox running" in result.output
+    assert "AirflowSensorTimeout" not in result.output  # not the 5-minute timeout
+    tries = re.search(r"could be made in (\d+) tries", result.output)
+    assert tries is not None
+    assert int(tries.group(1)) >= 3  # counted across processes: the pokes were rescheduled

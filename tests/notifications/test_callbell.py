@@ -26,32 +26,7 @@ from airflow_provider_callbell.operators.callbell import MESSAGE_FIELDS
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.compat import DAG, TaskInstanceState, modules_added_by
 from tests.helpers import SEND_URL, UUID, set_connection
-
-LOG_URL = "http://localhost:8080/dags/etl/runs/manual__1/tasks/load?try_number=3"
-
-
-def task_context(state: Any = "failed", **ti_fields: Any) -> dict[str, Any]:
-    """What a task callback receives, as far as the notifier reads it."""
-    ti = SimpleNamespace(
-        dag_id="etl",
-        task_id="load",
-        run_id="manual__1",
-        state=state,
-        try_number=3,
-        max_tries=2,
-        map_index=-1,
-        log_url=LOG_URL,
-    )
-    vars(ti).update(ti_fields)
-    context: dict[str, Any] = {
-        "dag": DAG("etl", schedule=None),
-        "ti": ti,
-        "run_id": ti.run_id,
-        "params": {"on_call": "+31612345678", "team": "data ops"},
-    }
-    if state in ("failed", "up_for_retry", TaskInstanceState.FAILED):
-        context["exception"] = ValueError("12 rows without a customer id")
-    return context
+from tests.notifications.helpers import LOG_URL, task_context, texts
 
 
 def dag_context(reason: str = "success", with_last_ti: bool = True) -> dict[str, Any]:
@@ -94,10 +69,6 @@ def clock(monkeypatch):
     now = [1_900_000_000.0]
     monkeypatch.setattr(notifications.time, "time", lambda: now[0])
     return now
-
-
-def texts(send_ok) -> list[str]:
-    return [request.json()["content"]["text"] for request in send_ok.request_history]
 
 
 class TestFields:
@@ -165,13 +136,13 @@ class TestDefaultSummary:
             pytest.param(
                 task_context(TaskInstanceState.FAILED),
                 "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\n"
-                f"ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
+                f"> ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
                 id="task-failed-last-try",
             ),
             pytest.param(
                 task_context("up_for_retry", try_number=1),
                 "🔁 DAG etl: task load failed and will be retried in run manual__1 (try 1 of 3)\n"
-                f"ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
+                f"> ValueError: 12 rows without a customer id\nLog: {LOG_URL}",
                 id="task-retry",
             ),
             pytest.param(
@@ -246,13 +217,13 @@ class TestDefaultSummary:
         assert len(text) == 4096
         assert text.endswith(f"…\nLog: {LOG_URL}")
         assert text.startswith(
-            "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\nRuntimeError: xxx"
+            "❌ DAG etl: task load failed in run manual__1 (try 3 of 3)\n> RuntimeError: xxx"
         )
 
-    def test_anything_too_long_is_cut_with_an_ellipsis(self):
+    def test_anything_too_long_is_cut_with_an_ellipsis_before_the_link(self):
         text = CallbackEvent.from_context(task_context("success", run_id="r" * 5000)).summary()
         assert len(text) == 4096
-        assert text.endswith("r…")
+        assert text.endswith(f"r…\nLog: {LOG_URL}")
 
     def test_short_text_is_not_touched(self):
         text = CallbackEvent.from_context(task_context()).summary()
@@ -412,6 +383,50 @@ class TestState:
     def test_unreadable_state_still_notifies(self, send_ok, variables):
         with mock.patch.object(variables, "get", side_effect=RuntimeError("API server unreachable")):
             CallbellNotifier(to="+31612345678", only_on_change=True)(task_context("failed"))
+        assert send_ok.call_count == 1
+
+    @pytest.mark.parametrize(
+        "notified_at",
+        [
+            pytest.param("9999-12-31T23:59:59+00:00", id="far-future"),
+            pytest.param("2030-04-01T00:00:00+00:00", id="future"),  # the clock says 2030-03-17
+            pytest.param("not a time", id="junk-text"),
+            pytest.param(1_900_000_000, id="a-number"),
+            pytest.param("2030-03-17T09:00:00", id="without-offset"),
+            pytest.param("2030-02-30T00:00:00+00:00", id="no-such-day"),
+            pytest.param(["2030-03-17T09:00:00+00:00"], id="a-list"),
+            pytest.param("2" * 10_000, id="huge"),
+        ],
+    )
+    def test_a_dedupe_time_that_cannot_be_trusted_counts_as_absent(
+        self, send_ok, variables, clock, notified_at
+    ):
+        """A time in the future would silence every alert until then; junk must not silence any.
+
+        The clock says 2030-03-17T17:46:40Z.
+        """
+        key = f"{STATE_VARIABLE_PREFIX}etl.load"
+        variables.store[key] = json.dumps({"health": "ok", "notified_at": notified_at, "run_id": "x"})
+        CallbellNotifier(to="+31612345678", dedupe_window=timedelta(days=3650))(task_context())
+        assert send_ok.call_count == 1
+        assert variables.value(key)["notified_at"] == "2030-03-17T17:46:40+00:00"  # the send's own time
+
+    def test_a_dedupe_time_in_the_past_still_counts(self, send_ok, variables, clock):
+        key = f"{STATE_VARIABLE_PREFIX}etl.load"
+        variables.store[key] = json.dumps({"health": "ok", "notified_at": "2030-03-17T17:46:00+00:00"})
+        CallbellNotifier(to="+31612345678", dedupe_window=60)(task_context())
+        assert send_ok.call_count == 0
+
+    @pytest.mark.parametrize("health", ["failing ", "FAILING", 1, None, ["failing"]])
+    def test_a_health_that_cannot_be_trusted_counts_as_absent(self, send_ok, variables, health):
+        """Absent health is healthy: a failure is news, a success is not."""
+        key = f"{STATE_VARIABLE_PREFIX}etl.load"
+        notifier = CallbellNotifier(to="+31612345678", only_on_change=True)
+        variables.store[key] = json.dumps({"health": health})
+        notifier(task_context("success"))
+        assert send_ok.call_count == 0
+        variables.store[key] = json.dumps({"health": health})
+        notifier(task_context("failed"))
         assert send_ok.call_count == 1
 
     def test_failed_send_remembers_nothing(self, requests_mock, callbell_conn, variables):
