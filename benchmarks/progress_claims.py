@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # PYTHONPATH may name other code
 
 from benchmarks.run import ACCOUNT_LIMIT, LATENCY, SandboxProcess, _generated
 
