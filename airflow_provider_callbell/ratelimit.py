@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_callbell.bulk import DEFAULT_MAX_RPS, Log
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
+from airflow_provider_callbell.transport.caps import redact, redact_url, url_secrets
 from airflow_provider_callbell.validation import check_max_rps
 
 if TYPE_CHECKING:
@@ -151,18 +152,6 @@ def account_id(base_url: str, token: str) -> str:
     return hashlib.sha256(f"{base_url}\n{token}".encode()).hexdigest()[:32]
 
 
-def redacted_uri(uri: str) -> str:
-    """A storage URI fit for a log line: a password in it (``redis://:secret@host``) shows as ``***``."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None and parts.username is None:
-            return uri
-        host = parts.netloc.rsplit("@", 1)[1]
-    except ValueError:
-        return "<unreadable storage URI>"
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
 class SharedStorage:
     """One ``limits`` storage of this process: the windows and pauses of the accounts kept in it.
 
@@ -191,13 +180,13 @@ class SharedStorage:
             storage = storage_from_string(uri, **options)
         except ConfigurationError as err:  # an unknown scheme, or its client library missing
             raise _config_error(
-                f"{redacted_uri(uri)!r} is not usable: {redact_uri_in(str(err), uri)}"
+                f"{redact_url(uri)!r} is not usable: {redact_uri_in(str(err), uri)}"
             ) from None
         if not isinstance(storage, MovingWindowSupport) or not isinstance(storage, Storage):
             raise _config_error(
-                f"{redacted_uri(uri)!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
+                f"{redact_url(uri)!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
             )
-        self.uri = redacted_uri(uri)
+        self.uri = redact_url(uri)
         self._storage: Storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._item = RateLimitItemPerSecond(ACCOUNT_RPS, 1, namespace="callbell")
@@ -263,10 +252,8 @@ class SharedStorage:
 
 
 def redact_uri_in(text: str, uri: str) -> str:
-    """``text`` with ``uri``, and the password it may hold, replaced by the redacted URI."""
-    text = text.replace(uri, redacted_uri(uri))
-    password = urlsplit(uri).password if "@" in uri else None
-    return text.replace(password, "***") if password else text
+    """``text`` with ``uri`` redacted, and every credential it holds (raw or unquoted) as ``***``."""
+    return redact(text.replace(uri, redact_url(uri)), *url_secrets(uri))
 
 
 _storages: dict[str, SharedStorage] = {}

@@ -33,6 +33,7 @@ from airflow_provider_callbell.ratelimit import (
     account_id,
     shared_storage,
 )
+from airflow_provider_callbell.transport.caps import redact_url
 from tests.helpers import BASE_URL, SEND_URL, TOKEN, UUID, Waits, set_connection
 from tests.redis_server import MISSING, RedisServer, free_port
 
@@ -301,9 +302,40 @@ class TestStorageConfiguration:
         assert requests_mock.call_count == 0
 
     def test_a_redis_password_is_never_logged(self):
-        assert ratelimit.redacted_uri("redis://:Redis-Secr3t@redis:6379/1") == "redis://***@redis:6379/1"
-        assert ratelimit.redacted_uri("redis://user:Redis-Secr3t@redis/1") == "redis://***@redis/1"
-        assert ratelimit.redacted_uri("redis://redis:6379/1") == "redis://redis:6379/1"
+        assert redact_url("redis://:Redis-Secr3t@redis:6379/1") == "redis://***@redis:6379/1"
+        assert redact_url("redis://user:Redis-Secr3t@redis/1") == "redis://***@redis/1"
+        assert redact_url("redis://redis:6379/1") == "redis://redis:6379/1"
+
+    def test_a_password_in_the_query_is_redacted_too(self):
+        # redis-py reads ?password= (and limits passes the URI to it as it stands).
+        uri = "redis://redis:6379/1?password=Redis-Secr3t&socket_keepalive=true"
+        assert redact_url(uri) == "redis://redis:6379/1?password=***&socket_keepalive=true"
+        assert (
+            redact_url("rediss://r:6380/0?sentinel_password=Redis-Secr3t")
+            == "rediss://r:6380/0?sentinel_password=***"
+        )
+        assert "Redis-Secr3t" not in ratelimit.redact_uri_in(f"cannot use {uri}", uri)
+
+    @pytest.mark.parametrize(
+        "uri",
+        ["redis://:Redis%40Secr3t@redis:6379/1", "redis://redis:6379/1?password=Redis%40Secr3t"],
+        ids=["userinfo", "query"],
+    )
+    def test_a_quoted_password_is_hidden_in_both_spellings(self, uri):
+        # A library's error may quote the URI as given, or the password as it decoded it.
+        text = f"cannot connect to {uri} with password Redis@Secr3t (Redis%40Secr3t)"
+        redacted = ratelimit.redact_uri_in(text, uri)
+        assert "Secr3t" not in redacted
+        assert "redis:6379/1" in redacted
+
+    def test_the_outage_warning_hides_a_query_password(self, monkeypatch):
+        log = _Log()
+        port = free_port()  # nothing listens there
+        storage = SharedStorage(f"redis://127.0.0.1:{port}/0?password=Redis-Secr3t")
+        assert storage.call(lambda: storage.wait_for_place("acct"), log) is None
+        assert len(log.at("warning")) == 1
+        assert f"redis://127.0.0.1:{port}/0?password=***" in log.at("warning")[0]
+        assert "Redis-Secr3t" not in repr(log.lines)
 
 
 class TestRedis:
