@@ -33,7 +33,7 @@ import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_provider_callbell.bulk import DEFAULT_MAX_RPS, Log
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
@@ -161,7 +161,7 @@ class SharedStorage:
     outage, and asks again after that.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, password: str | None = None) -> None:
         try:
             from limits import RateLimitItemPerSecond
             from limits.errors import ConfigurationError
@@ -172,6 +172,8 @@ class SharedStorage:
                 "needs the limits package and its Redis client: install the provider's [redis] extra "
                 "(pip install 'limits[redis]')"
             ) from None
+        shown = redact_url(uri)  # the URI as given: the password, if any, is merged in below only
+        uri = with_password(uri, password)
         scheme = urlsplit(uri).scheme
         options: dict[str, Any] = {"wrap_exceptions": True}
         if scheme in ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"):
@@ -179,14 +181,12 @@ class SharedStorage:
         try:
             storage = storage_from_string(uri, **options)
         except ConfigurationError as err:  # an unknown scheme, or its client library missing
-            raise _config_error(
-                f"{redact_url(uri)!r} is not usable: {redact_uri_in(str(err), uri)}"
-            ) from None
+            raise _config_error(f"{shown!r} is not usable: {redact_uri_in(str(err), uri)}") from None
         if not isinstance(storage, MovingWindowSupport) or not isinstance(storage, Storage):
             raise _config_error(
-                f"{redact_url(uri)!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
+                f"{shown!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
             )
-        self.uri = redact_url(uri)
+        self.uri = shown
         self._storage: Storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._item = RateLimitItemPerSecond(ACCOUNT_RPS, 1, namespace="callbell")
@@ -256,16 +256,30 @@ def redact_uri_in(text: str, uri: str) -> str:
     return redact(text.replace(uri, redact_url(uri)), *url_secrets(uri))
 
 
-_storages: dict[str, SharedStorage] = {}
+def with_password(uri: str, password: str | None) -> str:
+    """``uri`` with ``password`` (the ``rate_limit_storage_password`` extra) as its userinfo password.
+
+    ``redis://redis:6379/1`` and ``pw`` make ``redis://:pw@redis:6379/1``; a user name in the URI is
+    kept. The password is quoted, so any character is fine. The result is never logged.
+    """
+    if password is None:
+        return uri
+    parts = urlsplit(uri)
+    user, _, host = parts.netloc.rpartition("@")
+    userinfo = f"{user.partition(':')[0]}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+_storages: dict[tuple[str, str | None], SharedStorage] = {}
 _storages_lock = threading.Lock()
 
 
-def shared_storage(uri: str) -> SharedStorage:
-    """The :class:`SharedStorage` of ``uri`` in this process, made on first use."""
+def shared_storage(uri: str, password: str | None = None) -> SharedStorage:
+    """The :class:`SharedStorage` of ``uri`` (and its password) in this process, made on first use."""
     with _storages_lock:
-        storage = _storages.get(uri)
+        storage = _storages.get((uri, password))
         if storage is None:
-            storage = _storages[uri] = SharedStorage(uri)
+            storage = _storages[uri, password] = SharedStorage(uri, password)
         return storage
 
 
@@ -342,7 +356,7 @@ def gate_for(
     """
     if settings.rate_limit_storage is None:
         return RateGate(clock=clock, sleep=sleep)
-    storage = shared_storage(settings.rate_limit_storage)
+    storage = shared_storage(settings.rate_limit_storage, settings.rate_limit_storage_password)
     return SharedRateGate(
         storage, account_id(settings.base_url, settings.token), log=log, clock=clock, sleep=sleep
     )

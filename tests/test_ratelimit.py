@@ -328,6 +328,23 @@ class TestStorageConfiguration:
         assert "Secr3t" not in redacted
         assert "redis:6379/1" in redacted
 
+    @pytest.mark.parametrize(
+        ("uri", "merged"),
+        [
+            ("redis://redis:6379/1", "redis://:p%40ss%2Fw%3Ard@redis:6379/1"),
+            ("redis://user@redis:6379/1", "redis://user:p%40ss%2Fw%3Ard@redis:6379/1"),
+        ],
+    )
+    def test_the_password_extra_is_merged_quoted(self, uri, merged):
+        assert ratelimit.with_password(uri, "p@ss/w:rd") == merged
+        assert ratelimit.with_password(uri, None) == uri
+
+    def test_the_password_extra_is_never_in_an_error(self):
+        with pytest.raises(CallbellConnectionConfigError, match="is not usable") as excinfo:
+            SharedStorage("nosuch://host/0", "Redis@Secr3t")
+        assert "nosuch://host/0" in str(excinfo.value)
+        assert "Secr3t" not in str(excinfo.value)
+
     def test_the_outage_warning_hides_a_query_password(self, monkeypatch):
         log = _Log()
         port = free_port()  # nothing listens there
@@ -431,6 +448,29 @@ class TestRedis:
             CallbellHook().send_message("+31612345678", content={"text": "z"})
             assert [line for line in log.at("info") if "answers again" in line]
             assert len([key for key in server.client().scan_iter() if key.endswith(b"/second")]) == 1
+        finally:
+            server.stop()
+
+    def test_the_password_extra_reaches_redis_and_no_log_line(self, monkeypatch, requests_mock, tmp_path):
+        if shutil.which("redis-server") is None:
+            pytest.skip(MISSING)
+        redis = pytest.importorskip("redis")
+        password = "Redis@Secr3t/:x"  # characters a URI must quote
+        server = RedisServer(tmp_path, password=password)
+        try:
+            log = _Log()
+            monkeypatch.setattr(CallbellHook, "log", log)
+            uri = f"redis://127.0.0.1:{server.port}/0"
+            extra = {"rate_limit_storage": uri, "rate_limit_storage_password": password}
+            set_connection(monkeypatch, extra=extra)
+            requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
+            hook = CallbellHook()
+            hook.send_message("+31612345678", content={"text": "x"})
+            assert hook._gate.storage.uri == uri
+            client = redis.Redis(port=server.port, password=password)
+            assert [key for key in client.scan_iter() if key.endswith(b"/second")]  # it took its place
+            assert not log.at("warning")  # authenticated: the storage answered
+            assert "Secr3t" not in repr(log.lines)
         finally:
             server.stop()
 
