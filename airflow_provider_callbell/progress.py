@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, is_delivery_unknown
 from airflow_provider_callbell.exceptions import CallbellProgressError
+from airflow_provider_callbell.validation import UUID_PATTERN as _UUID  # the one uuid check
 from airflow_provider_callbell.version_compat import Variable
 
 if TYPE_CHECKING:
@@ -85,7 +86,6 @@ _VALUE_BASE_CHARS = 4096 + TEXTS_KEPT_MAX * 70
 #: Per message, at most one range (``[1234567,1234568],``) and one uuid (``"1234567":"<36>",``).
 _VALUE_CHARS_PER_MESSAGE = 100
 _MEMBERS = {"recipients_digest", "total", "sent", "unknown", "uuids", "unknown_since", "unknown_texts"}
-_UUID = re.compile(r"[0-9A-Fa-f-]{32,36}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 
