@@ -32,10 +32,9 @@ import math
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow_provider_callbell.bulk import DEFAULT_MAX_RPS, Log
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
 from airflow_provider_callbell.transport.caps import redact, redact_url, url_secrets
 from airflow_provider_callbell.validation import check_max_rps
@@ -47,6 +46,9 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.connection import CallbellSettings
 
+#: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter. A
+#: bulk send's default ``max_rps``, and the size of the shared window.
+DEFAULT_MAX_RPS = 285.0
 #: The shared window's size: requests per second of one account, across every process. 95% of
 #: Callbell's 300 (as a bulk send's default ``max_rps``) leaves room for the time between taking a
 #: place here and reaching Callbell, which counts arrivals.
@@ -60,6 +62,16 @@ STORAGE_TIMEOUT = 2.0
 #: becomes a stream of round trips (a redis TTL is read in whole seconds).
 _MIN_WAIT = 0.001
 _PAUSE_POLL = 0.05
+
+
+class Log(Protocol):
+    """The logger methods a gate and a bulk send use (Airflow's and the standard library's loggers fit)."""
+
+    def debug(self, msg: str, /, *args: Any) -> Any: ...
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class RateGate:

@@ -5,6 +5,7 @@ redis-server with hooks in two processes sending to the sandbox.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -353,6 +354,16 @@ class TestStorageConfiguration:
         assert len(log.at("warning")) == 1
         assert f"redis://127.0.0.1:{port}/0?password=***" in log.at("warning")[0]
         assert "Redis-Secr3t" not in repr(log.lines)
+
+
+def test_the_gate_does_not_import_the_bulk_send():
+    """The rate belongs to the gate: bulk.py imports it from here (and still offers its old names)."""
+    tree = ast.parse((ROOT / "airflow_provider_callbell" / "ratelimit.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "airflow_provider_callbell.bulk" not in imported
+    from airflow_provider_callbell import bulk
+
+    assert (bulk.DEFAULT_MAX_RPS, bulk.Log) == (ratelimit.DEFAULT_MAX_RPS, ratelimit.Log)
 
 
 class TestRedis:
