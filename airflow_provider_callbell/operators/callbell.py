@@ -296,11 +296,13 @@ class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
     ``None``), to keep Airflow's database small.
 
     A retry does not send again what an earlier try of the same task instance sent: progress is kept
-    in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` in batches,
-    and deleted when the task succeeds (see :mod:`airflow_provider_callbell.progress`). A message that
-    failed is sent again by the retry. A message whose delivery is unknown (a ``500``, or no answer
-    after it was sent: it may have gone out) is counted apart as ``unknown``, fails the task too, and
-    is not sent again by a retry unless the connection's ``delivery`` extra is ``"at_least_once"``.
+    in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>``, each block
+    of messages claimed there before any of it is sent, and deleted when the task succeeds (see
+    :mod:`airflow_provider_callbell.progress`). A message that failed is sent again by the retry. A
+    message whose delivery is unknown (a ``500``, no answer after it was sent, or claimed by a try
+    whose worker was killed before it recorded the answer: it may have gone out) is counted apart as
+    ``unknown``, fails the task too, and is not sent again by a retry unless the connection's
+    ``delivery`` extra is ``"at_least_once"``.
 
     Bigger audiences: split them into chunks and map this operator over them in a pool, with each
     task's ``max_rps`` set to the account's limit divided by the pool's slots (see the README).
