@@ -239,6 +239,15 @@ class TestRateLimitStorage:
         ):
             settings({"rate_limit_storage": value})
 
+    def test_airflow_masks_the_password_extra_and_not_the_uri(self):
+        from tests.compat import redact
+
+        extras = {"rate_limit_storage": "redis://redis:6379/1", "rate_limit_storage_password": "Redis-Secr3t"}
+        assert redact(extras) == {
+            "rate_limit_storage": "redis://redis:6379/1",
+            "rate_limit_storage_password": "***",
+        }
+
     def test_the_password_extra_is_kept_apart_and_out_of_the_repr(self):
         made = settings(
             {"rate_limit_storage": "redis://redis:6379/1", "rate_limit_storage_password": "Redis-Secr3t"}
