@@ -29,6 +29,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellValidationError
+from airflow_provider_callbell.ratelimit import DEFAULT_MAX_RPS as DEFAULT_MAX_RPS
+from airflow_provider_callbell.ratelimit import Log as Log  # noqa: TC001  (defined with the gate; kept importable)
 
 if TYPE_CHECKING:
     import threading
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.validation import SendMessagePayload
 
-#: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter.
-DEFAULT_MAX_RPS = 285.0
 #: The most worker threads of one bulk send; the session's connection pool is sized for it.
 MAX_WORKERS = 64
 #: Workers by default: enough that answers taking up to :data:`LATENCY_BUDGET` seconds do not slow the
@@ -51,16 +51,6 @@ SPOOL_MEMORY_BYTES = 1 << 20
 INVALID_LISTED = 10
 #: How often a running bulk send logs its progress at INFO.
 PROGRESS_LOG_SECONDS = 10.0
-
-
-class Log(Protocol):
-    """The logger methods a bulk send uses (Airflow's and the standard library's loggers fit)."""
-
-    def debug(self, msg: str, /, *args: Any) -> Any: ...
-
-    def info(self, msg: str, /, *args: Any) -> Any: ...
-
-    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class BulkProgress(Protocol):

@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, is_delivery_unknown
 from airflow_provider_callbell.exceptions import CallbellProgressError
+from airflow_provider_callbell.validation import UUID_PATTERN as _UUID  # the one uuid check
 from airflow_provider_callbell.version_compat import Variable
 
 if TYPE_CHECKING:
@@ -127,7 +128,6 @@ _MEMBERS = {
     "unknown_since",
     "unknown_texts",
 }
-_UUID = re.compile(r"[0-9A-Fa-f-]{32,36}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 

@@ -183,8 +183,7 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_callbell.bulk import failure_record, recipients_digest
-        from airflow_provider_callbell.exceptions import CallbellAPIError
+        from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, recipients_digest
         from airflow_provider_callbell.progress import VariableProgress, text_digest
 
         fields = {name: getattr(self, name) for name in MESSAGE_FIELDS}
@@ -200,13 +199,15 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         started = time.time()
         try:
             message = hook.send_message(**fields)
-        except CallbellAPIError as err:
-            if err.maybe_acted_on:  # remember it, so that a retry looks for it before sending again
+        except BaseException as err:
+            # A timeout of the task, a SIGTERM or a Ctrl-C may stop the send after the request left:
+            # remember it, so that a retry looks for it before sending again.
+            if _may_have_gone_out(err):
                 text = _text_of(payload)
                 progress.record_attempt(
                     started, None if text is None else text_digest(text, hook._settings.token)
                 )
-                progress.record(0, failure_record(err, payload))
+                progress.record(0, {DELIVERY_UNKNOWN: True})
                 progress.flush()
             raise
         return self._done(context, progress, message)
@@ -253,6 +254,20 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
             "task, or set the connection's delivery extra to 'at_least_once'.",
             key=progress.key,
         )
+
+
+def _may_have_gone_out(error: BaseException) -> bool:
+    """Whether a send that raised ``error`` may have reached Callbell, so that a retry must look first.
+
+    Only a :class:`CallbellError` proves that nothing left: bad input or configuration (raised before
+    any request), or an answer that says Callbell did not act (``maybe_acted_on`` false). Anything
+    else (a task timeout, a SIGTERM, a ``KeyboardInterrupt``, a bug) may have struck mid-request.
+    """
+    from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError
+
+    if isinstance(error, CallbellAPIError):
+        return error.maybe_acted_on
+    return not isinstance(error, CallbellError)
 
 
 class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
