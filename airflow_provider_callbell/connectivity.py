@@ -21,7 +21,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from airflow_provider_callbell.exceptions import CallbellConnectError, CallbellError, CallbellNoAnswerError
+from airflow_provider_callbell.exceptions import (
+    AirflowAPIError,
+    CallbellConnectError,
+    CallbellError,
+    CallbellNoAnswerError,
+)
 
 #: A wait that never connected fails after at least this many failed tries ...
 NEVER_CONNECTED_TRIES = 3
@@ -65,9 +70,11 @@ class ConnectWatch:
 
         Only a :class:`~airflow_provider_callbell.exceptions.CallbellConnectError` counts as a failure
         to connect; any other :class:`~airflow_provider_callbell.exceptions.CallbellError` but a missing
-        answer means that something answered.
+        answer means that something answered. An
+        :class:`~airflow_provider_callbell.exceptions.AirflowAPIError` (a subclass, from the HITL
+        bridge's other server) says nothing about Callbell: it counts neither way.
         """
-        if self.connected:
+        if self.connected or isinstance(error, AirflowAPIError):
             return None
         if error is None or (
             isinstance(error, CallbellError) and not isinstance(error, CallbellNoAnswerError)

@@ -23,8 +23,9 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellValidationError
 from airflow_provider_callbell.replies import (
@@ -35,6 +36,7 @@ from airflow_provider_callbell.replies import (
     conversation_message,
     log_check,
     normalize_reply,
+    parse_created_at,
 )
 from airflow_provider_callbell.validation import TEXT_MAX_CHARS
 
@@ -62,6 +64,11 @@ _REJECT_WORDS = ("no", "n", "reject", "rejected")
 _SEPARATOR = re.compile(r"\s*(?:[,;&+]|\band\b)\s*")
 #: How many options a reprompt lists before it says "…".
 _MAX_LISTED = 20
+#: A HITL question's "Respond in Airflow" link, as Airflow builds it (``HITLOperator.generate_link_to_ui``):
+#: ``{base_url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/required_actions?...map_index=N``.
+_REQUIRED_ACTIONS_LINK = re.compile(
+    r"(?P<path>/dags/\S+?/tasks/[^/\s]+/required_actions)(?:\?(?P<query>\S*))?"
+)
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,9 @@ class HITLWait:
     :param waiting_since: Unix time the HITL task was first seen waiting (``None``: not seen yet).
     :param reprompted: number -> how many of its wrong answers (oldest first) were reprompted: the
         bridge's own record, which holds while the conversation does not list the reprompt yet.
+    :param connected: Callbell answered once in this wait (this poll or an earlier run's): a later
+        failure to connect is an outage that passes, not a wrong base URL (see
+        :mod:`~airflow_provider_callbell.connectivity`).
     """
 
     dag_id: str
@@ -252,6 +262,7 @@ class HITLWait:
     contact_uuids: dict[str, str] = field(default_factory=dict)
     waiting_since: float | None = None
     reprompted: dict[str, int] = field(default_factory=dict)
+    connected: bool = False
     clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
     _logged: dict[str, ReplyCheck] = field(default_factory=dict, repr=False, compare=False)
 
@@ -303,7 +314,8 @@ class HITLWait:
         """
         replies = [(number, check.reply) for number, check in checks.items() if check.reply is not None]
         if replies:
-            number, reply = min(replies, key=lambda item: str(item[1].get("createdAt") or ""))
+            # Times compared as times: "12:00:09+02:00" is earlier than "11:00:05Z".
+            number, reply = min(replies, key=lambda item: _reply_time(item[1]))
             chosen = HITLAnswerRule.for_request(request).chosen(reply.get("text"))
             event = {"event": "reply", "number": number, "reply": reply, "chosen_options": chosen}
             if self.waiting_since is None:
@@ -345,6 +357,7 @@ class HITLWait:
         for number in self.numbers:
             if number not in self.contact_uuids:
                 contact = callbell.get_contact_by_phone(number, self.channel_uuid)
+                self.connected = True
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
@@ -353,6 +366,7 @@ class HITLWait:
                 self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
             ):
                 scan.feed(conversation_message(message))  # cut down as read: one page held at a time
+            self.connected = True
             checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":
@@ -375,6 +389,7 @@ class HITLWait:
         for number in self.numbers:
             if number not in self.contact_uuids:
                 contact = await callbell.aget_contact_by_phone(number, self.channel_uuid)
+                self.connected = True
                 if contact is None:
                     continue
                 self.contact_uuids[number] = contact["uuid"]
@@ -383,6 +398,7 @@ class HITLWait:
                 self.contact_uuids[number], since=request.created_at, max_pages=MAX_PAGES_PER_POLL
             ):
                 scan.feed(conversation_message(message))
+            self.connected = True
             checks[number] = self._log(scan.result(), number, log)
         event, pause = self.decide(request, checks)
         if event is None or event["event"] != "reply":
@@ -400,12 +416,78 @@ class HITLWait:
     def _ti(self) -> tuple[str, str, str, int]:
         return self.dag_id, self.run_id, self.task_id, self.map_index
 
-    def _scan(self, request: HITLRequestView, number: str) -> ReplyScan:
-        """The reply sensor's fold over a conversation, with the request's options as the rule."""
-        return ReplyScan(HITLAnswerRule.for_request(request), None, self.reprompted.get(number, 0))
+    def _scan(self, request: HITLRequestView, number: str) -> QuestionWindowScan:
+        """The reply sensor's fold over a conversation, with the request's options as the rule, cut
+        at the next question to the same phone."""
+        return QuestionWindowScan(
+            HITLAnswerRule.for_request(request), self._ti, request.created_at, self.reprompted.get(number, 0)
+        )
 
     def _log(self, check: ReplyCheck, number: str, log: Any) -> ReplyCheck:
         if self._logged.get(number) != check:  # one log line per change, not per poll
             log_check(log, check, number, None)
             self._logged[number] = check
         return check
+
+
+def _reply_time(reply: Mapping[str, Any]) -> datetime:
+    """When a reply was sent; an unreadable time sorts last (a scan never accepts one anyway)."""
+    return parse_created_at(reply.get("createdAt")) or datetime.max.replace(tzinfo=timezone.utc)
+
+
+def asks_for(text: str | None) -> tuple[str, int] | None:
+    """The task instance a HITL question's text asks for: its "Respond in Airflow" link's path
+    (``/dags/.../runs/.../tasks/.../required_actions``) and map index; ``None`` if it carries no such link."""
+    found = _REQUIRED_ACTIONS_LINK.search(text or "")
+    if found is None:
+        return None
+    index = parse_qs(found.group("query") or "").get("map_index", ["-1"])[0]
+    try:
+        return found.group("path"), int(index)
+    except ValueError:
+        return found.group("path"), -1
+
+
+class QuestionWindowScan:
+    """:class:`~airflow_provider_callbell.replies.ReplyScan` over one question's window of a conversation.
+
+    Several HITL tasks may ask the same phone at once (two runs of a DAG, two approvals): a reply
+    answers the latest question before it. Questions are told apart by their "Respond in Airflow"
+    link (DAG, run, task and map index). Reading newest first:
+
+    - an outgoing message after the request was made that asks for another task instance closes
+      this request's window: everything newer, read so far, answers that newer question, and the
+      scan starts again from there;
+    - this request's own question opens the window: nothing older answers it.
+
+    Replies in between (and newer than the request) are ours.
+    """
+
+    def __init__(
+        self, rule: ReplyRule, ti: tuple[str, str, str, int], after: datetime, reprompted: int = 0
+    ) -> None:
+        dag_id, run_id, task_id, map_index = ti
+        self._own = (f"/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/required_actions", map_index)
+        self._rule, self._after, self._reprompted = rule, after, reprompted
+        self._scan = ReplyScan(rule, None, reprompted)
+        self._opened = False
+
+    def feed(self, message: Mapping[str, Any]) -> None:
+        """Take the next message, older than every one fed before."""
+        if self._opened:
+            return  # older than this request's own question: it answers an earlier one
+        if message.get("status") == "sent":
+            text = message.get("text")
+            asked = asks_for(text if isinstance(text, str) else None)
+            if asked == self._own:
+                self._opened = True
+                return
+            created = parse_created_at(message.get("createdAt"))
+            if asked is not None and created is not None and created > self._after:
+                self._scan = ReplyScan(self._rule, None, self._reprompted)  # a newer question's replies
+                return
+        self._scan.feed(message)
+
+    def result(self) -> ReplyCheck:
+        """What the window read so far says."""
+        return self._scan.result()

@@ -26,6 +26,8 @@ _RELEASE = Version(AIRFLOW_VERSION).release  # (3, 1, 0) for 3.1.0, 3.1.0rc1 and
 AIRFLOW_V_3_0_PLUS: bool = _RELEASE >= (3, 0)
 AIRFLOW_V_3_1_PLUS: bool = _RELEASE >= (3, 1)
 AIRFLOW_V_3_2_PLUS: bool = _RELEASE >= (3, 2)
+#: Airflow 3.3 gave tasks ``context["task_state_store"]``: what a rescheduled sensor keeps between pokes.
+AIRFLOW_V_3_3_PLUS: bool = _RELEASE >= (3, 3)
 
 # Task SDK since 3.0.
 if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
@@ -116,6 +118,27 @@ def mask_secrets(text: str) -> str:
     return masked if isinstance(masked, str) else str(masked)
 
 
+def mask_secret(secret: str) -> None:
+    """Register ``secret`` with Airflow's secrets masker, so that no log line shows it (public API on
+    both lines: the task SDK's ``airflow.sdk.log``, Airflow 2's ``airflow.utils.log.secrets_masker``)."""
+    if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.log import mask_secret as register
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret as register
+    register(secret)
+
+
+async def amask_secret(secret: str) -> None:
+    """:func:`mask_secret` from a coroutine (a trigger): the task SDK's async form, which does not block
+    on the supervisor's channel from inside the event loop."""
+    if TYPE_CHECKING or AIRFLOW_V_3_0_PLUS:
+        from airflow.sdk.log import amask_secret as register
+
+        await register(secret)
+    else:
+        mask_secret(secret)
+
+
 def first_reschedule_date(context: Any, retries: int) -> Any:
     """When a sensor in reschedule mode first started this try, or ``None`` before its first reschedule.
 
@@ -141,6 +164,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
     "AirflowFailException",
     "AirflowNotFoundException",
@@ -156,7 +180,9 @@ __all__ = [
     "TriggerEvent",
     "Variable",
     "aget_connection",
+    "amask_secret",
     "conf",
     "first_reschedule_date",
+    "mask_secret",
     "mask_secrets",
 ]

@@ -17,6 +17,7 @@ from airflow_provider_callbell.connectivity import (
     ConnectWatch,
 )
 from airflow_provider_callbell.exceptions import (
+    AirflowAPIError,
     CallbellConnectError,
     CallbellNoAnswerError,
     CallbellServerError,
@@ -115,6 +116,23 @@ class TestGrace:
             assert watch.saw(CallbellTimeoutError("slow"), now=n * NEVER_CONNECTED_SECONDS) is None
             assert watch.saw(CallbellNoAnswerError("reset"), now=n * NEVER_CONNECTED_SECONDS) is None
         assert (watch.connected, watch.failures) == (False, 0)
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            AirflowAPIError("refused", status_code=403),
+            AirflowAPIError("Airflow's API server did not answer"),
+        ],
+        ids=["airflow-answered", "airflow-down"],
+    )
+    def test_an_airflow_api_error_says_nothing_about_callbell(self, error: AirflowAPIError) -> None:
+        """The HITL bridge's trigger polls Airflow too; Airflow answering is not Callbell answering."""
+        watch = ConnectWatch()
+        watch.saw(refused(), now=0.0)
+        assert watch.saw(error, now=1.0) is None
+        assert (watch.connected, watch.failures) == (False, 1)
+        watch.saw(refused(), now=2.0)
+        assert watch.saw(refused(), now=NEVER_CONNECTED_SECONDS) is not None  # still never connected
 
     @pytest.mark.parametrize(
         "state",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 import pytest
@@ -278,6 +278,20 @@ class TestSettleWindow:
         assert (event["number"], event["chosen_options"]) == (other, ["Approve"])
 
 
+def test_the_earliest_reply_is_found_by_time_not_by_text() -> None:
+    """Two offsets: 13:00:09+02:00 is 11:00:09Z, earlier than 12:00:05Z though it sorts later as text."""
+    wait = HITLWait(
+        "dag", "run", "approve", -1, (PHONE, "+31687654321"), {}, "task 'bridge'", settle_seconds=0
+    )
+    _, view = wait.read_request(detail())
+    assert view is not None
+    utc = ReplyCheck(reply={"text": "no", "createdAt": "2026-12-03T12:00:05Z"})
+    plus_two = ReplyCheck(reply={"text": "yes", "createdAt": "2026-12-03T13:00:09+02:00"})
+    event, _ = wait.decide(view, {PHONE: utc, "+31687654321": plus_two})
+    assert event is not None
+    assert (event["number"], event["chosen_options"]) == ("+31687654321", ["Approve"])
+
+
 class FakeHooks:
     """The two hooks' sync methods a poll calls, answered from plain data."""
 
@@ -319,3 +333,67 @@ class TestRepromptRecord:
         hooks = FakeHooks([{"status": "received", "text": "yes", "createdAt": "not a time"}])
         wait = HITLWait("dag", "run", "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=0)
         assert wait.poll(hooks, hooks, mock.Mock()) is None  # type: ignore[arg-type]
+
+
+def question(run_id: str, at: str, task_id: str = "approve", map_index: int = -1) -> dict[str, Any]:
+    """The notifier's HITL message, with its "Respond in Airflow" link, as Callbell lists it."""
+    return {
+        "status": "sent",
+        "uuid": f"q-{run_id}",
+        "createdAt": at,
+        "text": f"🙋 DAG dag: task {task_id} needs your input (run {run_id})\nPublish?\n"
+        f"Options: Approve, Reject\nRespond in Airflow: http://127.0.0.1:8080/dags/dag/runs/{run_id}"
+        f"/tasks/{task_id}/required_actions?map_index={map_index}",
+    }
+
+
+class SinceHooks(FakeHooks):
+    """FakeHooks whose conversation read stops before ``since``, as the Callbell hook's does."""
+
+    def __init__(self, conversation: list[dict[str, Any]], created_at: str) -> None:
+        super().__init__(conversation)
+        self.detail = {**self.detail, "created_at": created_at}
+
+    def list_contact_messages(self, contact_uuid: str, **kwargs: Any) -> list[dict[str, Any]]:
+        since = kwargs["since"]
+        return [m for m in self.conversation if datetime.fromisoformat(m["createdAt"]) >= since]
+
+
+class TestTwoQuestionsToOnePhone:
+    """Two open requests to one phone: a reply answers the latest question before it."""
+
+    CONVERSATION: ClassVar[list[dict[str, Any]]] = [  # newest first
+        {"status": "received", "text": "yes", "createdAt": "2026-12-03T12:05:30+00:00"},
+        question("run2", "2026-12-03T12:05:01+00:00"),
+        question("run1", "2026-12-03T12:00:01+00:00"),
+    ]
+
+    def poll(self, run_id: str, created_at: str, conversation: list[dict[str, Any]]) -> Any:
+        hooks = SinceHooks(conversation, created_at)
+        wait = HITLWait("dag", run_id, "approve", -1, (PHONE,), {}, "task 'bridge'", settle_seconds=0)
+        return wait.poll(hooks, hooks, mock.Mock())  # type: ignore[arg-type]
+
+    def test_one_yes_after_the_second_question_answers_only_the_second(self) -> None:
+        assert self.poll("run1", "2026-12-03T12:00:00+00:00", self.CONVERSATION) is None
+        second = self.poll("run2", "2026-12-03T12:05:00+00:00", self.CONVERSATION)
+        assert second is not None
+        assert (second["event"], second["chosen_options"]) == ("reply", ["Approve"])
+
+    def test_a_reply_between_the_questions_answers_the_first(self) -> None:
+        conversation = [
+            question("run2", "2026-12-03T12:05:01+00:00"),
+            {"status": "received", "text": "no", "createdAt": "2026-12-03T12:04:00+00:00"},
+            question("run1", "2026-12-03T12:00:01+00:00"),
+        ]
+        first = self.poll("run1", "2026-12-03T12:00:00+00:00", conversation)
+        assert first is not None
+        assert first["chosen_options"] == ["Reject"]
+        assert self.poll("run2", "2026-12-03T12:05:00+00:00", conversation) is None
+
+    def test_another_map_index_is_another_question(self) -> None:
+        conversation = [
+            {"status": "received", "text": "yes", "createdAt": "2026-12-03T12:05:30+00:00"},
+            question("run1", "2026-12-03T12:05:01+00:00", map_index=1),
+            question("run1", "2026-12-03T12:00:01+00:00"),
+        ]
+        assert self.poll("run1", "2026-12-03T12:00:00+00:00", conversation) is None

@@ -4,7 +4,7 @@
 user's login and password), fetches a token from ``POST /auth/token`` when it first needs one and
 keeps it in memory only (never in a trigger's kwargs, an XCom or a log line), and calls the public
 ``/api/v2`` endpoints. It follows the Callbell transport's rules: plain http only to a loopback host
-(or where the connection's ``allow_http`` extra says so), no redirects, every attempt within the
+(or where the connection's ``allow_plain_http`` extra says so), no redirects, every attempt within the
 connect plus read timeout, answers capped at a megabyte, every server text redacted of the password
 and the token before an error keeps it. Nothing is retried here: the operator and its trigger poll
 again at their own pace and decide with
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow_provider_callbell.connection import env_var, is_loopback, netloc, timeouts
+from airflow_provider_callbell.connection import _flag, env_var, is_loopback, netloc, timeouts
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellConnectionConfigError
 from airflow_provider_callbell.transport.caps import (
     ACCEPT_ENCODING,
@@ -30,7 +31,13 @@ from airflow_provider_callbell.transport.caps import (
     join_capped,
     redact,
 )
-from airflow_provider_callbell.version_compat import AirflowNotFoundException, BaseHook, aget_connection
+from airflow_provider_callbell.version_compat import (
+    AirflowNotFoundException,
+    BaseHook,
+    aget_connection,
+    amask_secret,
+    mask_secret,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
 
 #: The connection the HITL bridge reads when it is given no ``airflow_api_conn_id``.
 DEFAULT_AIRFLOW_API_CONN_ID = "airflow_api"
+#: What a token from ``POST /auth/token`` may hold: a JWT's characters (base64url, and base64's ``+/=``).
+_JWT_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _EXAMPLE = "http://127.0.0.1:8080"
 
 
@@ -53,6 +62,7 @@ class AirflowAPISettings:
     username: str
     password: str = field(repr=False)
     timeout: tuple[float, float]
+    allow_plain_http: bool = False
 
     @property
     def budget(self) -> float:
@@ -67,13 +77,33 @@ class AirflowAPISettings:
                 f"Connection {conn_id!r} needs the login and password of the Airflow user that answers "
                 f"Human-in-the-loop requests; {how_to_define(conn_id)}"
             )
-        allow_http = str(extras.get("allow_http", "")).strip().lower() in ("true", "1", "yes")
         try:
+            # Strict, as the Callbell connection's: junk is an error, never a silent "false" (or "true").
+            allow_plain_http = _flag("allow_plain_http", extras.get("allow_plain_http", False))
             timeout = timeouts(None, {k: v for k, v in extras.items() if v not in ("", None)})
         except CallbellConnectionConfigError as err:
             raise CallbellConnectionConfigError(f"Connection {conn_id!r}: {err}") from None
         return cls(
-            api_base_url(conn_id, conn.host, conn.port, conn.schema, allow_http), username, password, timeout
+            api_base_url(conn_id, conn.host, conn.port, conn.schema, allow_plain_http),
+            username,
+            password,
+            timeout,
+            allow_plain_http,
+        )
+
+    def warn_if_plain_http(self, conn_id: str, log: Any) -> None:
+        """The Callbell hook's warning, for this connection: ``allow_plain_http`` is for trusted networks only."""
+        if not self.allow_plain_http:
+            return
+        parts = urlsplit(self.base_url)
+        plain = parts.scheme == "http" and not is_loopback(parts.hostname or "")
+        log.warning(
+            "Airflow API connection %r allows plain http (extra allow_plain_http): %s; use it only on a "
+            "trusted network",
+            conn_id,
+            f"the Airflow password and token travel unencrypted to {self.base_url}"
+            if plain
+            else f"unused with {self.base_url}",
         )
 
 
@@ -88,13 +118,13 @@ def how_to_define(conn_id: str) -> str:
 
 
 def api_base_url(
-    conn_id: str, host: str | None, port: int | None, schema: str | None, allow_http: bool
+    conn_id: str, host: str | None, port: int | None, schema: str | None, allow_plain_http: bool
 ) -> str:
     """The API server's base URL (scheme, host, port, optional path prefix), checked as safe to send a password to.
 
     The host may be a whole URL (``http://127.0.0.1:8080``) or a bare name completed by the port and
     by ``schema`` when it is ``http``/``https``; without a scheme a loopback host means http and any
-    other https. Plain http to another host is refused unless the extra ``allow_http`` is true (a
+    other https. Plain http to another host is refused unless the extra ``allow_plain_http`` is true (a
     private network the operator trusts), because the password and the token would travel in clear.
     """
 
@@ -123,10 +153,10 @@ def api_base_url(
         scheme = schema.lower()
     host_port = port or host_port
     scheme = scheme or ("http" if is_loopback(hostname) else "https")
-    if scheme == "http" and not is_loopback(hostname) and not allow_http:
+    if scheme == "http" and not is_loopback(hostname) and not allow_plain_http:
         raise refuse(
             f"the host {given!r} uses plain http, which would send the Airflow password and token "
-            "unencrypted; use https, or set the extra allow_http to true for a network you trust"
+            "unencrypted; use https, or set the extra allow_plain_http to true for a network you trust"
         )
     return urlunsplit((scheme, netloc(hostname, host_port), path, "", ""))
 
@@ -167,7 +197,9 @@ class AirflowAPIHook(BaseHook):
             conn = self.get_connection(self.airflow_api_conn_id)
         except AirflowNotFoundException:
             raise self._missing() from None
-        return AirflowAPISettings.from_connection(self.airflow_api_conn_id, conn, conn.extra_dejson)
+        settings = AirflowAPISettings.from_connection(self.airflow_api_conn_id, conn, conn.extra_dejson)
+        settings.warn_if_plain_http(self.airflow_api_conn_id, self.log)
+        return settings
 
     async def asettings(self) -> AirflowAPISettings:
         """:attr:`settings` read without blocking the event loop (in a trigger)."""
@@ -176,9 +208,9 @@ class AirflowAPIHook(BaseHook):
                 conn, extras = await aget_connection(self, self.airflow_api_conn_id)
             except AirflowNotFoundException:
                 raise self._missing() from None
-            self.__dict__["settings"] = AirflowAPISettings.from_connection(
-                self.airflow_api_conn_id, conn, extras
-            )
+            settings = AirflowAPISettings.from_connection(self.airflow_api_conn_id, conn, extras)
+            settings.warn_if_plain_http(self.airflow_api_conn_id, self.log)
+            self.__dict__["settings"] = settings
         return self.settings
 
     def _missing(self) -> CallbellConnectionConfigError:
@@ -280,6 +312,7 @@ class AirflowAPIHook(BaseHook):
         for attempt in (1, 2):
             if self._token is None:
                 self._token = _token_of(self._send("POST", "/auth/token", json=self._login()), self.settings)
+                mask_secret(self._token)  # no log line shows it, Airflow's own included
             try:
                 return self._send(method, path, json=json, token=self._token)
             except AirflowAPIError as err:
@@ -295,6 +328,7 @@ class AirflowAPIHook(BaseHook):
                 self._token = _token_of(
                     await self._asend("POST", "/auth/token", json=self._login()), settings
                 )
+                await amask_secret(self._token)
             try:
                 return await self._asend(method, path, json=json, token=self._token)
             except AirflowAPIError as err:
@@ -407,7 +441,13 @@ def _no_answer(
 
 
 def _decode(endpoint: str, status: int, body: bytes, settings: AirflowAPISettings, token: str | None) -> Any:
-    text = redact(body.decode("utf-8", errors="replace"), settings.password, token)
+    # No body is kept from /auth/token: FastAPI's 422 echoes the login JSON-escaped, and a password
+    # holding '"', '\\' or non-ASCII would escape a plain replace.
+    text = (
+        ""
+        if endpoint.endswith("/auth/token")
+        else redact(body.decode("utf-8", errors="replace"), settings.password, token)
+    )
     if not 200 <= status < 300:
         raise AirflowAPIError(
             _reason(status, endpoint, settings), status_code=status, endpoint=endpoint, body=text
@@ -440,10 +480,21 @@ def _reason(status: int, endpoint: str, settings: AirflowAPISettings) -> str:
 
 
 def _token_of(answer: Any, settings: AirflowAPISettings) -> str:
+    """The token of ``POST /auth/token``'s answer, checked before it is sent anywhere or masked.
+
+    Only a JWT's characters: anything else (a header injection, a token that masking could not
+    find again) is refused with an error that does not quote it.
+    """
     token = answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(token, str) or not token:
         raise AirflowAPIError(
             "POST /auth/token answered without an access_token", endpoint="POST /auth/token"
+        )
+    if _JWT_CHARS.fullmatch(token) is None:
+        raise AirflowAPIError(
+            "POST /auth/token answered with an access_token that is not a JWT (characters other than "
+            "A-Z a-z 0-9 . _ ~ + / = -); it is not used",
+            endpoint="POST /auth/token",
         )
     return token
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.hitl import DEFAULT_SETTLE_SECONDS
@@ -15,6 +16,7 @@ from airflow_provider_callbell.hooks.airflow_api import DEFAULT_AIRFLOW_API_CONN
 from airflow_provider_callbell.mixins import DEFAULT_CONN_ID, CallbellHookMixin
 from airflow_provider_callbell.version_compat import (
     AIRFLOW_V_3_1_PLUS,
+    AIRFLOW_V_3_3_PLUS,
     AIRFLOW_VERSION,
     AirflowSensorTimeout,
     BaseSensorOperator,
@@ -27,6 +29,9 @@ if not AIRFLOW_V_3_1_PLUS:
         f"Airflow 3.1); this is Airflow {AIRFLOW_VERSION}"
     )
 
+#: The key under which a rescheduled bridge keeps its wait (:meth:`HITLWait.state`) in the task state store.
+WAIT_KEY = "callbell_hitl_wait"
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.hitl import HITLWait
     from airflow_provider_callbell.hooks.airflow_api import AirflowAPIHook
+    from airflow_provider_callbell.sensors.callbell import _PokeMemory
 
 
 class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
@@ -87,6 +93,12 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
     :param poke_interval: seconds between two looks at the request and the conversations (in every
         mode; the trigger polls at this interval too).
     :param deferrable: wait in the triggerer (the default) instead of a worker slot.
+
+    In ``mode="reschedule"`` each poke is a new process: the wait (reprompts sent, since when the
+    HITL task waits, the contacts found) is kept in Airflow's task state store
+    (``context["task_state_store"]``, Airflow 3.3+). Airflow 3.1 and 3.2 have none, so there
+    ``mode="reschedule"`` is refused when the DAG is parsed: a wrong answer would be reprompted at
+    every poke and the settle window would never end.
     """
 
     template_fields: Sequence[str] = ("to", "user_ids")
@@ -111,10 +123,16 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
         from airflow_provider_callbell.validation import is_templated, raised_for
 
         with raised_for(f"task {self.task_id!r}"):
-            if not isinstance(hitl_task_id, str) or not hitl_task_id:
-                from airflow_provider_callbell.exceptions import CallbellValidationError
+            from airflow_provider_callbell.exceptions import CallbellValidationError
 
+            if not isinstance(hitl_task_id, str) or not hitl_task_id:
                 raise CallbellValidationError(f"hitl_task_id must be a task id, got {hitl_task_id!r}")
+            if self.mode == "reschedule" and not AIRFLOW_V_3_3_PLUS:
+                raise CallbellValidationError(
+                    f"mode='reschedule' needs Airflow 3.3 or later (its task state store keeps the wait "
+                    f"between pokes); this is Airflow {AIRFLOW_VERSION}: use the default (deferrable) "
+                    "or mode='poke'"
+                )
             if not is_templated(to):
                 _numbers(to)
             if user_ids is not None and not is_templated(user_ids):
@@ -143,6 +161,7 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
     def _make_wait(self, context: Context, state: Mapping[str, Any] | None = None) -> HITLWait:
         from airflow_provider_callbell.hitl import HITLWait
 
+        state = state if isinstance(state, dict) else None  # an unreadable store: a fresh wait
         ti = context["ti"]
         own_index = getattr(ti, "map_index", -1)
         return HITLWait(
@@ -158,12 +177,14 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
             contact_uuids=dict((state or {}).get("contact_uuids") or {}),
             waiting_since=(state or {}).get("waiting_since"),
             reprompted=dict((state or {}).get("reprompted") or {}),
+            connected=(state or {}).get("connected") is True,
         )
 
     def execute(self, context: Context) -> Any:
         from airflow_provider_callbell.exceptions import AirflowAPIError
 
-        wait = self._wait = self._make_wait(context)
+        # A rescheduled poke runs execute() again, in a new process: the wait so far is in the store.
+        wait = self._wait = self._make_wait(context, self._memory.recall(self, context, WAIT_KEY))
         # Read the request now: a phone outside assigned_users fails here, before any wait.
         try:
             ended, _ = wait.read_request(self.api.get_hitl_detail(*_ti(wait)))
@@ -196,6 +217,7 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 callbell_conn_id=self.callbell_conn_id,
                 airflow_api_conn_id=self.airflow_api_conn_id,
+                connected=wait.connected,
                 **wait.state(),
             ),
             method_name="execute_complete",
@@ -205,18 +227,30 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue | bool:
         from airflow_provider_callbell.exceptions import CallbellAPIError
 
-        wait = self._wait = self._wait or self._make_wait(context)
+        wait = self._wait = self._wait or self._make_wait(
+            context, self._memory.recall(self, context, WAIT_KEY)
+        )
         try:
-            event = wait.poll(self.api, self.hook, self.log)
-        except CallbellAPIError as err:
-            if not err.is_transient:
-                raise
-            self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
-            return False
-        if event is None:
-            return False
-        result = self._finish(wait, event)
-        return False if result is None else PokeReturnValue(is_done=True, xcom_value=result)
+            try:
+                event = wait.poll(self.api, self.hook, self.log)
+            except CallbellAPIError as err:
+                if not err.is_transient:
+                    raise
+                self.log.warning("Asking again in %s s: %s", self.poke_interval, err)
+                return False
+            if event is None:
+                return False
+            result = self._finish(wait, event)
+            return False if result is None else PokeReturnValue(is_done=True, xcom_value=result)
+        finally:  # a rescheduled poke is a new process: the next one starts from here
+            self._memory.keep(self, context, WAIT_KEY, wait.state())
+
+    @cached_property
+    def _memory(self) -> _PokeMemory:
+        """What a rescheduled poke keeps for the next (the reply sensor's memory, the same way)."""
+        from airflow_provider_callbell.sensors.callbell import _PokeMemory
+
+        return _PokeMemory()
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Act on the trigger's event from the worker: submit, reprompt, or end; wait again if needed."""
@@ -260,14 +294,16 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
 
     def _submit(self, wait: HITLWait, event: Mapping[str, Any]) -> dict[str, Any] | None:
         from airflow_provider_callbell.exceptions import AirflowAPIError
+        from airflow_provider_callbell.hitl import HITLRequestView
 
         number, reply, chosen = event["number"], event["reply"], event["chosen_options"]
         self.log.info("%s answered %r from %s: %s", self.hitl_task_id, reply.get("text"), number, chosen)
         where = f"{wait.dag_id} / {wait.task_id}" + (f"[{wait.map_index}]" if wait.map_index >= 0 else "")
         try:
-            detail = self.api.get_hitl_detail(*_ti(wait)) or {}
+            detail = self.api.get_hitl_detail(*_ti(wait))
+            params_input = HITLRequestView.parse(detail).params_input if detail is not None else {}
             answer = self.api.submit_hitl_response(
-                *_ti(wait), chosen_options=chosen, params_input=_param_values(detail)
+                *_ti(wait), chosen_options=chosen, params_input=params_input
             )
         except AirflowAPIError as err:
             if err.status_code == 409:  # answered elsewhere meanwhile: that answer stands
@@ -320,15 +356,6 @@ class CallbellHITLResponseOperator(CallbellHookMixin, BaseSensorOperator):
 
 def _ti(wait: HITLWait) -> tuple[str, str, str, int]:
     return wait.dag_id, wait.run_id, wait.task_id, wait.map_index
-
-
-def _param_values(detail: Mapping[str, Any]) -> dict[str, Any]:
-    """The request's params as ``params_input``: each one's current value, as the scheduler submits defaults."""
-    params = detail.get("params")
-    return {
-        key: value["value"] if isinstance(value, dict) and "value" in value else value
-        for key, value in (params if isinstance(params, dict) else {}).items()
-    }
 
 
 def _numbers(to: Any) -> tuple[str, ...]:

@@ -51,8 +51,8 @@ class CallbellHITLTrigger(CallbellPollTrigger):
     deferred task resumed before the scheduler has seen the deferring worker exit is failed as
     "state changed externally" (the same race as the HITL task's own).
 
-    Every event but the last two also carries ``contact_uuids``, ``waiting_since``, ``reprompted`` and
-    ``end_time``, with which the operator defers again when the wait goes on. Polls are spread, and a
+    Every event but the last two also carries ``contact_uuids``, ``waiting_since``, ``reprompted``,
+    ``end_time`` and ``connected`` (Callbell was reached), with which the operator defers again when the wait goes on. Polls are spread, and a
     Callbell that was never reachable ends the run, as
     :class:`~airflow_provider_callbell.triggers.callbell.CallbellPollTrigger` says.
 
@@ -120,6 +120,7 @@ class CallbellHITLTrigger(CallbellPollTrigger):
             contact_uuids=dict(contact_uuids or {}),
             waiting_since=waiting_since,
             reprompted=dict(reprompted or {}),
+            connected=connected,
         )
 
     def serialize_kwargs(self) -> dict[str, Any]:
@@ -160,8 +161,10 @@ class CallbellHITLTrigger(CallbellPollTrigger):
         if hold > 0:
             self.log.info("Handing the %s event over in %.0f s", event["event"], hold)
             await asyncio.sleep(hold)
-        # Every event carries what the operator needs to wait again: the state and the deadline.
-        return {**event, **self.wait.state(), "end_time": self.end_time}
+        # Every event carries what the operator needs to wait again: the state, the deadline, and
+        # whether Callbell was ever reached (so that a later outage stays transient).
+        connected = self.connect_watch.connected or self.wait.connected
+        return {**event, **self.wait.state(), "end_time": self.end_time, "connected": connected}
 
     def timeout_event(self) -> dict[str, Any]:
         return {"event": "timeout"}

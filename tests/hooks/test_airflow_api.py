@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellConnectionConfigError
 from airflow_provider_callbell.hooks.airflow_api import AirflowAPIHook, api_base_url, hitl_path
+from airflow_provider_callbell.version_compat import mask_secrets
 from tests.helpers import FakeAirflowAPI
 
 BASE = "https://airflow.example.com"
@@ -36,7 +38,7 @@ def token_ok(requests_mock: Any, api_conn: None) -> Any:
 
 class TestBaseURL:
     @pytest.mark.parametrize(
-        ("host", "port", "schema", "allow_http", "expected"),
+        ("host", "port", "schema", "allow_plain_http", "expected"),
         [
             pytest.param(
                 "http://127.0.0.1:8080", None, None, False, "http://127.0.0.1:8080", id="loopback-http"
@@ -57,9 +59,9 @@ class TestBaseURL:
         ],
     )
     def test_accepted(
-        self, host: str, port: int | None, schema: str | None, allow_http: bool, expected: str
+        self, host: str, port: int | None, schema: str | None, allow_plain_http: bool, expected: str
     ) -> None:
-        assert api_base_url("airflow_api", host, port, schema, allow_http) == expected
+        assert api_base_url("airflow_api", host, port, schema, allow_plain_http) == expected
 
     @pytest.mark.parametrize(
         ("host", "match"),
@@ -79,9 +81,32 @@ class TestBaseURL:
         assert "pw" not in str(caught.value).replace("https://u:pw@", "")  # never echoes user info
         assert "u:pw" not in str(caught.value)
 
-    def test_http_allowed_by_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        set_api_connection(monkeypatch, host="http://airflow.internal:8080", extra={"allow_http": "true"})
+    def test_http_allowed_by_the_extra_with_a_warning(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        log = mock.Mock()
+        monkeypatch.setattr(AirflowAPIHook, "log", log)
+        set_api_connection(
+            monkeypatch, host="http://airflow.internal:8080", extra={"allow_plain_http": "true"}
+        )
         assert AirflowAPIHook().settings.base_url == "http://airflow.internal:8080"
+        log.warning.assert_called_once()
+        warned = log.warning.call_args.args[0] % log.warning.call_args.args[1:]
+        assert "allows plain http (extra allow_plain_http)" in warned
+        assert "password and token travel unencrypted to http://airflow.internal:8080" in warned
+        assert PASSWORD not in warned
+
+    def test_the_callbell_connections_name_only(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        set_api_connection(monkeypatch, host="http://airflow.internal:8080", extra={"allow_http": "true"})
+        with pytest.raises(CallbellConnectionConfigError, match="plain http"):
+            AirflowAPIHook().settings  # noqa: B018
+
+    @pytest.mark.parametrize("junk", ["sure", "2", ""])
+    def test_a_junk_flag_is_refused(self, monkeypatch: pytest.MonkeyPatch, junk: str) -> None:
+        set_api_connection(monkeypatch, extra={"allow_plain_http": junk})
+        with pytest.raises(
+            CallbellConnectionConfigError, match="extra 'allow_plain_http' must be true or false"
+        ) as caught:
+            AirflowAPIHook().settings  # noqa: B018
+        assert str(caught.value).startswith("Connection 'airflow_api'")
 
     @pytest.mark.parametrize("missing", ["login", "password"])
     def test_a_user_is_required(self, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
@@ -138,6 +163,42 @@ class TestRequests:
         assert caught.value.status_code == 401
         assert PASSWORD not in str(caught.value)
         assert not caught.value.is_transient
+
+    @pytest.mark.parametrize(
+        "password", ['pa"ss\\wörd-1', "plain-password-1"], ids=["json-escaped-chars", "plain"]
+    )
+    def test_no_body_is_kept_from_a_refused_login(
+        self, requests_mock: Any, monkeypatch: pytest.MonkeyPatch, password: str
+    ) -> None:
+        """FastAPI's 422 echoes the login JSON-escaped: a plain replace of the password misses it."""
+        set_api_connection(monkeypatch, password=password)
+        echoed = json.dumps({"detail": [{"input": {"username": "hitl-bridge", "password": password}}]})
+        requests_mock.post(f"{BASE}/auth/token", status_code=422, text=echoed)
+        with pytest.raises(AirflowAPIError) as caught:
+            AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert caught.value.status_code == 422
+        assert caught.value.body == ""
+        for shown in (str(caught.value), repr(caught.value), caught.value.body):
+            assert password not in shown
+            assert json.dumps(password)[1:-1] not in shown
+
+    @pytest.mark.parametrize(
+        "token", ["abc\r\nX-Evil: 1", "tok en", "tök"], ids=["header-injection", "space", "non-ascii"]
+    )
+    def test_a_token_that_is_not_a_jwt_is_refused_unquoted(
+        self, requests_mock: Any, api_conn: None, token: str
+    ) -> None:
+        requests_mock.post(f"{BASE}/auth/token", status_code=201, json={"access_token": token})
+        detail = requests_mock.get(DETAIL_URL, json={})
+        with pytest.raises(AirflowAPIError, match="not a JWT") as caught:
+            AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert token not in str(caught.value)
+        assert detail.call_count == 0  # never sent
+
+    def test_the_token_is_registered_with_the_secrets_masker(self, requests_mock: Any, token_ok: Any) -> None:
+        requests_mock.get(DETAIL_URL, json={"options": ["Approve", "Reject"]})
+        AirflowAPIHook().get_hitl_detail("nightly_report", RUN_ID, "approve")
+        assert TOKEN not in mask_secrets(f"Authorization: Bearer {TOKEN}")
 
     def test_a_server_echoing_the_token_is_redacted(self, requests_mock: Any, token_ok: Any) -> None:
         requests_mock.patch(DETAIL_URL, status_code=400, text=f"Authorization: Bearer {TOKEN} was invalid")

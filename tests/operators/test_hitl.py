@@ -25,7 +25,8 @@ if not AIRFLOW_V_3_1_PLUS:
 
 from airflow_provider_callbell.exceptions import AirflowAPIError, CallbellAPIError, CallbellValidationError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
-from airflow_provider_callbell.operators.hitl import CallbellHITLResponseOperator
+from airflow_provider_callbell.operators import hitl as hitl_operator
+from airflow_provider_callbell.operators.hitl import WAIT_KEY, CallbellHITLResponseOperator
 from tests.compat import TaskDeferred, import_string, modules_added_by
 from tests.helpers import FakeAirflowAPI
 
@@ -132,8 +133,49 @@ class TestArguments:
             CallbellHITLResponseOperator(**kwargs)
         assert str(caught.value).startswith("task 'answer'")
 
-    def test_templated_values_wait_for_rendering(self) -> None:
-        bridge(to="{{ params.approver }}", user_ids="{{ params.user_ids }}")
+    def test_templated_values_wait_for_rendering(self, approval: FakeAirflowAPI) -> None:
+        task = bridge(to="{{ params.approver }}", user_ids="{{ params.user_ids }}", deferrable=False)
+        assert (task.to, task.user_ids) == ("{{ params.approver }}", "{{ params.user_ids }}")  # kept as given
+        task.render_template_fields({**context(), "params": {"approver": "0612345678", "user_ids": {}}})
+        assert task.to == "0612345678"  # rendered, and only now checked: before any request
+        with pytest.raises(CallbellValidationError, match="to must be a phone number"):
+            task.execute(context())
+        assert approval.patches == []
+
+
+class StateStore(dict):  # type: ignore[type-arg]
+    """Airflow 3.3's ``context["task_state_store"]``, as a sensor in reschedule mode uses it."""
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self[key] = value
+
+
+class TestRescheduleMode:
+    """Each rescheduled poke is a new process: the wait lives in the task state store."""
+
+    def test_the_wait_is_kept_between_pokes(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "hmm")
+        store, sent, seen = StateStore(), [], []
+        for _ in range(3):  # a new operator per poke; the reprompt sent is not listed yet
+            task = bridge(mode="reschedule", deferrable=False, settle_seconds=3600)
+            task.hook.send_message = lambda **kw: sent.append(kw["content"]["text"]) or {"uuid": "u"}  # type: ignore[method-assign]
+            assert task.poke({**context(), "task_state_store": store}) is False
+            seen.append(store[WAIT_KEY]["waiting_since"])
+            time.sleep(0.01)
+        assert len(sent) == 1  # one reprompt for one wrong answer, not one per poke
+        assert store[WAIT_KEY]["reprompted"] == {PHONE: 1}
+        assert seen[0] is not None
+        assert seen == [seen[0]] * 3  # the settle window did not restart at each poke
+
+    def test_refused_without_a_task_state_store(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(hitl_operator, "AIRFLOW_V_3_3_PLUS", False)
+        with pytest.raises(CallbellValidationError, match=r"mode='reschedule' needs Airflow 3.3") as caught:
+            bridge(mode="reschedule")
+        assert str(caught.value).startswith("task 'answer_from_phone'")
+        bridge(mode="poke")  # poke mode keeps its wait on the object
 
 
 @pytest.mark.usefixtures("approval")
@@ -165,6 +207,19 @@ class TestPoke:
             "Recorded: Approve for nightly_report / approve",
         ]
         assert texts(callbell_sandbox, OTHER) == []
+
+    def test_the_params_current_values_are_submitted(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        """As the scheduler submits defaults: each param's value, read as HITLRequestView reads it."""
+        assert approval.detail is not None
+        approval.detail["params"] = {"limit": {"value": 5, "schema": {"type": "integer"}}, "mode": "fast"}
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "yes")
+        assert bridge(deferrable=False).poke(context()).is_done
+        assert approval.patches == [
+            {"chosen_options": ["Approve"], "params_input": {"limit": 5, "mode": "fast"}}
+        ]
 
     def test_a_submission_that_fails_for_now_is_made_again_at_the_next_poke(
         self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
@@ -449,3 +504,20 @@ class TestDeferred:
         event = run_trigger(deferred.value)
         assert bridge().execute_complete(context(), event)["outcome"] == "answered_in_airflow"
         assert approval.patches == []
+
+    def test_deferred_again_the_trigger_remembers_callbell_was_reached(
+        self, callbell_sandbox: CallbellSandbox, approval: FakeAirflowAPI
+    ) -> None:
+        """A later outage is transient, not "never connected": ``connected`` travels through events."""
+        task, ctx = bridge(), context()
+        ask(callbell_sandbox)
+        callbell_sandbox.receive(PHONE, "hmm")
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute(ctx)
+        assert deferred.value.trigger.serialize()[1]["connected"] is False
+        event = run_trigger(deferred.value)
+        assert (event["event"], event["connected"]) == ("reprompt", True)
+        with pytest.raises(TaskDeferred) as again:
+            bridge().execute_complete(ctx, event)
+        assert again.value.trigger.serialize()[1]["connected"] is True
+        assert again.value.trigger.connect_watch.connected
