@@ -104,10 +104,10 @@ def test_two_bulk_sends_on_two_workers_share_the_account_limit(
     assert too_many <= 0.01 * len(requests)
     if share < 0.9:  # every check above holds; only the share of the limit falls short today
         pytest.xfail(
-            f"the shared window reached {share:.1%} of the limit, not the 90% the issue asks: the processes "
-            "race for each place a moving window frees, and every late place delays the one a second later "
-            "(87.5% on an idle 2-core machine, 72-89% under load). Needs a reservation of the next start "
-            "time in the storage (GCRA), so that each process sleeps to its own slot."
+            f"the two bulk tasks reached {share:.1%} of the limit together, not the 90% the issue asks "
+            "(87.5% on an otherwise idle 2-core machine). The shared window is not what holds them: "
+            "benchmarks/shared_limit.py's two processes sharing it reach 94.0% with no 429. Here the "
+            "deployment's own processes and the in-process sandbox share the two cores with the senders."
         )
 
 
