@@ -94,9 +94,9 @@ def async_answers(monkeypatch):
 
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
-    """The session's throwaway Airflow (SQLite home, ``airflow db migrate``), for real Airflow runs."""
+    """The session's throwaway Airflow (SQLite home, a migrated database), for real Airflow runs."""
     instance = Airflow(tmp_path_factory.mktemp("airflow_home"))
-    instance.cli("db", "migrate")
+    instance.migrate()
     return instance
 
 

@@ -172,7 +172,7 @@ def test_hitl_answered_from_the_phone_under_a_real_scheduler(
         }
         announced = api.xcom(CHOOSE, "choose", "announce")
     print(
-        f"HITL bridge deployment: {time.monotonic() - started:.0f} s in all: db migrate and start "
+        f"HITL bridge deployment: {time.monotonic() - started:.0f} s in all: database and start "
         f"{up - started:.0f} s, DAGs parsed {triggered - up:.0f} s, the three runs {answered - triggered:.0f} s"
     )
 

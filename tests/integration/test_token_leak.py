@@ -23,7 +23,7 @@ AIRFLOW_OWN_DEBUG_LINE = f"msg=MaskSecret(value='{TOKEN}'"
 def run_token_check(tmp_path: Path, **env: str) -> tuple[Airflow, DagRunResult]:
     """One run, three sends with the token: clean, retried after a 503, refused with 401."""
     airflow = Airflow(tmp_path / "airflow_home", dags_folder=Path(__file__).parent / "dags")
-    airflow.cli("db", "migrate")
+    airflow.migrate()
     with (
         CallbellSandbox(token=TOKEN) as clean,
         CallbellSandbox(token=TOKEN, error_rate=0.5, seed=4) as flaky,  # seed 4: the first send gets a 503
