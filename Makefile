@@ -2,8 +2,9 @@
 # machine's python3 alone, with uv (installed from PyPI into the venv) and the pinned lock files.
 #
 # Each supported Airflow line has its own lock file and venv: .venv for 3.3 (development, ruff,
-# mypy, the demo) and .venv-2.11 for 2.11. `make test` lints and type-checks once, then runs the whole
-# pytest suite on both lines, in parallel; `make pytest AIRFLOW_LINE=2.11` runs one line alone.
+# mypy, the demo) and .venv-2.11 for 2.11. `make test` lints and type-checks once and runs the whole
+# pytest suite on both lines, its parts side by side; `make pytest AIRFLOW_LINE=2.11` (or
+# `make test-2.11`) runs one line alone.
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 AIRFLOW_LINES := 3.3 2.11
@@ -18,7 +19,7 @@ BIN := $(VENV)/bin
 LOCK := requirements/airflow-$(AIRFLOW_LINE).txt
 STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
-.PHONY: venv test pytest $(addprefix test-,$(AIRFLOW_LINES)) test-3.3-integration test-3.3-unit lint typecheck unit demo bench docs dist lock clean \
+.PHONY: venv venvs test pytest $(addprefix test-,$(AIRFLOW_LINES)) lint typecheck unit demo bench docs dist lock clean \
 	test-browser browser-pytest $(addprefix browser-,$(AIRFLOW_LINES)) screenshots test-celery celery-pytest
 
 venv: $(STAMP)
@@ -52,20 +53,42 @@ pytest: venv
 $(addprefix test-,$(AIRFLOW_LINES)): test-%:
 	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$*
 
-# The 3.3 line's halves, so that `make test` can balance the two cores.
-test-3.3-integration:
-	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=3.3 PYTEST_ARGS='-m integration'
-test-3.3-unit:
-	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=3.3 PYTEST_ARGS='-m "not integration"'
+# Each line's suite in three parts, so that `make test` can keep both cores busy to the end: the unit
+# tests, and the end-to-end tests (real Airflow runs, marked `integration`) in two halves of about the
+# same CPU time. The first half is the files listed here (the real deployments: scheduler, DAG
+# processor, triggerer; the first hour), the second every other integration test, so that a new test
+# file always runs. The tests that share the session's API server (`airflow_api_server`) stay in one
+# half, which starts it once. `make test-2.11-unit`, `make test-3.3-integration-2`, ... run one part.
+INTEGRATION_HALF := $(addprefix tests/integration/,test_hitl_bridge.py test_scheduler_callbacks.py \
+	test_first_hour.py test_bulk.py test_cli.py test_token_leak.py)
+$(addprefix test-,$(addsuffix -unit,$(AIRFLOW_LINES))): test-%-unit:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$* PYTEST_ARGS='-m "not integration"'
+$(addprefix test-,$(addsuffix -integration-1,$(AIRFLOW_LINES))): test-%-integration-1:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$* PYTEST_ARGS='-m integration $(INTEGRATION_HALF)'
+$(addprefix test-,$(addsuffix -integration-2,$(AIRFLOW_LINES))): test-%-integration-2:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$* \
+		PYTEST_ARGS='-m integration $(addprefix --ignore=,$(INTEGRATION_HALF))'
+$(addprefix test-,$(addsuffix -integration,$(AIRFLOW_LINES))): test-%-integration:
+	$(MAKE) --no-print-directory pytest AIRFLOW_LINE=$* PYTEST_ARGS='-m integration'
 
-# The lines run side by side, one job per core on a 2-core machine (their tests are independent: own
-# venvs, throwaway AIRFLOW_HOMEs, free ports); --output-sync prints each job's log in one piece when it
-# ends. The 3.3 line's end-to-end tests take longest, so they are a job of their own beside the 2.11
-# line, and the 3.3 unit tests take the core that frees first. LINE_JOBS=1 runs them one after another.
+# Both lines' venvs, built one after the other before the jobs that share them start side by side.
+venvs:
+	$(foreach line,$(AIRFLOW_LINES),$(MAKE) --no-print-directory venv AIRFLOW_LINE=$(line) &&) true
+
+# The jobs of `make test`, ruff first (seconds: a style error fails at once), then longest first
+# (CPU time measured on a 2-core machine: 3.3's integration halves about 5 min each, 2.11's about 3.5,
+# the unit tests 3-3.5, mypy 0.5), so that the short ones fill the cores at the end. Their tests are independent: own venvs, throwaway
+# AIRFLOW_HOMEs, free ports. --output-sync prints each job's log in one piece when it ends.
+# LINE_JOBS=1 runs them one after another. TEST_ALSO adds targets to the same pool, after the tests:
+# .ci/run adds docs, dist and demo, which take the core that the last test jobs leave free.
+TEST_JOBS := lint test-3.3-integration-1 test-3.3-integration-2 test-2.11-integration-1 \
+	test-2.11-integration-2 test-2.11-unit test-3.3-unit typecheck
+.PHONY: $(TEST_JOBS) $(foreach line,$(AIRFLOW_LINES),test-$(line)-integration)
 LINE_JOBS ?= 2
-test: lint typecheck
+TEST_ALSO ?=
+test: venvs
 	scripts/install_redis.sh
-	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target test-3.3-integration test-2.11 test-3.3-unit
+	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(TEST_JOBS) $(TEST_ALSO)
 
 # The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web
 # inbox, and the Connections form of a running Airflow on each line. A headless Chromium from the
