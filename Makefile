@@ -79,21 +79,25 @@ venvs:
 # (CPU time measured on a 2-core machine: 3.3's integration halves about 5 min each, 2.11's about 3.5,
 # the unit tests 3-3.5, mypy 0.5), so that the short ones fill the cores at the end. Their tests are independent: own venvs, throwaway
 # AIRFLOW_HOMEs, free ports. --output-sync prints each job's log in one piece when it ends.
-# LINE_JOBS=1 runs them one after another. TEST_ALSO adds targets to the same pool, after the tests:
-# .ci/run adds docs, dist and demo, which take the core that the last test jobs leave free.
+# Three at once on two cores (TEST_JOBS_AT_ONCE): every job waits part of its time (schedulers'
+# loops, task retries, deadlines in the unit tests; the 2.11 unit tests use 40% of a core), and a
+# third job fills those waits. TEST_JOBS_AT_ONCE=1 runs them one after another. TEST_ALSO adds
+# targets to the same pool, after the tests: .ci/run adds docs, dist and demo, which take the cores
+# that the last test jobs leave free.
 TEST_JOBS := lint test-3.3-integration-1 test-3.3-integration-2 test-2.11-integration-1 \
 	test-2.11-integration-2 test-2.11-unit test-3.3-unit typecheck
 .PHONY: $(TEST_JOBS) $(foreach line,$(AIRFLOW_LINES),test-$(line)-integration)
-LINE_JOBS ?= 2
+TEST_JOBS_AT_ONCE ?= 3
 TEST_ALSO ?=
 test: venvs
 	scripts/install_redis.sh
-	$(MAKE) --no-print-directory -j$(LINE_JOBS) --output-sync=target $(TEST_JOBS) $(TEST_ALSO)
+	$(MAKE) --no-print-directory -j$(TEST_JOBS_AT_ONCE) --output-sync=target $(TEST_JOBS) $(TEST_ALSO)
 
 # The real-browser tests (tests/browser, marked `browser`, left out of `make test`): the sandbox's web
 # inbox, and the Connections form of a running Airflow on each line. A headless Chromium from the
 # distribution's packages drives them (scripts/install_chromium.sh installs it with apt when missing);
-# both lines run side by side, as in `make test`.
+# both lines run side by side (LINE_JOBS=1: one after the other).
+LINE_JOBS ?= 2
 BROWSER_TESTS_3.3 := tests/browser
 BROWSER_TESTS_2.11 := tests/browser/test_connections_form.py
 test-browser:
