@@ -14,10 +14,10 @@ never a ``CallbellValidationError`` later, when the value reaches a check made f
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.message_status import MESSAGE_STATUSES
+from airflow_provider_callbell.validation import is_uuid
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,19 +26,6 @@ if TYPE_CHECKING:
 
     #: Builds the error for an answer of the wrong shape: (reason, endpoint, the decoded answer).
     InvalidError = Callable[[str, str, Any], CallbellInvalidResponseError]
-
-#: A uuid in Callbell's answers: 32 hex digits (``adf3d1216d4c4dcd908199d6700f2381`` in every example of
-#: Callbell's reference), or the same in the dashed 8-4-4-4-12 form. Both pass the hook's own uuid
-#: check (:func:`~airflow_provider_callbell.validation.validate_uuid`), so a uuid taken from an answer
-#: can always be asked about again.
-UUID_PATTERN = re.compile(
-    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-)
-
-
-def is_uuid(value: Any) -> bool:
-    """Whether ``value`` is a uuid as Callbell writes them."""
-    return isinstance(value, str) and UUID_PATTERN.fullmatch(value) is not None
 
 
 def sent_message(data: Any, endpoint: str, invalid: InvalidError) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError, CallbellValidationError
+from airflow_provider_callbell.ratelimit import DEFAULT_MAX_RPS as DEFAULT_MAX_RPS
+from airflow_provider_callbell.ratelimit import Log as Log  # noqa: TC001  (defined with the gate; kept importable)
 
 if TYPE_CHECKING:
     import threading
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.validation import SendMessagePayload
 
-#: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter.
-DEFAULT_MAX_RPS = 285.0
 #: The most worker threads of one bulk send; the session's connection pool is sized for it.
 MAX_WORKERS = 64
 #: Workers by default: enough that answers taking up to :data:`LATENCY_BUDGET` seconds do not slow the
@@ -51,16 +51,6 @@ SPOOL_MEMORY_BYTES = 1 << 20
 INVALID_LISTED = 10
 #: How often a running bulk send logs its progress at INFO.
 PROGRESS_LOG_SECONDS = 10.0
-
-
-class Log(Protocol):
-    """The logger methods a bulk send uses (Airflow's and the standard library's loggers fit)."""
-
-    def debug(self, msg: str, /, *args: Any) -> Any: ...
-
-    def info(self, msg: str, /, *args: Any) -> Any: ...
-
-    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class BulkProgress(Protocol):
@@ -78,6 +68,21 @@ class BulkProgress(Protocol):
         :return: the results of the messages an earlier attempt already sent, by index: these are
             not sent again, and their results are returned as given.
         """
+        ...
+
+    def claim(self, start: int, per_second: float | None) -> int:
+        """Called before message ``start`` is handed to a worker, when no earlier claim covers it.
+
+        Store, before returning, that the messages from ``start`` on may be sent (a write-ahead claim
+        that a later attempt reads as "may have gone out" until an answer is recorded), and return
+        where the claimed block ends (exclusive, past ``start``). The send hands no message past it to
+        a worker before the next claim returned. ``per_second`` is the send's rate, to size blocks in
+        time (``None``: unknown).
+        """
+        ...
+
+    def release(self, index: int) -> None:
+        """Called for a claimed message that was not started after all (the send stopped first)."""
         ...
 
     def record(self, index: int, result: dict[str, Any]) -> None:
@@ -312,12 +317,18 @@ def send_spooled(
     log: Log,
     stop: threading.Event | None = None,
     resend_unknown: bool = False,
+    per_second: float | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
     """Send every spooled body with ``send_one`` on ``workers`` threads; results in input order.
 
     What ``progress`` says an earlier attempt sent is not sent again, nor what it left with an unknown
     fate (:func:`is_delivery_unknown`), unless ``resend_unknown`` (``delivery="at_least_once"``).
+
+    Write-ahead: only this thread hands messages to workers, and it hands none that ``progress`` has
+    not claimed (:meth:`BulkProgress.claim`, a block at a time, at ``per_second``); it waits for each
+    claim to be stored, while the workers go on with the messages already handed to them. Claimed
+    messages that never started are released when the send ends.
 
     ``send_one`` returns a result for each body and never raises for a Callbell failure. When
     ``stop`` is set, when this thread is interrupted (an Airflow task timeout) or when a worker hits
@@ -334,8 +345,8 @@ def send_spooled(
         unknown = set()
     elif unknown:
         log.warning(
-            "Callbell: %d messages got no clear answer in an earlier attempt and may have gone out; "
-            "not sending them again (delivery='at_most_once')",
+            "Callbell: %d messages got no clear answer in an earlier attempt (or it stopped before it "
+            "recorded one) and may have gone out; not sending them again (delivery='at_most_once')",
             len(unknown),
         )
     if len(earlier) > len(unknown):
@@ -361,6 +372,8 @@ def send_spooled(
         for future in done:
             index = pending.pop(future)
             if isinstance(future.exception(), _NotStarted):
+                if progress is not None:
+                    progress.release(index)
                 continue
             result = future.result()  # re-raises a worker's unexpected error here
             results[index] = result
@@ -389,6 +402,7 @@ def send_spooled(
                 "started yet were not sent"
             )
 
+    claimed_until = handed_until = 0  # messages [0, claimed_until) are claimed; [0, handed_until) handed out
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="callbell-send")
     try:
         for index, line in enumerate(spool):
@@ -397,7 +411,10 @@ def send_spooled(
             if len(pending) >= 2 * workers:
                 collect(wait(pending, return_when=FIRST_COMPLETED).done)
             check_stop()
+            if progress is not None and index >= claimed_until:
+                claimed_until = progress.claim(index, per_second)  # stored before the message starts
             pending[pool.submit(send_unless_stopped, line)] = index
+            handed_until = index + 1
         while pending:
             collect(wait(pending, return_when=FIRST_COMPLETED).done)
             check_stop()
@@ -407,6 +424,9 @@ def send_spooled(
         if progress is not None:
             for future, index in finished:
                 progress.record(index, future.result())
+            for future, index in pending.items():
+                if future.cancelled() or isinstance(future.exception(), _NotStarted):
+                    progress.release(index)
         log.warning(
             "Callbell: bulk send interrupted after %d sent, %d failed and %d unknown; %d in flight finished",
             tally["sent"],
@@ -418,6 +438,9 @@ def send_spooled(
     finally:
         pool.shutdown(wait=True)
         if progress is not None:
+            for index in range(handed_until, claimed_until):
+                if index not in earlier:
+                    progress.release(index)  # claimed, never handed to a worker
             progress.flush()
     elapsed = clock() - started
     log.info(

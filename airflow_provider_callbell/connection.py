@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError
 from airflow_provider_callbell.get_provider_info import CONN_FIELDS, DEFAULT_BASE_URL, UI_FIELD_BEHAVIOUR
 from airflow_provider_callbell.retry import RetryPolicy
+from airflow_provider_callbell.transport.caps import url_secrets
 from airflow_provider_callbell.validation import DEFAULT_CHANNEL
 from airflow_provider_callbell.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -54,6 +55,9 @@ class CallbellSettings:
     retry: RetryPolicy
     #: A ``limits`` storage URI: the account's rate limit is kept there, shared by every process.
     rate_limit_storage: str | None = field(default=None, repr=False)  # may hold the storage's password
+    #: The storage's password, kept apart from the URI: Airflow masks an extra whose name says
+    #: "password", and the URI is merged with it only where the storage is made (``ratelimit.py``).
+    rate_limit_storage_password: str | None = field(default=None, repr=False)
     #: Whether plain ``http://`` is allowed to a host that is not loopback (a sandbox on a trusted network).
     allow_plain_http: bool = False
 
@@ -101,6 +105,7 @@ class CallbellSettings:
             from_extras = timeouts(None, extra)
             retry = RetryPolicy.from_extras(extra) if retry_policy is None else retry_policy
             storage = _storage_uri(extra.get("rate_limit_storage"))
+            storage_password = _storage_password(storage, extra.get("rate_limit_storage_password"))
             plain_http = _flag("allow_plain_http", extra.get("allow_plain_http", False))
         except CallbellConnectionConfigError as err:
             raise CallbellConnectionConfigError(
@@ -115,6 +120,7 @@ class CallbellSettings:
             timeout=from_extras if timeout is None else timeouts(timeout, {}),
             retry=retry,
             rate_limit_storage=storage,
+            rate_limit_storage_password=storage_password,
             allow_plain_http=plain_http,
         )
 
@@ -331,6 +337,27 @@ def _storage_uri(value: Any) -> str | None:
             "'redis://redis:6379/1'"
         )
     return value.strip()
+
+
+def _storage_password(storage: str | None, value: Any) -> str | None:
+    """The ``rate_limit_storage_password`` extra: the storage's password, never quoted in an error.
+
+    It needs a storage, and a URI without a password of its own (one password, in one place).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CallbellConnectionConfigError("extra 'rate_limit_storage_password' must be a string")
+    if storage is None:
+        raise CallbellConnectionConfigError(
+            "extra 'rate_limit_storage_password' is set but 'rate_limit_storage' is not; set both"
+        )
+    if url_secrets(storage):
+        raise CallbellConnectionConfigError(
+            "extra 'rate_limit_storage' holds a password and 'rate_limit_storage_password' is set too; "
+            "keep the password in 'rate_limit_storage_password' only"
+        )
+    return value
 
 
 _TRUE = ("true", "1", "yes", "on")

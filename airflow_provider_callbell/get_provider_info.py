@@ -75,6 +75,12 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "this account shares one 285/s window and each 429's pause there; empty: per hook",
         "schema": {"type": ["string", "null"]},
     },
+    "rate_limit_storage_password": {
+        "label": "Shared rate limit storage password",
+        "description": "The storage's password (e.g. Redis requirepass), kept out of the URI: Airflow "
+        "masks this field; empty: none, or the URI's own",
+        "schema": {"type": ["string", "null"]},
+    },
     "allow_plain_http": {
         "label": "Allow plain http",
         "description": "true: allow an http:// Base URL that is not localhost (a sandbox on a trusted "

@@ -8,15 +8,31 @@ Kubernetes, another machine) reads the same one through Airflow's API server.
   Airflow's 250 characters), so each mapped task instance of each run has its own.
 - Value (JSON): a digest of every message's recipient and channel in order, the message count, the
   indices already sent as sorted ``[start, stop)`` ranges, the indices whose delivery is unknown (a
-  ``500`` or no answer after sending: they may have gone out) likewise, and, for sends of at most
-  ``uuids_kept_max`` messages, the uuids of the sent ones. The single-message operator adds when its
-  first unanswered attempt started and a keyed digest of each text it tried (:func:`text_digest`),
-  to find the message in the conversation. Never a phone number, a message text or the token.
-- Written in batches: once :data:`FLUSH_EVERY` more messages were sent or :data:`FLUSH_SECONDS`
-  passed, and when the try ends in any way Python sees (success, failure, task timeout, and SIGTERM
-  through the operator's ``on_kill``).
-  A worker killed outright (SIGKILL, a lost node) loses at most the last batch, which the next try
-  sends again.
+  ``500`` or no answer after sending: they may have gone out) likewise, the indices claimed and not
+  answered yet likewise, and, for sends of at most ``uuids_kept_max`` messages, the uuids of the sent
+  ones. The single-message operator adds when its first unanswered attempt started and a keyed digest
+  of each text it tried (:func:`text_digest`), to find the message in the conversation. Never a phone
+  number, a message text or the token.
+- **Claimed before sent (write-ahead).** A bulk send hands no message to a worker thread before the
+  Variable records it as claimed: :meth:`VariableProgress.claim` writes the next block of
+  :func:`claim_block` messages (about :data:`FLUSH_SECONDS` of sending at the send's ``max_rps``, at
+  most :data:`FLUSH_EVERY`: 500 at the default 285/s) and returns only once the write is done; the one
+  thread that hands messages out waits for it, while the workers go on with the at most two
+  messages each already handed to them. One write per block, which also carries every answer
+  recorded so far. An answer turns a claim into sent or unknown; a plain failure (nothing went out)
+  and a message the send stopped before starting release it. A later try reads a claim that has no
+  answer as delivery unknown (:data:`CLAIMED_EARLIER`): under ``at_most_once`` it is not sent again,
+  and it is counted and reported as ``unknown``; under ``at_least_once`` it is sent again.
+- Answers are also written every :data:`FLUSH_SECONDS` (and every :data:`FLUSH_EVERY` of them when
+  nothing claims, as the single-message operator does not), and when the try ends in any way Python
+  sees (success, failure, task timeout, and SIGTERM through the operator's ``on_kill``, which stops
+  the send: the ones in flight finish and are recorded, the claimed ones not started are released).
+- A worker killed outright (SIGKILL, a lost node) writes nothing more: the messages it had claimed
+  and not written an answer for (at most one block plus the messages in flight when that block was
+  claimed, two per worker thread: 500 + 64 at the defaults) are unknown to the next try, which does
+  not send them under ``at_most_once``. Some of them were sent and some not: nothing is sent twice,
+  and a person checks the unknown ones. The single-message operator does not claim (it would cost a
+  Variable write per message): its send killed outright is sent again by the retry.
 - Deleted when the task instance succeeds. A task that fails for good keeps it, so that clearing the
   task later still resumes where it stopped; delete it by hand (``airflow variables delete <key>``)
   to send to everyone again. ``airflow variables list`` shows the ones left.
@@ -39,9 +55,16 @@ the message sent, and uuids are kept from both. So a late writer adds its record
 instead of replacing it. Airflow's Variables have no compare-and-set, so two writes whose
 read-then-write windows overlap (a few milliseconds each) can still drop the batch of one of them;
 a value that is not a usable record when a write reads it (junk, other recipients) is replaced with
-a warning. A merge cannot bring back a record the task deleted on success: a late writer then
-leaves a Variable holding only its own record (harmless: those messages were sent).
-With ``[secrets] use_cache = True`` Airflow may serve the first read of a write from its cache.
+a warning. Claims merge the same way: sent wins over a claim (a stale try's claim never turns what
+a later try sent into unknown), an unknown answer over a claim, a claim over nothing; a message
+another writer also claimed or answered is no longer this try's alone to release. A stale try that
+goes on sending claims blocks past what the later try read at its start, so both may send those
+(the claims narrow the window, without compare-and-set they cannot close it). A merge cannot bring
+back a record the task deleted on success: a late writer then leaves a Variable holding only its own
+record (harmless: those messages were sent).
+With ``[secrets] use_cache = True`` Airflow may serve the first read of a write from its cache (a
+stale copy of this try's own claims then reads as another try's: some messages may be reported
+unknown that were never sent, never the other way round).
 """
 
 from __future__ import annotations
@@ -50,6 +73,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -57,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, is_delivery_unknown
 from airflow_provider_callbell.exceptions import CallbellProgressError
+from airflow_provider_callbell.validation import UUID_PATTERN as _UUID  # the one uuid check
 from airflow_provider_callbell.version_compat import Variable
 
 if TYPE_CHECKING:
@@ -69,8 +94,9 @@ FLUSH_EVERY = 500
 FLUSH_SECONDS = 2.0
 #: The status given to a message that an earlier try sent, in place of Callbell's answer.
 SENT_EARLIER = "sent_in_earlier_try"
-#: What a message stands at in the Variable: not recorded (to send), sent, or delivery unknown.
-_UNSENT, _SENT, _UNKNOWN = 0, 1, 2
+#: What a message stands at in the Variable: not recorded (to send), sent, delivery unknown, or claimed:
+#: a try was about to send it and had not recorded its answer (read by a later try as unknown).
+_UNSENT, _SENT, _UNKNOWN, _CLAIMED = 0, 1, 2, 3
 #: The result given to a message whose delivery an earlier try left unknown.
 UNKNOWN_EARLIER: dict[str, Any] = {
     "error": "an earlier try of this task got no clear answer for this message (a 500 or no answer "
@@ -78,18 +104,43 @@ UNKNOWN_EARLIER: dict[str, Any] = {
     "status_code": None,
     DELIVERY_UNKNOWN: True,
 }
+#: The result given to a message that an earlier try claimed and never recorded an answer for.
+CLAIMED_EARLIER: dict[str, Any] = {
+    "error": "an earlier try of this task stopped (its worker killed?) after it may have sent this "
+    "message and before it recorded the answer, so it may have gone out",
+    "status_code": None,
+    DELIVERY_UNKNOWN: True,
+}
 #: The most text digests one record keeps (one per try of a single message that got no clear answer).
 TEXTS_KEPT_MAX = 16
 #: What a stored value may be longer than the most its send could write: the other members, slack.
 _VALUE_BASE_CHARS = 4096 + TEXTS_KEPT_MAX * 70
-#: Per message, at most one range (``[1234567,1234568],``) and one uuid (``"1234567":"<36>",``).
+#: Per message, at most one range of any member (``[1234567,1234568],``: each index starts at most one
+#: run, whether sent, unknown or claimed) and one uuid (``"1234567":"<36>",``).
 _VALUE_CHARS_PER_MESSAGE = 100
-_MEMBERS = {"recipients_digest", "total", "sent", "unknown", "uuids", "unknown_since", "unknown_texts"}
-_UUID = re.compile(r"[0-9A-Fa-f-]{32,36}")
+_MEMBERS = {
+    "recipients_digest",
+    "total",
+    "sent",
+    "unknown",
+    "claimed",
+    "uuids",
+    "unknown_since",
+    "unknown_texts",
+}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 
 log = logging.getLogger(__name__)
+
+
+def claim_block(per_second: float | None) -> int:
+    """How many messages one claim covers: about :data:`FLUSH_SECONDS` of sending at ``per_second``
+    (so one Variable write per block), never more than :data:`FLUSH_EVERY` (what a SIGKILL may leave
+    unknown); :data:`FLUSH_EVERY` when the rate is not known."""
+    if per_second is None:
+        return FLUSH_EVERY
+    return max(1, min(FLUSH_EVERY, math.ceil(FLUSH_SECONDS * per_second)))
 
 
 def progress_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
@@ -118,23 +169,32 @@ def text_digest(text: str, key: str) -> str:
 class Record:
     """One checked progress value: each message's state, the sent ones' uuids, the unanswered attempts.
 
-    :param state: one byte per message: ``_UNSENT``, ``_SENT`` or ``_UNKNOWN``.
+    :param state: one byte per message: ``_UNSENT``, ``_SENT``, ``_UNKNOWN`` or ``_CLAIMED``.
     :param uuids: the uuids of sent messages, by index.
     :param unknown_since: when (Unix seconds) the first attempt that got no clear answer started.
     :param unknown_texts: the :func:`text_digest` of the texts those attempts sent.
+    :param mine: the ``_CLAIMED`` messages this try claimed itself and has no answer for yet, which it
+        may release (not started after all, or a plain failure); never stored. A claim read from the
+        Variable is another try's (or an earlier one's): it stays until a try records the message sent.
     """
 
     state: bytearray
     uuids: dict[int, str] = field(default_factory=dict)
     unknown_since: int | None = None
     unknown_texts: list[str] = field(default_factory=list)
+    mine: set[int] = field(default_factory=set)
 
     def merge(self, other: Record) -> None:
-        """Add what ``other`` records: sent wins over unknown, unknown over nothing; uuids from both."""
+        """Add what ``other`` records: sent wins over all; unknown over claimed and nothing; claimed over
+        nothing. A message ``other`` has unknown or claimed is no longer this try's alone to release."""
         for start, stop in _ranges(other.state, _SENT):
             self.state[start:stop] = bytes([_SENT]) * (stop - start)
         for start, stop in _ranges(other.state, _UNKNOWN):
-            self.state[start:stop] = self.state[start:stop].replace(bytes([_UNSENT]), bytes([_UNKNOWN]))
+            block = self.state[start:stop].replace(bytes([_UNSENT]), bytes([_UNKNOWN]))
+            self.state[start:stop] = block.replace(bytes([_CLAIMED]), bytes([_UNKNOWN]))
+        for start, stop in _ranges(other.state, _CLAIMED):
+            self.state[start:stop] = self.state[start:stop].replace(bytes([_UNSENT]), bytes([_CLAIMED]))
+        self.mine = {index for index in self.mine if other.state[index] == _UNSENT}
         for index, uuid in other.uuids.items():
             self.uuids.setdefault(index, uuid)
         if other.unknown_since is not None:
@@ -152,9 +212,10 @@ class Record:
             "total": len(self.state),
             "sent": _ranges(self.state, _SENT),
         }
-        unknown = _ranges(self.state, _UNKNOWN)
-        if unknown:
-            value["unknown"] = unknown
+        for member, state in (("unknown", _UNKNOWN), ("claimed", _CLAIMED)):
+            ranges = _ranges(self.state, state)
+            if ranges:
+                value[member] = ranges
         if keep_uuids:
             value["uuids"] = {str(i): u for i, u in sorted(self.uuids.items()) if self.state[i] == _SENT}
         if self.unknown_since is not None:
@@ -201,8 +262,8 @@ def parse_record(raw: Any, total: int, recipients_digest: str) -> Record:
             "them were reached is unknown"
         )
     record = Record(bytearray(total))
-    for member, state in (("sent", _SENT), ("unknown", _UNKNOWN)):
-        _fill(record.state, value.get(member, [] if member == "unknown" else None), member, state, total)
+    for member, state in (("sent", _SENT), ("unknown", _UNKNOWN), ("claimed", _CLAIMED)):
+        _fill(record.state, value.get(member, None if member == "sent" else []), member, state, total)
     uuids = value.get("uuids", {})
     if not isinstance(uuids, dict) or len(uuids) > total:
         raise _Untrusted("its uuids are not an object of at most one uuid per message")
@@ -280,6 +341,7 @@ class VariableProgress:
         self._saved_at = clock()
         self.stored = False  # whether the Variable exists (read or written by this try)
         self._seen: str | None = None  # the value this try last read or wrote: nothing new to merge
+        self._claiming = False  # whether this try claims blocks before sending (bulk sends do)
 
     @classmethod
     def for_task_instance(cls, ti: Any, **kwargs: Any) -> VariableProgress:
@@ -328,9 +390,10 @@ class VariableProgress:
 
     def _earlier(self) -> dict[int, dict[str, Any]]:
         earlier: dict[int, dict[str, Any]] = {}
-        for start, stop in _ranges(self.known.state, _UNKNOWN):
-            for index in range(start, stop):
-                earlier[index] = dict(UNKNOWN_EARLIER)
+        for state, result in ((_UNKNOWN, UNKNOWN_EARLIER), (_CLAIMED, CLAIMED_EARLIER)):
+            for start, stop in _ranges(self.known.state, state):
+                for index in range(start, stop):
+                    earlier[index] = dict(result)
         for start, stop in _ranges(self.known.state, _SENT):
             for index in range(start, stop):
                 uuid = self.known.uuids.get(index)
@@ -352,27 +415,67 @@ class VariableProgress:
         if text_digest is not None:
             record.note_text(text_digest)
 
+    def claim(self, start: int, per_second: float | None) -> int:
+        """Record in the Variable, before any of them starts, that the next block of messages may be sent.
+
+        The block runs from ``start`` for :func:`claim_block` messages (about :data:`FLUSH_SECONDS` of
+        sending at ``per_second``), and covers only messages not recorded otherwise. Returns once the
+        claim is written (with every answer recorded so far, and merged like :meth:`flush`): the end of
+        the block, exclusive. A claimed message without a recorded answer is what a later try reads
+        as delivery unknown, so a worker killed outright leaves at most this block and the messages
+        in flight unknown, never sent twice. If the write fails, the block is released in memory.
+        """
+        self._claiming = True
+        stop = min(len(self.known.state), start + claim_block(per_second))
+        block = [index for index in range(start, stop) if self.known.state[index] == _UNSENT]
+        for index in block:
+            self.known.state[index] = _CLAIMED
+        self.known.mine.update(block)
+        try:
+            self._write()
+        except BaseException:
+            for index in block:
+                self.release(index)
+            raise
+        return stop
+
+    def release(self, index: int) -> None:
+        """Forget this try's claim of a message it did not start after all: a later try sends it."""
+        if index in self.known.mine:
+            self.known.mine.discard(index)
+            if self.known.state[index] == _CLAIMED:
+                self.known.state[index] = _UNSENT
+                self._unsaved += 1
+
     def record(self, index: int, result: dict[str, Any]) -> None:
         """Note a sent message, or one whose delivery is unknown; write in batches.
 
-        Plain failures are not noted: a retry sends them again.
+        A plain failure (nothing went out) releases the message's claim: a retry sends it again.
         """
         if "uuid" in result:
             self.known.state[index] = _SENT
+            self.known.mine.discard(index)
             if self._keep_uuids():
                 self.known.uuids[index] = result["uuid"]
         elif is_delivery_unknown(result):
             self.known.state[index] = _UNKNOWN
+            self.known.mine.discard(index)
         else:
+            self.release(index)
             return
         self._unsaved += 1
-        if self._unsaved >= FLUSH_EVERY or self._clock() - self._saved_at >= FLUSH_SECONDS:
+        # With claims, each claim's write carries the answers recorded so far: a block is never more
+        # than FLUSH_EVERY messages, so counting here would only add writes.
+        by_count = not self._claiming and self._unsaved >= FLUSH_EVERY
+        if by_count or self._clock() - self._saved_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        """Write the Variable if anything was sent since the last write, merged with what it holds now."""
-        if not self._unsaved:
-            return
+        """Write the Variable if anything was recorded since the last write, merged with what it holds now."""
+        if self._unsaved:
+            self._write()
+
+    def _write(self) -> None:
         raw = self._read()
         if raw is not None and raw != self._seen:  # someone else wrote since this try last did
             try:
@@ -381,13 +484,14 @@ class VariableProgress:
                 log.warning(
                     "Callbell: replacing Variable %r, which is not a usable record: %s", self.key, err
                 )
-        self._seen = self.known.to_json(self._digest, self._keep_uuids())
+        value = self.known.to_json(self._digest, self._keep_uuids())
         Variable.set(
             self.key,
-            self._seen,
+            value,
             description="Messages that earlier tries of this task sent (airflow-provider-callbell); "
             "deleted when the task succeeds",
         )
+        self._seen = value
         self.stored = True
         self._unsaved = 0
         self._saved_at = self._clock()

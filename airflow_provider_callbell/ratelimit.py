@@ -32,11 +32,11 @@ import math
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from airflow_provider_callbell.bulk import DEFAULT_MAX_RPS, Log
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
+from airflow_provider_callbell.transport.caps import redact, redact_url, url_secrets
 from airflow_provider_callbell.validation import check_max_rps
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
     from airflow_provider_callbell.connection import CallbellSettings
 
+#: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter. A
+#: bulk send's default ``max_rps``, and the size of the shared window.
+DEFAULT_MAX_RPS = 285.0
 #: The shared window's size: requests per second of one account, across every process. 95% of
 #: Callbell's 300 (as a bulk send's default ``max_rps``) leaves room for the time between taking a
 #: place here and reaching Callbell, which counts arrivals.
@@ -59,6 +62,16 @@ STORAGE_TIMEOUT = 2.0
 #: becomes a stream of round trips (a redis TTL is read in whole seconds).
 _MIN_WAIT = 0.001
 _PAUSE_POLL = 0.05
+
+
+class Log(Protocol):
+    """The logger methods a gate and a bulk send use (Airflow's and the standard library's loggers fit)."""
+
+    def debug(self, msg: str, /, *args: Any) -> Any: ...
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class RateGate:
@@ -151,18 +164,6 @@ def account_id(base_url: str, token: str) -> str:
     return hashlib.sha256(f"{base_url}\n{token}".encode()).hexdigest()[:32]
 
 
-def redacted_uri(uri: str) -> str:
-    """A storage URI fit for a log line: a password in it (``redis://:secret@host``) shows as ``***``."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None and parts.username is None:
-            return uri
-        host = parts.netloc.rsplit("@", 1)[1]
-    except ValueError:
-        return "<unreadable storage URI>"
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
 class SharedStorage:
     """One ``limits`` storage of this process: the windows and pauses of the accounts kept in it.
 
@@ -172,7 +173,7 @@ class SharedStorage:
     outage, and asks again after that.
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, password: str | None = None) -> None:
         try:
             from limits import RateLimitItemPerSecond
             from limits.errors import ConfigurationError
@@ -183,6 +184,8 @@ class SharedStorage:
                 "needs the limits package and its Redis client: install the provider's [redis] extra "
                 "(pip install 'limits[redis]')"
             ) from None
+        shown = redact_url(uri)  # the URI as given: the password, if any, is merged in below only
+        uri = with_password(uri, password)
         scheme = urlsplit(uri).scheme
         options: dict[str, Any] = {"wrap_exceptions": True}
         if scheme in ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"):
@@ -190,14 +193,12 @@ class SharedStorage:
         try:
             storage = storage_from_string(uri, **options)
         except ConfigurationError as err:  # an unknown scheme, or its client library missing
-            raise _config_error(
-                f"{redacted_uri(uri)!r} is not usable: {redact_uri_in(str(err), uri)}"
-            ) from None
+            raise _config_error(f"{shown!r} is not usable: {redact_uri_in(str(err), uri)}") from None
         if not isinstance(storage, MovingWindowSupport) or not isinstance(storage, Storage):
             raise _config_error(
-                f"{redacted_uri(uri)!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
+                f"{shown!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
             )
-        self.uri = redacted_uri(uri)
+        self.uri = shown
         self._storage: Storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
         self._item = RateLimitItemPerSecond(ACCOUNT_RPS, 1, namespace="callbell")
@@ -263,22 +264,34 @@ class SharedStorage:
 
 
 def redact_uri_in(text: str, uri: str) -> str:
-    """``text`` with ``uri``, and the password it may hold, replaced by the redacted URI."""
-    text = text.replace(uri, redacted_uri(uri))
-    password = urlsplit(uri).password if "@" in uri else None
-    return text.replace(password, "***") if password else text
+    """``text`` with ``uri`` redacted, and every credential it holds (raw or unquoted) as ``***``."""
+    return redact(text.replace(uri, redact_url(uri)), *url_secrets(uri))
 
 
-_storages: dict[str, SharedStorage] = {}
+def with_password(uri: str, password: str | None) -> str:
+    """``uri`` with ``password`` (the ``rate_limit_storage_password`` extra) as its userinfo password.
+
+    ``redis://redis:6379/1`` and ``pw`` make ``redis://:pw@redis:6379/1``; a user name in the URI is
+    kept. The password is quoted, so any character is fine. The result is never logged.
+    """
+    if password is None:
+        return uri
+    parts = urlsplit(uri)
+    user, _, host = parts.netloc.rpartition("@")
+    userinfo = f"{user.partition(':')[0]}:{quote(password, safe='')}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+_storages: dict[tuple[str, str | None], SharedStorage] = {}
 _storages_lock = threading.Lock()
 
 
-def shared_storage(uri: str) -> SharedStorage:
-    """The :class:`SharedStorage` of ``uri`` in this process, made on first use."""
+def shared_storage(uri: str, password: str | None = None) -> SharedStorage:
+    """The :class:`SharedStorage` of ``uri`` (and its password) in this process, made on first use."""
     with _storages_lock:
-        storage = _storages.get(uri)
+        storage = _storages.get((uri, password))
         if storage is None:
-            storage = _storages[uri] = SharedStorage(uri)
+            storage = _storages[uri, password] = SharedStorage(uri, password)
         return storage
 
 
@@ -355,7 +368,7 @@ def gate_for(
     """
     if settings.rate_limit_storage is None:
         return RateGate(clock=clock, sleep=sleep)
-    storage = shared_storage(settings.rate_limit_storage)
+    storage = shared_storage(settings.rate_limit_storage, settings.rate_limit_storage_password)
     return SharedRateGate(
         storage, account_id(settings.base_url, settings.token), log=log, clock=clock, sleep=sleep
     )

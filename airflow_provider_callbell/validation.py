@@ -69,8 +69,18 @@ SHOWN_CHARS = 80
 # than 6 is never a reachable WhatsApp number. ASCII digits only: [0-9], not \d.
 _INTERNATIONAL_NUMBER = re.compile(r"\+[1-9][0-9]{5,14}")
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
-# Callbell uuids are 32 hex characters; dashes are tolerated in case a dashed form is ever used.
-_UUID_RE = re.compile(r"[0-9A-Fa-f-]{32,36}")
+#: A Callbell uuid: 32 hex digits (``adf3d1216d4c4dcd908199d6700f2381`` in every example of Callbell's
+#: reference), or the same in the dashed 8-4-4-4-12 form. The one uuid check: the hook's arguments
+#: (:func:`validate_uuid`) and Callbell's answers (``answers.py``) use it, so a uuid taken from an
+#: answer can always be asked about again.
+UUID_PATTERN = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def is_uuid(value: Any) -> bool:
+    """Whether ``value`` is a uuid as Callbell writes them."""
+    return isinstance(value, str) and UUID_PATTERN.fullmatch(value) is not None
 
 
 class MessageFields(MessageOptions, total=False):
@@ -261,8 +271,8 @@ def _plain_text_hint(field: str, text: str) -> str | None:
 def validate_uuid(field: str, value: Any, kind: str = "message") -> str:
     """Check a message (or contact) uuid before it goes into a URL path."""
     text = _as_str(value)
-    if text is None or len(text) > 36 or not _UUID_RE.fullmatch(text):
-        raise _fail(field, f"a Callbell {kind} uuid (32 hex characters)", value)
+    if text is None or not is_uuid(text):
+        raise _fail(field, f"a Callbell {kind} uuid (32 hex digits, or dashed 8-4-4-4-12)", value)
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -40,10 +41,21 @@ class Progress:
         self.begun: tuple[int, str] | None = None
         self.recorded: dict[int, dict[str, Any]] = {}
         self.flushes = 0
+        self.block = 3
+        self.claims: list[int] = []
+        self.released: list[int] = []
 
     def begin(self, total: int, recipients_digest: str) -> dict[int, dict[str, Any]]:
         self.begun = (total, recipients_digest)
         return self.earlier
+
+    def claim(self, start: int, per_second: float | None) -> int:
+        self.claims.append(start)
+        assert self.begun is not None
+        return min(start + self.block, self.begun[0])
+
+    def release(self, index: int) -> None:
+        self.released.append(index)
 
     def record(self, index: int, result: dict[str, Any]) -> None:
         self.recorded[index] = result
@@ -294,3 +306,53 @@ class TestSendSpooled:
         assert set(progress.recorded) == sent
         assert len(sent) < 100
         assert progress.flushes == 1
+
+
+class TestWriteAhead:
+    def spool(self, count: int) -> bulk.Spool:
+        return bulk.spool_messages((text(f"+316{i:08d}", str(i)) for i in range(count)), build)
+
+    def test_no_message_starts_before_its_claim_returned(self):
+        progress = Progress(earlier={4: {"uuid": "u4", "status": "sent_in_earlier_try"}})
+        claimed_until = [0]
+        lock = threading.Lock()
+        started_unclaimed: list[int] = []
+
+        class Claims(Progress):
+            def claim(self, start: int, per_second: float | None) -> int:
+                time.sleep(0.01)  # a slow write: the workers must not run ahead of it
+                stop = super().claim(start, per_second)
+                claimed_until[0] = stop
+                return stop
+
+        progress = Claims(earlier=progress.earlier)
+
+        def send_one(line: bytes) -> dict[str, Any]:
+            index = int(json.loads(line)["content"]["text"])
+            with lock:
+                if index >= claimed_until[0]:
+                    started_unclaimed.append(index)
+            return {"uuid": f"u{index}"}
+
+        with self.spool(20) as spool:
+            bulk.send_spooled(spool, send_one, workers=4, progress=progress, log=Log(), per_second=7)
+        assert started_unclaimed == []
+        assert progress.claims == [0, 3, 6, 9, 12, 15, 18]  # blocks of 3; 4 was sent earlier
+        assert progress.released == []
+
+    def test_claimed_messages_that_never_started_are_released(self):
+        stop = threading.Event()
+
+        class StopAtOnce(Progress):
+            def claim(self, start: int, per_second: float | None) -> int:
+                stop.set()  # as on_kill does, right after the first claim
+                return super().claim(start, per_second)
+
+        progress = StopAtOnce()
+        with self.spool(10) as spool, pytest.raises(CallbellError, match="stopped"):
+            bulk.send_spooled(
+                spool, lambda line: {"uuid": "u"}, workers=1, progress=progress, log=Log(), stop=stop
+            )
+        assert progress.claims == [0]
+        assert sorted(progress.released) == [0, 1, 2]  # 0 was dropped unstarted, 1-2 never handed out
+        assert progress.recorded == {}

@@ -239,6 +239,43 @@ class TestRateLimitStorage:
         ):
             settings({"rate_limit_storage": value})
 
+    def test_airflow_masks_the_password_extra_and_not_the_uri(self):
+        from tests.compat import redact
+
+        extras = {"rate_limit_storage": "redis://redis:6379/1", "rate_limit_storage_password": "Redis-Secr3t"}
+        assert redact(extras) == {
+            "rate_limit_storage": "redis://redis:6379/1",
+            "rate_limit_storage_password": "***",
+        }
+
+    def test_the_password_extra_is_kept_apart_and_out_of_the_repr(self):
+        made = settings(
+            {"rate_limit_storage": "redis://redis:6379/1", "rate_limit_storage_password": "Redis-Secr3t"}
+        )
+        assert made.rate_limit_storage == "redis://redis:6379/1"
+        assert made.rate_limit_storage_password == "Redis-Secr3t"
+        assert "Redis-Secr3t" not in repr(made)
+
+    @pytest.mark.parametrize(
+        ("extra", "match"),
+        [
+            pytest.param({}, "'rate_limit_storage' is not; set both", id="no-storage"),
+            pytest.param(
+                {"rate_limit_storage": "redis://:Redis-Other@redis:6379/1"}, "holds a password", id="userinfo"
+            ),
+            pytest.param(
+                {"rate_limit_storage": "redis://redis:6379/1?password=Redis-Other"},
+                "holds a password",
+                id="query",
+            ),
+        ],
+    )
+    def test_the_password_extra_needs_a_storage_without_a_password(self, extra, match):
+        with pytest.raises(CallbellConnectionConfigError, match=match) as excinfo:
+            settings({**extra, "rate_limit_storage_password": "Redis-Secr3t"})
+        assert "Redis-Secr3t" not in str(excinfo.value)
+        assert "Redis-Other" not in str(excinfo.value)
+
     def test_neither_the_repr_nor_an_error_shows_the_storage_password(self):
         made = settings({"rate_limit_storage": "redis://:Redis-Secr3t@redis:6379/1"})
         assert "Redis-Secr3t" not in repr(made)

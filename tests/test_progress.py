@@ -183,6 +183,10 @@ UNTRUSTED = [
     pytest.param(valid(sent=[[0, 5], [4, 6]]), id="ranges-overlap"),
     pytest.param(valid(unknown=[[1, 3]]), id="sent-and-unknown-overlap"),
     pytest.param(valid(unknown={"a": 1}), id="unknown-an-object"),
+    pytest.param(valid(claimed={"a": 1}), id="claimed-an-object"),
+    pytest.param(valid(claimed=[[5, 7]]), id="sent-and-claimed-overlap"),
+    pytest.param(valid(claimed=[[2, 4]]), id="unknown-and-claimed-overlap"),
+    pytest.param(valid(claimed=[[9, 11]]), id="claimed-past-the-end"),
     pytest.param(valid(uuids=[]), id="uuids-a-list"),
     pytest.param(valid(uuids={"0": 5}), id="uuid-a-number"),
     pytest.param(valid(uuids={"0": "x\n\u001b[31m"}), id="uuid-with-escapes"),
@@ -213,9 +217,10 @@ class TestFailsClosed:
         assert isinstance(raised.value, AirflowFailException)  # every retry would read the same value
 
     def test_the_valid_one_of_those_loads(self, variables):
-        variables["k"] = valid(uuids={"5": "a" * 32})
+        variables["k"] = valid(uuids={"5": "a" * 32}, claimed=[[3, 5], [6, 7]])
         earlier = VariableProgress("k").begin(10, "digest")
-        assert set(earlier) == {0, 1, 2, 5}
+        assert set(earlier) == {0, 1, 2, 3, 4, 5, 6}
+        assert earlier[3] == earlier[6] == progress.CLAIMED_EARLIER
         assert earlier[5] == {"uuid": "a" * 32, "status": "sent_in_earlier_try"}
         assert earlier[2]["delivery_unknown"] is True
 
@@ -262,10 +267,12 @@ class TestFailsClosed:
             first.record(i, {"uuid": f"{i:032x}-abc", "status": "enqueued"})
         for i in range(1, total, 4):
             first.record(i, {"error": "...", "delivery_unknown": True})
+        first.claim(0, 1e9)  # and every other message claimed: each index starts a run of its own
         first.flush()
+        assert json.loads(variables["k"])["claimed"][:2] == [[3, 4], [7, 8]]
         assert len(variables["k"]) <= progress.value_max_chars(total)
         earlier = VariableProgress("k").begin(total, "digest")
-        assert len(earlier) == total // 2 + total // 4
+        assert len(earlier) == total
 
 
 class TestTwoWriters:
@@ -324,3 +331,122 @@ class TestTwoWriters:
         stored = json.loads(variables["k"])
         assert stored["unknown_since"] == 1_900_000_000
         assert sorted(stored["unknown_texts"]) == sorted(progress.text_digest(t, "token") for t in "ab")
+
+
+class TestWriteAheadClaims:
+    """Each block of messages is claimed in the Variable before any of it starts; a later try reads a
+    claim without an answer as delivery unknown."""
+
+    @pytest.mark.parametrize(
+        ("per_second", "block"),
+        [
+            pytest.param(285, progress.FLUSH_EVERY, id="default-rate-capped"),
+            pytest.param(100, 200, id="two-seconds-of-sending"),
+            pytest.param(1, 2, id="slow"),
+            pytest.param(0.1, 1, id="slower-than-one-per-block"),
+            pytest.param(None, progress.FLUSH_EVERY, id="rate-unknown"),
+        ],
+    )
+    def test_a_block_is_about_flush_seconds_of_sending_and_at_most_flush_every(self, per_second, block):
+        assert progress.claim_block(per_second) == block
+
+    def test_the_claim_is_stored_before_claim_returns(self, variables):
+        store = VariableProgress("k")
+        store.begin(1000, "digest")
+        assert store.claim(0, 100) == 200
+        assert json.loads(variables["k"])["claimed"] == [[0, 200]]
+        assert variables.writes == 1
+
+    def test_a_send_killed_between_claim_and_flush_leaves_its_block_unknown(self, variables):
+        killed = VariableProgress("k")
+        killed.begin(1000, "digest")
+        killed.claim(0, 100)
+        for i in range(150):  # sent, recorded in memory only: the worker dies before the next write
+            killed.record(i, sent(i))
+
+        retry = VariableProgress("k")
+        earlier = retry.begin(1000, "digest")
+        assert set(earlier) == set(range(200))
+        assert all(r == progress.CLAIMED_EARLIER for r in earlier.values())
+        assert "stopped (its worker killed?)" in earlier[0]["error"]
+
+    def test_answers_replace_claims_and_plain_failures_and_releases_give_them_back(self, variables):
+        store = VariableProgress("k")
+        store.begin(10, "digest")
+        assert store.claim(0, 2) == 4
+        store.record(0, sent(0))
+        store.record(1, {"error": "...", "status_code": 500, "delivery_unknown": True})
+        store.record(2, {"error": "CallbellServerError: ...", "status_code": 503})  # nothing went out
+        store.release(3)  # never started
+        store.flush()
+        stored = json.loads(variables["k"])
+        assert (stored["sent"], stored["unknown"], "claimed" in stored) == ([[0, 1]], [[1, 2]], False)
+        assert set(VariableProgress("k").begin(10, "digest")) == {0, 1}
+
+    def test_claims_skip_what_is_recorded_already(self, variables):
+        variables["k"] = valid()  # sent 0-1 and 5, unknown 2
+        store = VariableProgress("k")
+        store.begin(10, "digest")
+        store.claim(0, 5)
+        stored = json.loads(variables["k"])
+        assert stored["claimed"] == [[3, 5], [6, 10]]
+        assert (stored["sent"], stored["unknown"]) == ([[0, 2], [5, 6]], [[2, 3]])
+
+    def test_a_failed_claim_write_releases_the_block(self, variables, monkeypatch):
+        store = VariableProgress("k")
+        store.begin(4, "digest")
+        real_set = variables.set
+        monkeypatch.setattr(variables, "set", mock_fail)
+        with pytest.raises(OSError, match="API server down"):
+            store.claim(0, 1)
+        monkeypatch.setattr(variables, "set", real_set)
+        store.flush()
+        assert "claimed" not in json.loads(variables["k"])
+
+    def test_a_claim_costs_one_write_per_block_not_per_message(self, variables):
+        clock = Clock()
+        store = VariableProgress("k", clock=clock)
+        store.begin(3000, "digest")
+        claimed_until = 0
+        for i in range(3000):  # as send_spooled does at 285 messages/s: claim, then send, then record
+            if i >= claimed_until:
+                claimed_until = store.claim(i, 285)
+            clock.now += 1 / 285
+            store.record(i, sent(i))
+        store.flush()
+        assert variables.writes == 3000 // progress.FLUSH_EVERY + 1  # every flush rides on a claim
+
+    def test_a_stale_tries_claim_never_turns_a_later_tries_sent_into_unknown(self, variables):
+        stale = VariableProgress("k")  # try 1 claims 0-3 and stalls with them in flight
+        stale.begin(8, "digest")
+        stale.claim(0, 2)
+        later = VariableProgress("k", at_least_once=True)  # try 2 reads them as unknown, resends them
+        assert all(r["delivery_unknown"] for r in later.begin(8, "digest").values())
+        later.claim(0, 2)
+        for i in range(4):
+            later.record(i, sent(i))  # in memory: written at its next write
+        stale.record(0, {"error": "...", "delivery_unknown": True})  # try 1 wakes up, claims on
+        stale.claim(4, 2)
+        later.flush()  # reads try 1's value: its claims and its unknown
+        stored = json.loads(variables["k"])
+        assert stored["sent"] == [[0, 4]]  # sent wins over try 1's claims and its unknown
+        assert stored["claimed"] == [[4, 8]]
+
+    def test_a_claim_another_try_wrote_over_this_ones_is_not_released(self, variables):
+        mine = VariableProgress("k")
+        mine.begin(4, "digest")
+        mine.claim(0, 1)  # 0-1
+        other = VariableProgress("k")
+        other.begin(4, "digest")
+        other.known.state[1] = progress._UNSENT  # as if it had read the Variable before the claim
+        other.claim(1, 1)  # claims 1-2 itself
+        mine.record(0, sent(0))
+        mine.flush()  # reads the other's claim of 1
+        mine.release(1)  # mine did not start 1, but the other try may have
+        mine.flush()
+        stored = json.loads(variables["k"])
+        assert (stored["sent"], stored["claimed"]) == ([[0, 1]], [[1, 3]])
+
+
+def mock_fail(*args, **kwargs) -> None:
+    raise OSError("API server down")

@@ -5,6 +5,7 @@ redis-server with hooks in two processes sending to the sandbox.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -33,6 +34,7 @@ from airflow_provider_callbell.ratelimit import (
     account_id,
     shared_storage,
 )
+from airflow_provider_callbell.transport.caps import redact_url
 from tests.helpers import BASE_URL, SEND_URL, TOKEN, UUID, Waits, set_connection
 from tests.redis_server import MISSING, RedisServer, free_port
 
@@ -301,9 +303,67 @@ class TestStorageConfiguration:
         assert requests_mock.call_count == 0
 
     def test_a_redis_password_is_never_logged(self):
-        assert ratelimit.redacted_uri("redis://:Redis-Secr3t@redis:6379/1") == "redis://***@redis:6379/1"
-        assert ratelimit.redacted_uri("redis://user:Redis-Secr3t@redis/1") == "redis://***@redis/1"
-        assert ratelimit.redacted_uri("redis://redis:6379/1") == "redis://redis:6379/1"
+        assert redact_url("redis://:Redis-Secr3t@redis:6379/1") == "redis://***@redis:6379/1"
+        assert redact_url("redis://user:Redis-Secr3t@redis/1") == "redis://***@redis/1"
+        assert redact_url("redis://redis:6379/1") == "redis://redis:6379/1"
+
+    def test_a_password_in_the_query_is_redacted_too(self):
+        # redis-py reads ?password= (and limits passes the URI to it as it stands).
+        uri = "redis://redis:6379/1?password=Redis-Secr3t&socket_keepalive=true"
+        assert redact_url(uri) == "redis://redis:6379/1?password=***&socket_keepalive=true"
+        assert (
+            redact_url("rediss://r:6380/0?sentinel_password=Redis-Secr3t")
+            == "rediss://r:6380/0?sentinel_password=***"
+        )
+        assert "Redis-Secr3t" not in ratelimit.redact_uri_in(f"cannot use {uri}", uri)
+
+    @pytest.mark.parametrize(
+        "uri",
+        ["redis://:Redis%40Secr3t@redis:6379/1", "redis://redis:6379/1?password=Redis%40Secr3t"],
+        ids=["userinfo", "query"],
+    )
+    def test_a_quoted_password_is_hidden_in_both_spellings(self, uri):
+        # A library's error may quote the URI as given, or the password as it decoded it.
+        text = f"cannot connect to {uri} with password Redis@Secr3t (Redis%40Secr3t)"
+        redacted = ratelimit.redact_uri_in(text, uri)
+        assert "Secr3t" not in redacted
+        assert "redis:6379/1" in redacted
+
+    @pytest.mark.parametrize(
+        ("uri", "merged"),
+        [
+            ("redis://redis:6379/1", "redis://:p%40ss%2Fw%3Ard@redis:6379/1"),
+            ("redis://user@redis:6379/1", "redis://user:p%40ss%2Fw%3Ard@redis:6379/1"),
+        ],
+    )
+    def test_the_password_extra_is_merged_quoted(self, uri, merged):
+        assert ratelimit.with_password(uri, "p@ss/w:rd") == merged
+        assert ratelimit.with_password(uri, None) == uri
+
+    def test_the_password_extra_is_never_in_an_error(self):
+        with pytest.raises(CallbellConnectionConfigError, match="is not usable") as excinfo:
+            SharedStorage("nosuch://host/0", "Redis@Secr3t")
+        assert "nosuch://host/0" in str(excinfo.value)
+        assert "Secr3t" not in str(excinfo.value)
+
+    def test_the_outage_warning_hides_a_query_password(self, monkeypatch):
+        log = _Log()
+        port = free_port()  # nothing listens there
+        storage = SharedStorage(f"redis://127.0.0.1:{port}/0?password=Redis-Secr3t")
+        assert storage.call(lambda: storage.wait_for_place("acct"), log) is None
+        assert len(log.at("warning")) == 1
+        assert f"redis://127.0.0.1:{port}/0?password=***" in log.at("warning")[0]
+        assert "Redis-Secr3t" not in repr(log.lines)
+
+
+def test_the_gate_does_not_import_the_bulk_send():
+    """The rate belongs to the gate: bulk.py imports it from here (and still offers its old names)."""
+    tree = ast.parse((ROOT / "airflow_provider_callbell" / "ratelimit.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "airflow_provider_callbell.bulk" not in imported
+    from airflow_provider_callbell import bulk
+
+    assert (bulk.DEFAULT_MAX_RPS, bulk.Log) == (ratelimit.DEFAULT_MAX_RPS, ratelimit.Log)
 
 
 class TestRedis:
@@ -399,6 +459,29 @@ class TestRedis:
             CallbellHook().send_message("+31612345678", content={"text": "z"})
             assert [line for line in log.at("info") if "answers again" in line]
             assert len([key for key in server.client().scan_iter() if key.endswith(b"/second")]) == 1
+        finally:
+            server.stop()
+
+    def test_the_password_extra_reaches_redis_and_no_log_line(self, monkeypatch, requests_mock, tmp_path):
+        if shutil.which("redis-server") is None:
+            pytest.skip(MISSING)
+        redis = pytest.importorskip("redis")
+        password = "Redis@Secr3t/:x"  # characters a URI must quote
+        server = RedisServer(tmp_path, password=password)
+        try:
+            log = _Log()
+            monkeypatch.setattr(CallbellHook, "log", log)
+            uri = f"redis://127.0.0.1:{server.port}/0"
+            extra = {"rate_limit_storage": uri, "rate_limit_storage_password": password}
+            set_connection(monkeypatch, extra=extra)
+            requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
+            hook = CallbellHook()
+            hook.send_message("+31612345678", content={"text": "x"})
+            assert hook._gate.storage.uri == uri
+            client = redis.Redis(port=server.port, password=password)
+            assert [key for key in client.scan_iter() if key.endswith(b"/second")]  # it took its place
+            assert not log.at("warning")  # authenticated: the storage answered
+            assert "Secr3t" not in repr(log.lines)
         finally:
             server.stop()
 

@@ -337,10 +337,29 @@ class TestValidationRules:
 
 
 class TestUuid:
-    def test_accepts_callbell_uuid(self):
-        assert validate_uuid("uuid", "adf3d1216d4c4dcd908199d6700f2381") == "adf3d1216d4c4dcd908199d6700f2381"
+    @pytest.mark.parametrize(
+        "uuid",
+        ["adf3d1216d4c4dcd908199d6700f2381", "ADF3D121-6D4C-4DCD-9081-99D6700F2381"],
+        ids=["hex", "dashed"],
+    )
+    def test_accepts_callbell_uuid(self, uuid):
+        assert validate_uuid("uuid", uuid) == uuid
 
-    @pytest.mark.parametrize("bad", ["", "../auth/me", "adf3", None, "g" * 32])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "",
+            "../auth/me",
+            "adf3",
+            None,
+            "g" * 32,
+            "-" * 32,  # dashes only
+            "-" * 36,
+            "adf3d1216d4c4dcd908199d6700f2381-",  # a dash where none belongs
+            "adf3d121-6d4c4dcd-908199d6-700f2381",  # dashes in the wrong places
+            "a" * 33,
+        ],
+    )
     def test_refuses_anything_else(self, bad):
         with pytest.raises(CallbellValidationError, match="uuid must be a Callbell message uuid"):
             validate_uuid("uuid", bad)

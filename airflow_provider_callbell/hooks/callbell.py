@@ -401,6 +401,7 @@ class CallbellHook(BaseHook):
                 log=self.log,
                 stop=stop,
                 resend_unknown=self._settings.retry.delivery == "at_least_once",
+                per_second=rate,
             )
 
     def get_message_status(self, uuid: str) -> dict[str, Any]:

@@ -183,8 +183,7 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         check_literal_fields(f"task {self.task_id!r}", {name: getattr(self, name) for name in MESSAGE_FIELDS})
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_callbell.bulk import failure_record, recipients_digest
-        from airflow_provider_callbell.exceptions import CallbellAPIError
+        from airflow_provider_callbell.bulk import DELIVERY_UNKNOWN, recipients_digest
         from airflow_provider_callbell.progress import VariableProgress, text_digest
 
         fields = {name: getattr(self, name) for name in MESSAGE_FIELDS}
@@ -200,13 +199,15 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         started = time.time()
         try:
             message = hook.send_message(**fields)
-        except CallbellAPIError as err:
-            if err.maybe_acted_on:  # remember it, so that a retry looks for it before sending again
+        except BaseException as err:
+            # A timeout of the task, a SIGTERM or a Ctrl-C may stop the send after the request left:
+            # remember it, so that a retry looks for it before sending again.
+            if _may_have_gone_out(err):
                 text = _text_of(payload)
                 progress.record_attempt(
                     started, None if text is None else text_digest(text, hook._settings.token)
                 )
-                progress.record(0, failure_record(err, payload))
+                progress.record(0, {DELIVERY_UNKNOWN: True})
                 progress.flush()
             raise
         return self._done(context, progress, message)
@@ -255,6 +256,20 @@ class CallbellSendMessageOperator(CallbellHookMixin, BaseOperator):
         )
 
 
+def _may_have_gone_out(error: BaseException) -> bool:
+    """Whether a send that raised ``error`` may have reached Callbell, so that a retry must look first.
+
+    Only a :class:`CallbellError` proves that nothing left: bad input or configuration (raised before
+    any request), or an answer that says Callbell did not act (``maybe_acted_on`` false). Anything
+    else (a task timeout, a SIGTERM, a ``KeyboardInterrupt``, a bug) may have struck mid-request.
+    """
+    from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellError
+
+    if isinstance(error, CallbellAPIError):
+        return error.maybe_acted_on
+    return not isinstance(error, CallbellError)
+
+
 class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
     """
     Send many Callbell messages from one task, concurrently at up to the account's rate limit.
@@ -281,11 +296,13 @@ class CallbellSendMessagesOperator(CallbellHookMixin, BaseOperator):
     ``None``), to keep Airflow's database small.
 
     A retry does not send again what an earlier try of the same task instance sent: progress is kept
-    in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>`` in batches,
-    and deleted when the task succeeds (see :mod:`airflow_provider_callbell.progress`). A message that
-    failed is sent again by the retry. A message whose delivery is unknown (a ``500``, or no answer
-    after it was sent: it may have gone out) is counted apart as ``unknown``, fails the task too, and
-    is not sent again by a retry unless the connection's ``delivery`` extra is ``"at_least_once"``.
+    in the Airflow Variable ``callbell_progress/<dag_id>/<task_id>/<run_id>/<map_index>``, each block
+    of messages claimed there before any of it is sent, and deleted when the task succeeds (see
+    :mod:`airflow_provider_callbell.progress`). A message that failed is sent again by the retry. A
+    message whose delivery is unknown (a ``500``, no answer after it was sent, or claimed by a try
+    whose worker was killed before it recorded the answer: it may have gone out) is counted apart as
+    ``unknown``, fails the task too, and is not sent again by a retry unless the connection's
+    ``delivery`` extra is ``"at_least_once"``.
 
     Bigger audiences: split them into chunks and map this operator over them in a pool, with each
     task's ``max_rps`` set to the account's limit divided by the pool's slots (see the README).

@@ -4,7 +4,8 @@
   stops past :data:`MAX_BODY_BYTES`, so that the size cap holds for the decoded answer (a gzip bomb)
   too; :func:`join_capped` applies the same cap to chunks a library already decoded.
 - :func:`redact` is the one function that removes the token and any ``Authorization`` value from
-  text that came from a server, before the text reaches an exception, a log line, an XCom or an event.
+  text that came from a server, before the text reaches an exception, a log line, an XCom or an event;
+  :func:`redact_url` is its counterpart for a URL the user configured (a storage URI with a password).
 - :func:`printable` is what a log line or a message may show of text from outside (a server, a
   customer, an exception): redacted, control characters escaped, cut to a bound, so that it can
   neither forge a line nor drive a terminal.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 import zlib
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -48,6 +50,52 @@ def redact(text: str, *secrets: str | None) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1***", text)
     return text
+
+
+#: A query parameter whose name holds one of these carries a credential (redis-py reads ``?password=``).
+_SECRET_QUERY_KEYS = ("pass", "token", "secret")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials in ``url``: its userinfo password and every secret query value, raw and unquoted.
+
+    Both spellings, because a library quoting the URL in an error may show either (``p%40ss`` or
+    ``p@ss``). An unreadable URL yields nothing: the caller's own text is then all it can redact.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc_password = parts.netloc.rpartition("@")[0].partition(":")[2] if "@" in parts.netloc else ""
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return []
+    raw_query = [pair.partition("=") for pair in parts.query.split("&")]
+    secrets = [netloc_password, unquote(netloc_password)]
+    secrets += [value for key, value in query if _is_secret_key(key)]
+    secrets += [value for key, _, value in raw_query if _is_secret_key(unquote(key))]
+    return sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit for a log line or an error: userinfo and secret query values show as ``***``.
+
+    ``redis://:pw@redis:6379/1`` becomes ``redis://***@redis:6379/1``, and
+    ``redis://redis:6379/1?password=pw`` becomes ``redis://redis:6379/1?password=***``.
+    """
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            parts = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2])
+        if parts.query:
+            query = parse_qsl(parts.query, keep_blank_values=True)
+            hidden = [(key, "***" if _is_secret_key(key) else value) for key, value in query]
+            parts = parts._replace(query=urlencode(hidden, safe="*/:"))
+    except ValueError:
+        return "<unreadable URL>"
+    return parts.geturl()
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(word in key.lower() for word in _SECRET_QUERY_KEYS)
 
 
 #: What :func:`printable` escapes: C0 and C1 controls (newlines, ``ESC`` of terminal sequences, ``NEL``),

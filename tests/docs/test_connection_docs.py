@@ -42,6 +42,7 @@ class TestExtras:
             "retry_backoff": f"{policy.backoff:g}",
             "delivery": policy.delivery,
             "rate_limit_storage": "unset",
+            "rate_limit_storage_password": "unset",
             "allow_plain_http": "false",
         }
 
@@ -57,6 +58,15 @@ MISTAKES: list[tuple[str, dict[str, object] | None]] = [
     ("not-http", {"host": "ftp://api.callbell.eu/v1"}),
     ("bad-extra", {"extra": {"timeout": "soon"}}),
     ("bad-storage", {"extra": {"rate_limit_storage": "redis"}}),
+    (
+        "storage-password-twice",
+        {
+            "extra": {
+                "rate_limit_storage": "redis://:Redis-Secr3t@redis/1",
+                "rate_limit_storage_password": "pw",
+            }
+        },
+    ),
 ]
 
 

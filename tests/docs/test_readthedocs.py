@@ -34,8 +34,13 @@ def make_docs_commands() -> list[list[str]]:
     dry_run = subprocess.run(
         ["make", "--no-print-directory", "-n", "-B", "docs"],
         cwd=ROOT,
-        # Under `make test`, not the outer make's flags (jobs, output sync, its jobserver).
-        env={k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}},
+        # Under `make test`, not the outer make's flags (jobs, output sync, its jobserver), nor the
+        # Airflow line it runs (`make test-2.11` exports AIRFLOW_LINE): `make docs` as a user types it.
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "AIRFLOW_LINE", "PYTEST_ARGS"}
+        },
         capture_output=True,
         text=True,
         check=True,

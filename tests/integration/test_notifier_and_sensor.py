@@ -28,8 +28,10 @@ def test_send_wait_poke_and_deferred_then_fail_with_notifications(airflow, callb
     assert sent == "Report for 2026-01-01 is ready"
     uuid = result.xcom("send")
     assert uuid == callbell_sandbox.messages[0]["uuid"]
-    # The sensors' results; the deferred one really went through the trigger.
-    assert result.xcom("wait_poke") == "delivered"
+    # The sensors' results; the deferred one really went through the trigger. The sandbox moves the
+    # message one step every 0.2 s, so on a busy machine the poke sensor may first see it past
+    # "delivered": it then returns the status it saw, "read", as documented.
+    assert result.xcom("wait_poke") in {"delivered", "read"}
     assert result.xcom("wait_deferred") == "read"
     assert "[DAG TEST] running trigger in line" in result.output
     assert f"Callbell message {uuid} is read" in result.output

@@ -256,6 +256,57 @@ class TestAnUnknownFateIsRememberedAcrossTries:
         assert KEY in variables
 
 
+def _task_timeout() -> type[BaseException]:
+    """The exception Airflow raises in a task past its ``execution_timeout`` (moved in Airflow 3)."""
+    try:
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+    except ImportError:  # Airflow 2
+        from airflow.exceptions import AirflowTaskTimeout
+    return AirflowTaskTimeout
+
+
+class TestAnInterruptedSendIsRemembered:
+    """A task timeout, SIGTERM or Ctrl-C may stop the send after the request left: the retry looks first."""
+
+    @pytest.mark.parametrize(
+        "interruption",
+        [pytest.param(_task_timeout(), id="task-timeout"), pytest.param(KeyboardInterrupt, id="ctrl-c")],
+    )
+    def test_the_retry_looks_in_the_conversation_and_does_not_send_again(
+        self, callbell_conn, requests_mock, variables, interruption
+    ):
+        def interrupted(request: Any, context: Any) -> None:  # the request has left; then the timeout
+            raise interruption("Timeout, PID: 4242")
+
+        requests_mock.post(SEND_URL, json=interrupted)
+        with pytest.raises(interruption):
+            run(send())
+        record = json.loads(variables[KEY])
+        assert record["unknown"] == [[0, 1]]
+        assert record["unknown_texts"] == [progress_module.text_digest("Your order shipped", TOKEN)]
+
+        requests_mock.reset_mock()
+        requests_mock.get(CONTACT_URL, json={"contact": {"uuid": CONTACT_UUID}})
+        requests_mock.get(
+            MESSAGES_URL, json={"messages": [listed("Your order shipped")], "meta": {"pages": 1}}
+        )
+        sent = requests_mock.post(SEND_URL, json={"message": {"uuid": UUID, "status": "enqueued"}})
+        assert run(send())[0] == EARLIER_UUID
+        assert not sent.called
+
+    def test_a_send_that_never_connected_writes_nothing(
+        self, callbell_conn, requests_mock, variables, monkeypatch
+    ):
+        import requests
+
+        set_connection(monkeypatch, extra={"max_retries": 0})
+        requests_mock.post(SEND_URL, exc=requests.exceptions.ConnectTimeout)
+        with pytest.raises(CallbellAPIError, match="no answer") as raised:
+            run(send())
+        assert raised.value.maybe_acted_on is False  # a connect timeout proves nothing left
+        assert KEY not in variables
+
+
 class TestOnlyAnUnknownFateIsRemembered:
     def test_a_success_writes_nothing(self, send_ok, variables, monkeypatch):
         monkeypatch.setattr(variables, "set", lambda *a, **k: pytest.fail("no write on success"))

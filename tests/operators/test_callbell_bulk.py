@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 from unittest import mock
 
@@ -315,3 +316,55 @@ class TestRetries:
         monkeypatch.setattr(progress_module.VariableProgress, "record", record)
         run(operator(recipients=recipients, message={"content": {"text": "hi"}}))
         assert sorted(m["body"]["to"] for m in callbell_sandbox.messages) == recipients  # each once
+
+
+class Killed(BaseException):
+    """The worker dies (SIGKILL): nothing after this point runs, no write reaches the Variable."""
+
+
+class TestKilledWorker:
+    @pytest.mark.parametrize(("delivery", "resent"), [("at_most_once", False), ("at_least_once", True)])
+    def test_a_send_killed_between_claim_and_flush_leaves_its_block_unknown(
+        self, callbell_sandbox, variables, monkeypatch, delivery, resent
+    ):
+        """The retry reads the killed try's claimed block as unknown: under at_most_once it sends none of
+        it, counts it and fails the task; under at_least_once it sends it again."""
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CALLBELL_DEFAULT",
+            json.dumps({**json.loads(callbell_sandbox.connection_json), "extra": {"delivery": delivery}}),
+        )
+        recipients = [phone(i) for i in range(60)]
+        block = progress_module.claim_block(10)  # 20 messages: two seconds at max_rps=10
+        record = progress_module.VariableProgress.record
+        dead = False
+
+        def die_after_five(self, index, result):
+            nonlocal dead
+            record(self, index, result)
+            if self.known.state.count(progress_module._SENT) == 5:
+                dead = True
+                raise Killed
+
+        frozen_set = variables.set
+        monkeypatch.setattr(
+            variables, "set", lambda *args, **kwargs: None if dead else frozen_set(*args, **kwargs)
+        )
+        monkeypatch.setattr(progress_module.VariableProgress, "record", die_after_five)
+        with pytest.raises(Killed):
+            run(operator(recipients=recipients, message={"content": {"text": "hi"}}, max_rps=10))
+        first_try = [m["body"]["to"] for m in callbell_sandbox.messages]
+        assert 5 <= len(first_try) <= block
+        assert json.loads(variables[KEY])["claimed"] == [[0, block]]  # written before the first send
+
+        monkeypatch.setattr(progress_module.VariableProgress, "record", record)
+        dead = False
+        retry = operator(recipients=recipients, message={"content": {"text": "hi"}}, max_rps=1000)
+        if resent:
+            run(retry)
+        else:
+            with pytest.raises(CallbellBulkSendError, match=f"{block} of 60 Callbell messages failed"):
+                run(retry)
+        sent_to = Counter(m["body"]["to"] for m in callbell_sandbox.messages)
+        # at_most_once: the claimed block is not sent again, whether the killed try sent it or not
+        assert sent_to - Counter(first_try) == Counter(recipients if resent else recipients[block:])
+        assert max(sent_to.values()) == (2 if resent else 1)

@@ -84,7 +84,12 @@ class TestArguments:
         assert str(caught.value).startswith("task ")  # names the task, as a DAG import error
 
     def test_templated_values_wait_for_rendering(self) -> None:
-        reply_sensor(to="{{ params.on_call }}", after_message_uuid="{{ ti.xcom_pull('ask') }}")
+        templated = {"to": "{{ params.on_call }}", "after_message_uuid": "{{ ti.xcom_pull('ask') }}"}
+        task = reply_sensor(**templated)  # no error at parse time: the values are checked once rendered
+        assert {name: getattr(task, name) for name in templated} == templated  # kept for Airflow to render
+        for name, value in templated.items():  # the same text without the braces is a literal, checked now
+            with pytest.raises(CallbellValidationError, match=f"{name} must be"):
+                reply_sensor(**{name: value.strip("{} ")})
 
     @pytest.mark.parametrize("deferrable", [False, True])
     @pytest.mark.parametrize(
