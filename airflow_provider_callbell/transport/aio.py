@@ -1,4 +1,4 @@
-"""The async transport, over ``httpx``: a client for one event loop, and the one async send.
+"""The async transport, over ``httpx``: the clients shared on an event loop, and the one async send.
 
 Triggers poll from the triggerer's event loop, where a blocking call would stall every deferred
 task. :func:`send` runs the whole attempt under ``asyncio.wait_for`` with the connect timeout plus
@@ -7,12 +7,20 @@ the read timeout, reads the raw stream through
 typed errors as the sync send. It does not retry: a trigger polls again at its own pace and decides
 with :attr:`~airflow_provider_callbell.exceptions.CallbellAPIError.is_transient`.
 
+Every trigger of a triggerer polls from one event loop, so they share one ``httpx.AsyncClient`` per
+base URL and timeouts (:func:`acquire_client`, :func:`release_client`) instead of opening one each:
+500 deferred sensors then hold a few pooled connections rather than 500 clients with a connection
+each, whose objects every full garbage collection of the triggerer walks. The token is not part of
+a shared client: it travels as a header of each request.
+
 ``httpx`` is imported on first use only: a worker that never defers never pays for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_callbell.exceptions import CallbellAPIError, CallbellInvalidResponseError
@@ -26,6 +34,7 @@ from airflow_provider_callbell.transport.caps import (
 from airflow_provider_callbell.transport.tls import ssl_context
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Mapping
 
     import httpx
@@ -34,20 +43,100 @@ if TYPE_CHECKING:
     from airflow_provider_callbell.transport.protocol import TransportLog
 
 
-async def new_client(settings: CallbellSettings) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for ``settings``, to be used on the running event loop only.
+#: Idle connections a shared client keeps for the next polls, and for how long. How many requests it
+#: has in flight is not limited: each trigger has at most one poll in flight, so the triggers bound
+#: it, as they did with a client each, and no poll waits in a pool queue behind other triggers' polls
+#: (its deadline would run out there, and a wait for the pool is not a timeout of Callbell's).
+KEEPALIVE_CONNECTIONS = 100
+KEEPALIVE_SECONDS = 5.0
 
-    Its TLS context is the process's one (:func:`~airflow_provider_callbell.transport.tls.ssl_context`),
-    built off the event loop.
+
+@dataclass(frozen=True)
+class ClientKey:
+    """What shapes a shared client: the base URL and the timeouts. Never the token (nor any secret):
+    requests with different tokens to the same base URL share a client, each carrying its own
+    ``Authorization`` header."""
+
+    base_url: str
+    timeout: tuple[float, float]
+
+    @classmethod
+    def of(cls, settings: CallbellSettings) -> ClientKey:
+        return cls(settings.base_url, settings.timeout)
+
+
+@dataclass
+class _Shared:
+    client: httpx.AsyncClient
+    users: int = 0
+
+
+#: The shared clients of each event loop that has some. A loop's clients belong to it alone (their
+#: connections are its transports). Entries of loops closed while a client was still held (a hook
+#: never closed) are dropped when the next client is made.
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[ClientKey, _Shared]] = {}
+_CLIENTS_LOCK = threading.Lock()  # the dict is the process's; event loops may run in several threads
+
+
+async def acquire_client(settings: CallbellSettings) -> httpx.AsyncClient:
+    """The running loop's shared client for ``settings`` (made on first use), held until
+    :func:`release_client`; the caller adds the token to each request (:func:`send` does)."""
+    context = await ssl_context()  # the only await: what follows cannot be interrupted half-way
+    loop, key = asyncio.get_running_loop(), ClientKey.of(settings)
+    with _CLIENTS_LOCK:
+        for closed in [other for other in _CLIENTS if other.is_closed()]:
+            del _CLIENTS[closed]
+        shared = _CLIENTS.setdefault(loop, {}).get(key)
+        if shared is None:
+            shared = _CLIENTS[loop][key] = _Shared(_new_client(key, context))
+        shared.users += 1
+    return shared.client
+
+
+async def release_client(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
+    """Let go of ``client``, which :func:`acquire_client` gave on ``loop``; the last user closes it.
+
+    The count drops before the one await, so a cancellation during the close cannot leave a user
+    counted, and a client being closed is never handed out again. A client of a loop that is no
+    longer running is forgotten, not closed: its connections belonged to that loop.
     """
+    with _CLIENTS_LOCK:
+        clients = _CLIENTS.get(loop, {})
+        key = next((key for key, shared in clients.items() if shared.client is client), None)
+        if key is None:
+            return
+        clients[key].users -= 1
+        if clients[key].users > 0:
+            return
+        del clients[key]
+        if not clients:
+            _CLIENTS.pop(loop, None)
+    if loop is asyncio.get_running_loop():
+        await client.aclose()
+
+
+def _new_client(key: ClientKey, context: ssl.SSLContext) -> httpx.AsyncClient:
+    """A client for ``key``, trusting the process's TLS context; the token is not one of its headers.
+
+    It keeps no cookies: a cookie one connection's answer sets must not travel with another
+    connection's token.
+    """
+    from http.cookiejar import CookieJar, DefaultCookiePolicy
+
     import httpx
 
-    connect, read = settings.timeout
+    connect, read = key.timeout
     return httpx.AsyncClient(
-        headers=protocol.headers(settings.token),
+        headers=protocol.common_headers(),
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(read, connect=connect),
+        limits=httpx.Limits(
+            max_connections=None,
+            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+        ),
         follow_redirects=False,  # a redirect must not carry the token elsewhere
-        verify=await ssl_context(),
+        verify=context,
     )
 
 
@@ -68,7 +157,8 @@ async def send(
     error: CallbellAPIError | None = None
     try:
         response, body = await asyncio.wait_for(
-            _read(client, method, settings.base_url + path, params), timeout=settings.budget
+            _read(client, method, settings.base_url + path, params, protocol.auth_header(settings.token)),
+            timeout=settings.budget,
         )
     except asyncio.TimeoutError:
         error = protocol.out_of_time_error(settings, endpoint)
@@ -92,14 +182,18 @@ async def send(
 
 
 async def _read(
-    client: httpx.AsyncClient, method: str, url: str, params: Mapping[str, Any] | None
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str],
 ) -> tuple[httpx.Response, bytes]:
     """One async attempt: the answer and its decoded body, streamed through ``BoundedDecoder``.
 
     httpx would inflate each network chunk whole (a 64 kB chunk of a gzip bomb is 64 MB), so the
     raw bytes are decoded here, a bounded slice at a time.
     """
-    async with client.stream(method, url, params=params) as response:
+    async with client.stream(method, url, params=params, headers=headers) as response:
         decoder = BoundedDecoder(response.headers.get("Content-Encoding"), response.status_code)
         async for chunk in response.aiter_raw():
             decoder.feed(chunk)

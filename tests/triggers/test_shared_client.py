@@ -1,0 +1,174 @@
+"""Triggers of one event loop share one ``httpx.AsyncClient`` per base URL and timeouts, never per token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from airflow_provider_callbell.hooks.callbell import CallbellHook
+from airflow_provider_callbell.transport import aio
+from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
+from tests.helpers import TOKEN, UUID, set_connection
+
+OTHER_TOKEN = "other-account-token-0123456789"
+
+
+class Made(list):  # type: ignore[type-arg]
+    """The clients the transport made, and ``seen``: every request they sent."""
+
+    seen: list[httpx.Request]
+
+
+@pytest.fixture
+def clients_made(monkeypatch) -> Made:
+    """Every client the transport makes, answering each request from a handler that records it."""
+    made = Made()
+    seen: list[httpx.Request] = []
+    made.seen = seen
+    real_client = httpx.AsyncClient
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        body = {"message": {"uuid": UUID, "status": "enqueued", "messageStatusPayload": {}}}
+        # A cookie set for one account's request must never travel with another account's.
+        return httpx.Response(
+            200,
+            headers={"Content-Type": "application/json", "Set-Cookie": f"session=of-{len(seen)}; Path=/"},
+            stream=httpx.ByteStream(json.dumps(body).encode()),
+        )
+
+    def recording(**kwargs: Any) -> httpx.AsyncClient:
+        made.append(real_client(transport=httpx.MockTransport(handler), **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(httpx, "AsyncClient", recording)
+    return made
+
+
+def trigger(conn_id: str = "callbell_default") -> CallbellMessageStatusTrigger:
+    return CallbellMessageStatusTrigger(
+        message_uuid=UUID,
+        end_time=time.time() + 30,
+        target_statuses=("read",),
+        poll_interval=0.01,
+        callbell_conn_id=conn_id,
+    )
+
+
+async def run_until_polled(
+    triggers: list[CallbellMessageStatusTrigger], polls: int, seen: list[httpx.Request]
+) -> None:
+    """Start the triggers, let them poll ``polls`` times in all, then cancel them as the triggerer does."""
+    tasks = [asyncio.ensure_future(anext(t.run())) for t in triggers]
+    give_up = time.monotonic() + 20
+    while len(seen) < polls:
+        assert not any(task.done() for task in tasks), [task.result() for task in tasks if task.done()]
+        assert time.monotonic() < give_up, f"{len(seen)} polls"
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_triggers_of_one_connection_share_one_client_closed_by_the_last(monkeypatch, clients_made):
+    set_connection(monkeypatch)
+
+    async def scenario() -> None:
+        first, second = trigger(), trigger()
+        task = asyncio.ensure_future(anext(first.run()))
+        await run_until_polled([second], 4, clients_made.seen)  # type: ignore[attr-defined]
+        assert len(clients_made) == 1
+        assert not clients_made[0].is_closed  # the first trigger still uses it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert len(clients_made) == 1
+    assert clients_made[0].is_closed  # cancelled, the last one closed it
+
+
+def test_different_base_urls_do_not_share(monkeypatch, clients_made):
+    set_connection(monkeypatch, "callbell_a", host="http://127.0.0.1:8001/v1")
+    set_connection(monkeypatch, "callbell_b", host="http://127.0.0.1:8002/v1")
+    seen = clients_made.seen
+    asyncio.run(run_until_polled([trigger("callbell_a"), trigger("callbell_b")], 4, seen))
+    assert len(clients_made) == 2
+    assert all(client.is_closed for client in clients_made)
+    assert {request.url.port for request in seen} == {8001, 8002}
+
+
+def test_different_tokens_share_a_client_each_request_with_its_own_token_and_no_cookie(
+    monkeypatch, clients_made
+):
+    set_connection(monkeypatch, "callbell_a")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CALLBELL_B", json.dumps({"conn_type": "callbell", "password": OTHER_TOKEN})
+    )
+    seen = clients_made.seen
+    asyncio.run(run_until_polled([trigger("callbell_a"), trigger("callbell_b")], 6, seen))
+    assert len(clients_made) == 1
+    assert {request.headers["Authorization"] for request in seen} == {
+        f"Bearer {TOKEN}",
+        f"Bearer {OTHER_TOKEN}",
+    }
+    assert all("cookie" not in request.headers for request in seen)
+    assert "Authorization" not in clients_made[0].headers
+
+
+def test_another_event_loop_gets_its_own_client(monkeypatch, clients_made):
+    set_connection(monkeypatch)
+    hook = CallbellHook()
+
+    async def poll() -> None:
+        await hook.aget_message_status(UUID)
+
+    asyncio.run(poll())
+    asyncio.run(poll())  # the first loop has ended: its client is let go, this loop gets one
+    assert len(clients_made) == 2
+    asyncio.run(hook.aclose())  # on a third loop: the second's client is forgotten, not closed
+    assert not aio._CLIENTS
+
+
+def test_a_hook_closed_twice_releases_once(monkeypatch, clients_made):
+    set_connection(monkeypatch)
+
+    async def scenario() -> None:
+        kept, closed = CallbellHook(), CallbellHook()
+        await kept.aget_message_status(UUID)
+        await closed.aget_message_status(UUID)
+        await closed.aclose()
+        await closed.aclose()
+        assert not clients_made[0].is_closed  # still held by the other hook
+        await kept.aget_message_status(UUID)
+        await kept.aclose()
+        assert clients_made[0].is_closed
+
+    asyncio.run(scenario())
+    assert len(clients_made) == 1
+
+
+def test_the_shared_key_never_holds_the_token(monkeypatch, clients_made, caplog):
+    set_connection(monkeypatch)
+    caplog.set_level("DEBUG")
+
+    async def scenario() -> str:
+        hook = CallbellHook()
+        await hook.aget_message_status(UUID)
+        (clients,) = aio._CLIENTS.values()
+        shown = repr(clients)
+        await hook.aclose()
+        return shown
+
+    shown = asyncio.run(scenario())
+    assert "ClientKey(base_url='https://api.callbell.eu/v1'" in shown
+    assert TOKEN not in shown
+    assert TOKEN not in caplog.text
+    assert not aio._CLIENTS  # the last user gone, nothing is kept for the loop
