@@ -68,6 +68,7 @@ TICK = 0.005
 REPLY_TRIGGERS = int(os.environ.get("BENCH_REPLY_TRIGGERS", 500))
 REPLY_POLL_INTERVAL = 2.0
 REPLY_SECONDS = 14.0  # each trigger's deadline; half the people answer at REPLY_SECONDS / 2
+LATE_TICK = 0.05  # the reply bench lists the ticks later than this (the goal), and when they came
 
 MODULES = {
     "airflow_provider_callbell.operators.callbell": "`CallbellSendMessageOperator`, `CallbellSendMessagesOperator`",
@@ -515,24 +516,61 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
 
         gc.callbacks.append(time_full_gcs)
         longest_step = [0.0]
+        steps = [0]  # callbacks run so far: those between two ticks are what a late tick waited behind
         real_step = asyncio.events.Handle._run
+
+        diag_on = bool(os.environ.get("BENCH_DIAG"))
+        window: Counter[str] = Counter()
+        window_n: Counter[str] = Counter()
+        worst_window: list[Any] = [0.0, None, None]
+
+        def where(handle: Any) -> str:
+            cb = handle._callback
+            task = getattr(cb, "__self__", None)
+            if isinstance(task, asyncio.Task):
+                coro: Any = task.get_coro()
+                last = coro
+                while coro is not None:
+                    last = coro
+                    coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+                code = getattr(last, "cr_code", None) or getattr(last, "ag_code", None)
+                frame = getattr(last, "cr_frame", None) or getattr(last, "ag_frame", None)
+                if code is not None:
+                    line = frame.f_lineno if frame is not None else 0
+                    return f"task@{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}:{line}"
+                return f"task@{type(last).__name__}"
+            return getattr(cb, "__qualname__", repr(cb))[:80]
 
         def timed_step(handle: Any) -> None:  # one callback of the loop: a trigger's step between awaits
             cpu = time.thread_time()
+            key = where(handle) if diag_on else ""
             real_step(handle)
-            longest_step[0] = max(longest_step[0], time.thread_time() - cpu)
+            steps[0] += 1
+            spent = time.thread_time() - cpu
+            longest_step[0] = max(longest_step[0], spent)
+            if diag_on:
+                window[key] += spent
+                window_n[key] += 1
 
-        async def run_all() -> tuple[list[str], float, float]:
+        late: list[tuple[float, float, float, int]] = []  # seconds after the start, wall, CPU, steps
+
+        async def run_all() -> tuple[list[str], float, float, float]:
             stall = stall_cpu = 0.0
             done = asyncio.Event()
 
             async def ticker() -> None:
                 nonlocal stall, stall_cpu
                 while not done.is_set():
-                    before, cpu = time.monotonic(), time.thread_time()
+                    before, cpu, stepped = time.monotonic(), time.thread_time(), steps[0]
+                    window.clear()
+                    window_n.clear()
                     await asyncio.sleep(0.01)
-                    stall = max(stall, time.monotonic() - before - 0.01)
-                    stall_cpu = max(stall_cpu, time.thread_time() - cpu)
+                    wall, cpu = time.monotonic() - before - 0.01, time.thread_time() - cpu
+                    if diag_on and cpu > worst_window[0]:
+                        worst_window[:] = [cpu, Counter(window), Counter(window_n)]
+                    stall, stall_cpu = max(stall, wall), max(stall_cpu, cpu)
+                    if max(wall, cpu) > LATE_TICK:
+                        late.append((before - started, wall, cpu, steps[0] - stepped))
 
             async def wait(phone: str, question: str) -> str:
                 trigger = triggers.CallbellReplyTrigger(
@@ -555,19 +593,21 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
             before[0] = len(sandbox.inspect("requests"))  # count only what the measured triggers ask
             end_time = time.time() + REPLY_SECONDS
             asyncio.events.Handle._run = timed_step  # type: ignore[method-assign]
+            started, loop_cpu = time.monotonic(), time.thread_time()
             tick = asyncio.create_task(ticker())
             events = await asyncio.gather(
                 *(wait(p, q["uuid"]) for p, q in zip(phones, questions, strict=True))
             )
+            loop_cpu = time.thread_time() - loop_cpu
             done.set()
             await tick
-            return events, stall, stall_cpu
+            return events, stall, stall_cpu, loop_cpu
 
         before = [0]
         threading.Thread(target=answer_midway, daemon=True).start()
         load_before = os.getloadavg()[0]
         try:
-            events, stall, stall_cpu = asyncio.run(run_all())
+            events, stall, stall_cpu, loop_cpu = asyncio.run(run_all())
         finally:
             asyncio.events.Handle._run = real_step  # type: ignore[method-assign]
         gc.callbacks.remove(time_full_gcs)
@@ -591,6 +631,9 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
         "stall_ms": stall * 1000,
         "stall_cpu_ms": stall_cpu * 1000,
         "longest_step_ms": longest_step[0] * 1000,
+        "loop_cpu": loop_cpu,
+        "diag": worst_window,
+        "late": late,
         "full_gcs": len(full_gcs),
         "longest_full_gc_ms": max(full_gcs, default=0.0) * 1000,
         "load": (load_before, os.getloadavg()[0]),
@@ -636,6 +679,17 @@ def _report_replies(emit: Any) -> None:
     row(
         "full garbage collections during the run, the longest (CPU time)",
         lambda run: f"{run['full_gcs']}, {run['longest_full_gc_ms']:.1f} ms",
+    )
+    row("the loop's CPU time over the run", lambda run: f"{run['loop_cpu']:.1f} s")
+    row(
+        f"ticks over {LATE_TICK * 1000:.0f} ms late (wall or CPU): count, at (s after the start)",
+        lambda run: f"{len(run['late'])}, " + " ".join(f"{t:.1f}" for t, *_ in run["late"][:12]),
+    )
+    row(
+        "the worst tick (CPU): at, the loop steps it waited behind",
+        lambda run: "{:.1f} s, {} steps".format(
+            *(max(run["late"], key=lambda late: late[2])[0::3] if run["late"] else (0.0, 0))
+        ),
     )
     row("machine load average (1 min) before / after", lambda run: "{:.1f} / {:.1f}".format(*run["load"]))
     row(

@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
     from datetime import datetime
 
-    import httpx
     import requests
     from typing_extensions import Unpack
 
@@ -199,7 +198,7 @@ class CallbellHook(BaseHook):
         """Return the HTTP session (Airflow's conventional accessor)."""
         return self.session
 
-    async def _aclient(self, settings: CallbellSettings) -> httpx.AsyncClient:
+    async def _aclient(self, settings: CallbellSettings) -> aio.SharedClient:
         """The ``httpx.AsyncClient`` of this hook's async methods on this event loop, taken on first use.
 
         It is the loop's client for the connection's base URL and timeouts, which every hook of the
@@ -210,7 +209,7 @@ class CallbellHook(BaseHook):
         loop = asyncio.get_running_loop()
         held = self.__dict__.get("_async_client")
         if held is not None and held[0] is loop:
-            client: httpx.AsyncClient = held[1]
+            client: aio.SharedClient = held[1]
             return client
         if held is not None:  # taken on a loop that has ended: let it go before taking this loop's
             await self.aclose()

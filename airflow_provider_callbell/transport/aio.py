@@ -11,7 +11,9 @@ Every trigger of a triggerer polls from one event loop, so they share one ``http
 base URL and timeouts (:func:`acquire_client`, :func:`release_client`) instead of opening one each:
 500 deferred sensors then hold a few pooled connections rather than 500 clients with a connection
 each, whose objects every full garbage collection of the triggerer walks. The token is not part of
-a shared client: it travels as a header of each request.
+a shared client: it travels as a header of each request. A shared client sends at most
+:data:`MAX_IN_FLIGHT` requests at once, each on a pooled connection; the others wait their turn, in
+arrival order, inside their own deadline (see :data:`MAX_IN_FLIGHT`).
 
 ``httpx`` is imported on first use only: a worker that never defers never pays for it.
 """
@@ -19,6 +21,7 @@ a shared client: it travels as a header of each request.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,11 +46,17 @@ if TYPE_CHECKING:
     from airflow_provider_callbell.transport.protocol import TransportLog
 
 
-#: Idle connections a shared client keeps for the next polls, and for how long. How many requests it
-#: has in flight is not limited: each trigger has at most one poll in flight, so the triggers bound
-#: it, as they did with a client each, and no poll waits in a pool queue behind other triggers' polls
-#: (its deadline would run out there, and a wait for the pool is not a timeout of Callbell's).
-KEEPALIVE_CONNECTIONS = 100
+#: Requests a shared client has in flight at most; as many connections it keeps open, idle ones for
+#: up to ``KEEPALIVE_SECONDS``. httpcore's pool scans every connection it holds (a ``poll`` system
+#: call for each idle one, and a pass over all of them for each) whenever a request starts or ends,
+#: so its cost grows with the square of the connections: with a connection per trigger in flight,
+#: 500 triggers starting together cost the event loop seconds of CPU in one burst. A request waiting
+#: for a slot waits in a plain queue, first come first served, and its wait counts in its deadline
+#: (:attr:`~airflow_provider_callbell.connection.CallbellSettings.budget`), so a Callbell that stops
+#: answering shows as polls out of time, as without the bound. 16 requests at once are 50 to 160 a
+#: second at Callbell's 100 to 300 ms a request: more than a triggerer's sensors ask at the default
+#: 60 s interval, and a share of the 300 a second an account may send.
+MAX_IN_FLIGHT = 16
 KEEPALIVE_SECONDS = 5.0
 
 
@@ -65,20 +74,23 @@ class ClientKey:
         return cls(settings.base_url, settings.timeout)
 
 
-@dataclass
-class _Shared:
+@dataclass(eq=False)
+class SharedClient:
+    """An event loop's client for one :class:`ClientKey`: its request slots and how many hold it."""
+
     client: httpx.AsyncClient
+    slots: asyncio.Semaphore
     users: int = 0
 
 
 #: The shared clients of each event loop that has some. A loop's clients belong to it alone (their
 #: connections are its transports). Entries of loops closed while a client was still held (a hook
 #: never closed) are dropped when the next client is made.
-_CLIENTS: dict[asyncio.AbstractEventLoop, dict[ClientKey, _Shared]] = {}
+_CLIENTS: dict[asyncio.AbstractEventLoop, dict[ClientKey, SharedClient]] = {}
 _CLIENTS_LOCK = threading.Lock()  # the dict is the process's; event loops may run in several threads
 
 
-async def acquire_client(settings: CallbellSettings) -> httpx.AsyncClient:
+async def acquire_client(settings: CallbellSettings) -> SharedClient:
     """The running loop's shared client for ``settings`` (made on first use), held until
     :func:`release_client`; the caller adds the token to each request (:func:`send` does)."""
     context = await ssl_context()  # the only await: what follows cannot be interrupted half-way
@@ -88,13 +100,15 @@ async def acquire_client(settings: CallbellSettings) -> httpx.AsyncClient:
             del _CLIENTS[closed]
         shared = _CLIENTS.setdefault(loop, {}).get(key)
         if shared is None:
-            shared = _CLIENTS[loop][key] = _Shared(_new_client(key, context))
+            shared = _CLIENTS[loop][key] = SharedClient(
+                _new_client(key, context), asyncio.Semaphore(MAX_IN_FLIGHT)
+            )
         shared.users += 1
-    return shared.client
+    return shared
 
 
-async def release_client(loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient) -> None:
-    """Let go of ``client``, which :func:`acquire_client` gave on ``loop``; the last user closes it.
+async def release_client(loop: asyncio.AbstractEventLoop, shared: SharedClient) -> None:
+    """Let go of ``shared``, which :func:`acquire_client` gave on ``loop``; the last user closes it.
 
     The count drops before the one await, so a cancellation during the close cannot leave a user
     counted, and a client being closed is never handed out again. A client of a loop that is no
@@ -102,17 +116,17 @@ async def release_client(loop: asyncio.AbstractEventLoop, client: httpx.AsyncCli
     """
     with _CLIENTS_LOCK:
         clients = _CLIENTS.get(loop, {})
-        key = next((key for key, shared in clients.items() if shared.client is client), None)
+        key = next((key for key, held in clients.items() if held is shared), None)
         if key is None:
             return
-        clients[key].users -= 1
-        if clients[key].users > 0:
+        shared.users -= 1
+        if shared.users > 0:
             return
         del clients[key]
         if not clients:
             _CLIENTS.pop(loop, None)
     if loop is asyncio.get_running_loop():
-        await client.aclose()
+        await shared.client.aclose()
 
 
 def _new_client(key: ClientKey, context: ssl.SSLContext) -> httpx.AsyncClient:
@@ -130,9 +144,9 @@ def _new_client(key: ClientKey, context: ssl.SSLContext) -> httpx.AsyncClient:
         headers=protocol.common_headers(),
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(read, connect=connect),
-        limits=httpx.Limits(
-            max_connections=None,
-            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+        limits=httpx.Limits(  # the slots keep it to MAX_IN_FLIGHT: nothing waits in httpcore's pool
+            max_connections=MAX_IN_FLIGHT,
+            max_keepalive_connections=MAX_IN_FLIGHT,
             keepalive_expiry=KEEPALIVE_SECONDS,
         ),
         follow_redirects=False,  # a redirect must not carry the token elsewhere
@@ -141,7 +155,7 @@ def _new_client(key: ClientKey, context: ssl.SSLContext) -> httpx.AsyncClient:
 
 
 async def send(
-    client: httpx.AsyncClient,
+    shared: SharedClient,
     settings: CallbellSettings,
     method: str,
     path: str,
@@ -157,9 +171,10 @@ async def send(
     error: CallbellAPIError | None = None
     try:
         response, body = await asyncio.wait_for(
-            _read(client, method, settings.base_url + path, params, protocol.auth_header(settings.token)),
+            _read(shared, method, settings.base_url + path, params, protocol.auth_header(settings.token)),
             timeout=settings.budget,
         )
+        _raise_if_cancelled()
     except asyncio.TimeoutError:
         error = protocol.out_of_time_error(settings, endpoint)
     except httpx.HTTPError as err:
@@ -181,19 +196,33 @@ async def send(
     return protocol.decode(settings, endpoint, response, body, log)
 
 
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation ``asyncio.wait_for`` lost: before Python 3.12 it returns the result, and
+    drops the cancellation, when both come in the same step of the loop. A triggerer that cancels a
+    trigger (moved to another triggerer, or its task cleared) would see it poll on until its deadline.
+    """
+    task = asyncio.current_task()
+    if sys.version_info < (3, 12) and task is not None and getattr(task, "cancelling", lambda: 0)():
+        raise asyncio.CancelledError
+
+
 async def _read(
-    client: httpx.AsyncClient,
+    shared: SharedClient,
     method: str,
     url: str,
     params: Mapping[str, Any] | None,
     headers: Mapping[str, str],
 ) -> tuple[httpx.Response, bytes]:
-    """One async attempt: the answer and its decoded body, streamed through ``BoundedDecoder``.
+    """One async attempt, once a slot of the shared client is free: the answer and its decoded body,
+    streamed through ``BoundedDecoder``.
 
     httpx would inflate each network chunk whole (a 64 kB chunk of a gzip bomb is 64 MB), so the
     raw bytes are decoded here, a bounded slice at a time.
     """
-    async with client.stream(method, url, params=params, headers=headers) as response:
+    async with (
+        shared.slots,
+        shared.client.stream(method, url, params=params, headers=headers) as response,
+    ):
         decoder = BoundedDecoder(response.headers.get("Content-Encoding"), response.status_code)
         async for chunk in response.aiter_raw():
             decoder.feed(chunk)
