@@ -11,9 +11,8 @@ Every trigger of a triggerer polls from one event loop, so they share one ``http
 base URL and timeouts (:func:`acquire_client`, :func:`release_client`) instead of opening one each:
 500 deferred sensors then hold a few pooled connections rather than 500 clients with a connection
 each, whose objects every full garbage collection of the triggerer walks. The token is not part of
-a shared client: it travels as a header of each request. A shared client sends at most
-:data:`MAX_IN_FLIGHT` requests at once, each on a pooled connection; the others wait their turn, in
-arrival order, inside their own deadline (see :data:`MAX_IN_FLIGHT`).
+a shared client: it travels as a header of each request. A shared client starts a request when one
+of its :data:`SLOTS` is free; the others wait their turn, in arrival order, inside their own deadline.
 
 ``httpx`` is imported on first use only: a worker that never defers never pays for it.
 """
@@ -23,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ from airflow_provider_callbell.transport.tls import ssl_context
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     import httpx
 
@@ -46,17 +46,17 @@ if TYPE_CHECKING:
     from airflow_provider_callbell.transport.protocol import TransportLog
 
 
-#: Requests a shared client has in flight at most; as many connections it keeps open, idle ones for
-#: up to ``KEEPALIVE_SECONDS``. httpcore's pool scans every connection it holds (a ``poll`` system
-#: call for each idle one, and a pass over all of them for each) whenever a request starts or ends,
-#: so its cost grows with the square of the connections: with a connection per trigger in flight,
-#: 500 triggers starting together cost the event loop seconds of CPU in one burst. A request waiting
-#: for a slot waits in a plain queue, first come first served, and its wait counts in its deadline
-#: (:attr:`~airflow_provider_callbell.connection.CallbellSettings.budget`), so a Callbell that stops
-#: answering shows as polls out of time, as without the bound. 16 requests at once are 50 to 160 a
-#: second at Callbell's 100 to 300 ms a request: more than a triggerer's sensors ask at the default
-#: 60 s interval, and a share of the 300 a second an account may send.
-MAX_IN_FLIGHT = 16
+#: Requests a shared client runs at once, and the idle connections it keeps (for up to
+#: ``KEEPALIVE_SECONDS``). httpcore's pool looks at every connection it holds (a ``poll`` system call
+#: for each idle one, and a pass over all of them for each) whenever a request starts or ends: with a
+#: connection per request in flight, 500 triggers that start together cost the event loop seconds of
+#: CPU in one burst, and each idle connection kept costs every request. A request takes a slot, or
+#: waits in a plain queue, first come first served, for one; the wait counts in its deadline
+#: (:attr:`~airflow_provider_callbell.connection.CallbellSettings.budget`).
+SLOTS = 8
+#: A request gives its slot up once it ends or after this long, whichever comes first: slow answers
+#: (Callbell's are 100 to 300 ms) never hold the others back, they only open more connections.
+SLOT_SECONDS = 1.0
 KEEPALIVE_SECONDS = 5.0
 
 
@@ -100,9 +100,7 @@ async def acquire_client(settings: CallbellSettings) -> SharedClient:
             del _CLIENTS[closed]
         shared = _CLIENTS.setdefault(loop, {}).get(key)
         if shared is None:
-            shared = _CLIENTS[loop][key] = SharedClient(
-                _new_client(key, context), asyncio.Semaphore(MAX_IN_FLIGHT)
-            )
+            shared = _CLIENTS[loop][key] = SharedClient(_new_client(key, context), asyncio.Semaphore(SLOTS))
         shared.users += 1
     return shared
 
@@ -144,9 +142,9 @@ def _new_client(key: ClientKey, context: ssl.SSLContext) -> httpx.AsyncClient:
         headers=protocol.common_headers(),
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         timeout=httpx.Timeout(read, connect=connect),
-        limits=httpx.Limits(  # the slots keep it to MAX_IN_FLIGHT: nothing waits in httpcore's pool
-            max_connections=MAX_IN_FLIGHT,
-            max_keepalive_connections=MAX_IN_FLIGHT,
+        limits=httpx.Limits(  # the slots pace the requests: none ever waits in httpcore's pool
+            max_connections=None,
+            max_keepalive_connections=SLOTS,
             keepalive_expiry=KEEPALIVE_SECONDS,
         ),
         follow_redirects=False,  # a redirect must not carry the token elsewhere
@@ -196,6 +194,26 @@ async def send(
     return protocol.decode(settings, endpoint, response, body, log)
 
 
+@asynccontextmanager
+async def _slot(slots: asyncio.Semaphore) -> AsyncIterator[None]:
+    """One of ``slots``, held until the block ends or for ``SLOT_SECONDS``, whichever comes first."""
+    await slots.acquire()
+    held = True
+
+    def give_up() -> None:
+        nonlocal held
+        if held:
+            held = False
+            slots.release()
+
+    timer = asyncio.get_running_loop().call_later(SLOT_SECONDS, give_up)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        give_up()
+
+
 def _raise_if_cancelled() -> None:
     """Raise the cancellation ``asyncio.wait_for`` lost: before Python 3.12 it returns the result, and
     drops the cancellation, when both come in the same step of the loop. A triggerer that cancels a
@@ -220,7 +238,7 @@ async def _read(
     raw bytes are decoded here, a bounded slice at a time.
     """
     async with (
-        shared.slots,
+        _slot(shared.slots),
         shared.client.stream(method, url, params=params, headers=headers) as response,
     ):
         decoder = BoundedDecoder(response.headers.get("Content-Encoding"), response.status_code)
