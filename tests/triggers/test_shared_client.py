@@ -1,15 +1,18 @@
-"""Triggers of one event loop share one ``httpx.AsyncClient`` per base URL and timeouts, never per token."""
+"""Triggers of one event loop share one ``httpx.AsyncClient`` per base URL and timeouts, never per token,
+which runs a few requests at once."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
 import httpx
 import pytest
 
+from airflow_provider_callbell.exceptions import CallbellTimeoutError
 from airflow_provider_callbell.hooks.callbell import CallbellHook
 from airflow_provider_callbell.transport import aio
 from airflow_provider_callbell.triggers.callbell import CallbellMessageStatusTrigger
@@ -172,3 +175,125 @@ def test_the_shared_key_never_holds_the_token(monkeypatch, clients_made, caplog)
     assert TOKEN not in shown
     assert TOKEN not in caplog.text
     assert not aio._CLIENTS  # the last user gone, nothing is kept for the loop
+
+
+@pytest.fixture
+def held_answers(monkeypatch) -> tuple[asyncio.Event, list[str]]:
+    """Every client answers only once ``release`` is set; ``running`` lists the requests being answered."""
+    release = asyncio.Event()
+    running: list[str] = []
+    real_client = httpx.AsyncClient
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        running.append(request.url.path)
+        try:
+            await release.wait()
+        finally:
+            running.remove(request.url.path)
+        body = {"message": {"uuid": UUID, "status": "enqueued", "messageStatusPayload": {}}}
+        return httpx.Response(200, stream=httpx.ByteStream(json.dumps(body).encode()))
+
+    monkeypatch.setattr(
+        httpx, "AsyncClient", lambda **kwargs: real_client(transport=httpx.MockTransport(handler), **kwargs)
+    )
+    return release, running
+
+
+async def _settle(running: list[str], count: int) -> None:
+    """Wait until ``count`` requests reach the server, then a little more: none else may follow."""
+    give_up = time.monotonic() + 10
+    while len(running) < count:
+        assert time.monotonic() < give_up, running
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+
+
+def test_a_shared_client_runs_at_most_its_slots_at_once(monkeypatch, held_answers):
+    """500 triggers starting together do not open 500 connections: the 9th request waits for a slot.
+
+    It fails if the slots are removed (all 20 reach the server at once)."""
+    set_connection(monkeypatch)
+    release, running = held_answers
+
+    async def scenario() -> None:
+        hooks = [CallbellHook() for _ in range(20)]
+        polls = [asyncio.ensure_future(hook.aget_message_status(UUID)) for hook in hooks]
+        await _settle(running, aio.SLOTS)
+        assert len(running) == aio.SLOTS
+        release.set()
+        assert all(message["status"] == "enqueued" for message in await asyncio.gather(*polls))
+        for hook in hooks:
+            await hook.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_slow_answer_gives_its_slot_up(monkeypatch, held_answers):
+    """Requests Callbell is slow to answer hold their slots for ``SLOT_SECONDS`` at most: the next ones
+    go out meanwhile. It fails if a slot is held until its answer comes."""
+    set_connection(monkeypatch)
+    monkeypatch.setattr(aio, "SLOT_SECONDS", 0.05)
+    release, running = held_answers
+
+    async def scenario() -> None:
+        hook = CallbellHook()
+        polls = [asyncio.ensure_future(hook.aget_message_status(UUID)) for _ in range(aio.SLOTS + 3)]
+        await _settle(running, aio.SLOTS + 3)  # the slow ones still wait for their answer
+        assert len(running) == aio.SLOTS + 3
+        release.set()
+        await asyncio.gather(*polls)
+        await hook.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_wait_for_a_slot_counts_in_the_deadline(monkeypatch, held_answers):
+    """A poll that cannot get a slot in time ends as out of time (transient: the trigger polls again),
+    not waiting for ever behind the others. It fails if the wait is outside the attempt's deadline."""
+    set_connection(monkeypatch)
+    monkeypatch.setattr(aio, "SLOT_SECONDS", 60.0)
+    release, running = held_answers
+
+    async def scenario() -> None:
+        hook = CallbellHook(timeout=(0.1, 0.2))
+        polls = [asyncio.ensure_future(hook.aget_message_status(UUID)) for _ in range(aio.SLOTS + 1)]
+        results = await asyncio.gather(*polls, return_exceptions=True)
+        release.set()
+        await hook.aclose()
+        timed_out = [r for r in results if isinstance(r, CallbellTimeoutError)]
+        assert len(timed_out) == aio.SLOTS + 1, results
+        assert all(error.is_transient for error in timed_out)
+
+    started = time.monotonic()
+    asyncio.run(scenario())
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="asyncio.wait_for keeps cancellations since 3.12")
+def test_a_cancellation_that_comes_as_a_poll_ends_is_not_lost(monkeypatch, clients_made):
+    """Python 3.11's ``asyncio.wait_for`` returns the result, and drops a cancellation that comes in the
+    same step; the triggerer's cancel must still end the run (and let go of the client). It fails if
+    :func:`aio._raise_if_cancelled` is removed: the run polls on."""
+    set_connection(monkeypatch)
+
+    async def wait_for_of_python_3_11(awaitable: Any, timeout: float) -> Any:
+        result = await awaitable
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the triggerer's cancel, arriving as the answer does ...
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass  # ... and swallowed, as wait_for does when its inner future is already done
+        return result
+
+    monkeypatch.setattr(aio.asyncio, "wait_for", wait_for_of_python_3_11)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(anext(trigger().run()))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert len(clients_made.seen) == 1  # one poll, then the run ended
+    assert clients_made[0].is_closed
