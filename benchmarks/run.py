@@ -25,7 +25,9 @@
    of the people answer midway. Requests per poll (the goal is 1 while nothing new arrived), the event
    loop's worst stall (a 10 ms ticker's largest lateness, wall and the loop's CPU time), the longest
    single step of the loop (one callback's CPU time: what one trigger can hold the loop for; goal under
-   50 ms), and how long answers took to be seen. On a machine whose cores are busy with other work, the
+   50 ms), the loop's CPU time over the run, the ticks later than 50 ms (when they came: the start,
+   the answers, the deadline; and how many loop steps the worst one waited behind), and how long
+   answers took to be seen. On a machine whose cores are busy with other work, the
    ticker's lateness grows with the time the loop waits for a core, and the loop then runs every
    trigger whose timer expired meanwhile in one go: the load average is printed beside the figures.
    ``benchmarks/run.py --replies`` runs this part alone.
@@ -519,38 +521,11 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
         steps = [0]  # callbacks run so far: those between two ticks are what a late tick waited behind
         real_step = asyncio.events.Handle._run
 
-        diag_on = bool(os.environ.get("BENCH_DIAG"))
-        window: Counter[str] = Counter()
-        window_n: Counter[str] = Counter()
-        worst_window: list[Any] = [0.0, None, None]
-
-        def where(handle: Any) -> str:
-            cb = handle._callback
-            task = getattr(cb, "__self__", None)
-            if isinstance(task, asyncio.Task):
-                coro: Any = task.get_coro()
-                last = coro
-                while coro is not None:
-                    last = coro
-                    coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-                code = getattr(last, "cr_code", None) or getattr(last, "ag_code", None)
-                frame = getattr(last, "cr_frame", None) or getattr(last, "ag_frame", None)
-                if code is not None:
-                    line = frame.f_lineno if frame is not None else 0
-                    return f"task@{code.co_filename.rsplit('/', 2)[-1]}:{code.co_name}:{line}"
-                return f"task@{type(last).__name__}"
-            return getattr(cb, "__qualname__", repr(cb))[:80]
-
         def timed_step(handle: Any) -> None:  # one callback of the loop: a trigger's step between awaits
             cpu = time.thread_time()
-            key = where(handle) if diag_on else ""
             real_step(handle)
             steps[0] += 1
-            spent = time.thread_time() - cpu
-            longest_step[0] = max(longest_step[0], spent)
-            if diag_on:
-                window[key] += spent
-                window_n[key] += 1
+            longest_step[0] = max(longest_step[0], time.thread_time() - cpu)
 
         late: list[tuple[float, float, float, int]] = []  # seconds after the start, wall, CPU, steps
 
@@ -562,12 +537,8 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
                 nonlocal stall, stall_cpu
                 while not done.is_set():
                     before, cpu, stepped = time.monotonic(), time.thread_time(), steps[0]
-                    window.clear()
-                    window_n.clear()
                     await asyncio.sleep(0.01)
                     wall, cpu = time.monotonic() - before - 0.01, time.thread_time() - cpu
-                    if diag_on and cpu > worst_window[0]:
-                        worst_window[:] = [cpu, Counter(window), Counter(window_n)]
                     stall, stall_cpu = max(stall, wall), max(stall_cpu, cpu)
                     if max(wall, cpu) > LATE_TICK:
                         late.append((before - started, wall, cpu, steps[0] - stepped))
@@ -632,7 +603,6 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
         "stall_cpu_ms": stall_cpu * 1000,
         "longest_step_ms": longest_step[0] * 1000,
         "loop_cpu": loop_cpu,
-        "diag": worst_window,
         "late": late,
         "full_gcs": len(full_gcs),
         "longest_full_gc_ms": max(full_gcs, default=0.0) * 1000,
