@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 #: (:attr:`~airflow_provider_callbell.connection.CallbellSettings.budget`).
 SLOTS = 8
 #: A request gives its slot up once it ends or after this long, whichever comes first: slow answers
-#: (Callbell's are 100 to 300 ms) never hold the others back, they only open more connections.
+#: never hold the others back (a Callbell that hangs on some requests), they only open more connections.
 SLOT_SECONDS = 1.0
 KEEPALIVE_SECONDS = 5.0
 

@@ -169,7 +169,9 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 @pytest.mark.parametrize("poll_interval", [60.0, 0.4], ids=["spread-shorter", "interval-shorter"])
-def test_triggers_sharing_a_deadline_spread_their_last_poll_before_it(clock: Clock, poll_interval: float) -> None:
+def test_triggers_sharing_a_deadline_spread_their_last_poll_before_it(
+    clock: Clock, poll_interval: float
+) -> None:
     """200 triggers with one deadline (one DAG run's sensors) do not all poll at ``end_time``: their
     last polls spread over the last ``min(poll_interval, START_SPREAD)`` seconds before it, none earlier
     (what arrives before then, they see), and every timeout event fires at ``end_time``, not sooner.
