@@ -73,8 +73,9 @@ class CallbellPollTrigger(BaseTrigger):
       after 3 polls and 60 s, whichever is later (:mod:`~airflow_provider_callbell.connectivity`);
       ``connected=True`` says an earlier run already reached Callbell, so that failures stay transient;
     - after the last poll, the run ends with :meth:`timeout_event` at ``end_time``;
-    - one hook, and its one async client, serves every poll of a run and is closed when the run ends,
-      cancelled included.
+    - one hook serves every poll of a run, on the event loop's client for the connection's base URL
+      (:mod:`~airflow_provider_callbell.transport.aio`: shared by the loop's triggers, 8 requests at
+      once), which the run lets go of when it ends, cancelled included; the last trigger closes it.
 
     ``serialize()`` gives the class's own path with :meth:`serialize_kwargs` and the three arguments
     below: plain JSON values, never the token, which the hook reads from the connection at each start.
@@ -130,7 +131,7 @@ class CallbellPollTrigger(BaseTrigger):
         try:
             yield TriggerEvent(await self._poll_until_settled(hook))  # type: ignore[no-untyped-call]
         finally:
-            await hook.aclose()  # cancelled too: the run's one async client never outlives it
+            await hook.aclose()  # cancelled too: the run lets go of the shared client
 
     async def _poll_until_settled(self, hook: CallbellHook) -> dict[str, Any]:
         spread = min(self.poll_interval, START_SPREAD)
