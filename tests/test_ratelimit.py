@@ -330,6 +330,7 @@ class TestStorageConfiguration:
         [
             pytest.param("nosuch://:Redis-Secr3t@host/0", "is not usable", id="unknown-scheme"),
             pytest.param("async+memory://", "cannot keep a shared schedule", id="async-storage"),
+            pytest.param("memcached://localhost:11211", "is not usable|cannot keep", id="memcached"),
         ],
     )
     def test_a_storage_limits_cannot_use_is_a_config_error_without_its_password(self, uri, match):
