@@ -72,7 +72,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "rate_limit_storage": {
         "label": "Shared rate limit storage",
         "description": "A limits storage URI such as redis://redis:6379/1: every process sending through "
-        "this account shares one 285/s window and each 429's pause there; empty: per hook",
+        "this account shares one schedule of 285 requests/s and each 429's pause there; empty: per hook",
         "schema": {"type": ["string", "null"]},
     },
     "rate_limit_storage_password": {

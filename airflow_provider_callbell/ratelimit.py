@@ -1,4 +1,4 @@
-"""When a request to Callbell may start: one gate per hook, and optionally one window per account.
+"""When a request to Callbell may start: one gate per hook, and optionally one schedule per account.
 
 Callbell limits an account to 300 requests per second and answers ``429`` beyond that. Two things
 follow for a client that sends from several threads at once:
@@ -18,8 +18,8 @@ The account is shared by more than one hook: bulk tasks on several Celery worker
 the triggerer, notifiers. With the connection extra ``rate_limit_storage`` (a storage URI of the
 `limits <https://limits.readthedocs.io>`_ library, e.g. ``redis://redis:6379/1``), :func:`gate_for`
 returns a :class:`SharedRateGate`: on top of the hook's own gate, every request takes its place in one
-moving window of :data:`ACCOUNT_RPS` per second kept in that storage, and a ``429``'s pause is kept
-there too, so every process waits it out. The account is named by :func:`account_id`, a hash of the
+schedule of :data:`ACCOUNT_RPS` evenly spaced starts per second kept in that storage, and a ``429``'s
+pause is kept there too, so every process waits it out. The account is named by :func:`account_id`, a hash of the
 base URL and the token; the token itself never reaches the storage. Nothing of this is imported
 unless the extra is set.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import threading
 import time
 from contextlib import contextmanager
@@ -42,14 +41,12 @@ from airflow_provider_callbell.validation import check_max_rps
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from limits.storage import Storage
-
     from airflow_provider_callbell.connection import CallbellSettings
 
 #: Callbell allows 300 requests per second per account; 95% of it leaves room for timing jitter. A
-#: bulk send's default ``max_rps``, and the size of the shared window.
+#: bulk send's default ``max_rps``, and the rate of the shared schedule.
 DEFAULT_MAX_RPS = 285.0
-#: The shared window's size: requests per second of one account, across every process. 95% of
+#: The shared schedule's rate: requests per second of one account, across every process. 95% of
 #: Callbell's 300 (as a bulk send's default ``max_rps``) leaves room for the time between taking a
 #: place here and reaching Callbell, which counts arrivals.
 ACCOUNT_RPS = int(DEFAULT_MAX_RPS)
@@ -58,10 +55,8 @@ ACCOUNT_RPS = int(DEFAULT_MAX_RPS)
 STORAGE_RETRY_SECONDS = 30.0
 #: Seconds a redis storage may take to connect, and to answer one command, before it counts as down.
 STORAGE_TIMEOUT = 2.0
-#: The shortest wait between two looks at a full window or a shared pause, so that waiting never
-#: becomes a stream of round trips (a redis TTL is read in whole seconds).
+#: The shortest pause kept in the shared storage.
 _MIN_WAIT = 0.001
-_PAUSE_POLL = 0.05
 
 
 class Log(Protocol):
@@ -164,8 +159,56 @@ def account_id(base_url: str, token: str) -> str:
     return hashlib.sha256(f"{base_url}\n{token}".encode()).hexdigest()[:32]
 
 
+#: The account's schedule in a redis-family storage, one atomic step: the time (microseconds, the
+#: server's clock, so that hosts whose clocks differ agree) at which the account's next request may
+#: start. ``ARGV[1]`` spaces requests (take the next place: the wait until it is returned), or
+#: ``ARGV[2]`` pushes the schedule past a pause (a ``429``). The key expires once the schedule is in
+#: the past, so an idle account leaves nothing behind.
+_SCHEDULE_SCRIPT = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local next_start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local interval, pause = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wait = 0
+if pause > 0 then
+  next_start = math.max(next_start, now + pause)
+else
+  wait = next_start - now
+  next_start = next_start + interval
+end
+redis.call('SET', KEYS[1], string.format('%.0f', next_start), 'PX', math.floor((next_start - now) / 1000) + 1000)
+return wait
+"""
+
+
+class _MemorySchedule:
+    """``_SCHEDULE_SCRIPT`` for ``memory://``: one process's accounts (tests, a single scheduler)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_start: dict[str, float] = {}
+
+    def __call__(self, account: str, interval: float, pause: float) -> float:
+        with self._lock:
+            now = time.monotonic()
+            next_start = max(self._next_start.get(account, now), now)
+            if pause:
+                self._next_start[account] = max(next_start, now + pause)
+                return 0.0
+            self._next_start[account] = next_start + interval
+            return next_start - now
+
+
 class SharedStorage:
-    """One ``limits`` storage of this process: the windows and pauses of the accounts kept in it.
+    """The schedule of each account kept in one storage, shared by every process that names it.
+
+    The schedule is the time at which the account's next request may start (a generic cell rate
+    algorithm): a request takes the next place, one :data:`ACCOUNT_RPS`-th of a second after the
+    previous one's, and waits until then. So the account's requests go out evenly spaced, whichever
+    process sends them, and any one second holds at most :data:`ACCOUNT_RPS` (+1) starts, as a moving
+    window would; unlike a moving window it never lets them out in a burst when places free up (a
+    burst that the server, counting arrivals, sees bunched further by the network and its own load,
+    and answers with ``429``). One place is one round trip, never a look that has to be repeated.
 
     Made once per storage URI per process (:func:`shared_storage`), so that every hook of a process
     shares one connection pool. It also knows whether the storage answers: after a failure every gate
@@ -175,10 +218,8 @@ class SharedStorage:
 
     def __init__(self, uri: str, password: str | None = None) -> None:
         try:
-            from limits import RateLimitItemPerSecond
-            from limits.errors import ConfigurationError
-            from limits.storage import MovingWindowSupport, Storage, storage_from_string
-            from limits.strategies import MovingWindowRateLimiter
+            from limits import storage as limits_storage
+            from limits.errors import ConfigurationError, StorageError
         except ImportError:
             raise _config_error(
                 "needs the limits package and its Redis client: install the provider's [redis] extra "
@@ -191,68 +232,64 @@ class SharedStorage:
         if scheme in ("redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"):
             options |= {"socket_timeout": STORAGE_TIMEOUT, "socket_connect_timeout": STORAGE_TIMEOUT}
         try:
-            storage = storage_from_string(uri, **options)
+            storage = limits_storage.storage_from_string(uri, **options)
         except ConfigurationError as err:  # an unknown scheme, or its client library missing
             raise _config_error(f"{shown!r} is not usable: {redact_uri_in(str(err), uri)}") from None
-        if not isinstance(storage, MovingWindowSupport) or not isinstance(storage, Storage):
-            raise _config_error(
-                f"{shown!r} cannot keep a moving window; use redis://... (or memory:// in tests)"
-            )
         self.uri = shown
-        self._storage: Storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._item = RateLimitItemPerSecond(ACCOUNT_RPS, 1, namespace="callbell")
+        self._errors: tuple[type[BaseException], ...] = (StorageError,)
+        self._schedule: Callable[[str, float, float], float]
+        if isinstance(storage, limits_storage.RedisStorage):  # redis, valkey, sentinel and cluster URIs
+            script = storage.get_connection().register_script(_SCHEDULE_SCRIPT.encode())
+            base = storage.base_exceptions
+            self._errors += base if isinstance(base, tuple) else (base,)
+
+            def schedule(account: str, interval: float, pause: float) -> float:
+                key = f"callbell:schedule:{account}"
+                return int(script(keys=[key], args=[round(interval * 1e6), round(pause * 1e6)])) / 1e6
+
+            self._schedule = schedule
+        elif isinstance(storage, limits_storage.MemoryStorage):
+            self._schedule = _MemorySchedule()
+        else:
+            raise _config_error(
+                f"{shown!r} cannot keep a shared schedule; use redis://... (or memory:// in tests)"
+            )
         self._lock = threading.Lock()
         self._down_until = 0.0  # monotonic; while it is ahead, the storage is not asked
         self._down = False  # an outage was reported and has not ended
 
-    def wait_for_place(self, account: str) -> float:
-        """Take a place in ``account``'s window: ``0.0`` when taken, else the seconds to wait first.
+    def take_place(self, account: str) -> float:
+        """Take the account's next place: the seconds until it comes (``0.0``: now). One round trip.
 
-        A shared pause (a ``429`` met by any process) holds it, then the window; one call is one
-        round trip (two during a pause or with the window full), never a sleep.
+        The caller waits that long, then sends: the place is its own, nobody else's.
         """
-        now = time.time()
-        pause_key = f"callbell/{account}/pause"
-        if self._storage.get(pause_key):
-            return max(self._storage.get_expiry(pause_key) - now, _PAUSE_POLL)
-        if self._limiter.hit(self._item, account):
-            return 0.0
-        reset, _ = self._limiter.get_window_stats(self._item, account)
-        return max(reset - time.time(), _MIN_WAIT)
+        return self._schedule(account, 1.0 / ACCOUNT_RPS, 0.0)
 
     def pause(self, account: str, seconds: float) -> None:
-        """Hold ``account``'s requests in every process for ``seconds`` (whole seconds, rounded up).
+        """Hold ``account``'s requests in every process for ``seconds`` from now.
 
-        A pause never shortens one in force; two processes pausing at once may leave the shorter of
-        their two, which Callbell's next ``429`` corrects.
+        A pause never shortens one in force, nor frees the places already taken after it.
         """
-        seconds = max(1, math.ceil(seconds))
-        pause_key = f"callbell/{account}/pause"
-        if self._storage.get(pause_key) and self._storage.get_expiry(pause_key) >= time.time() + seconds - 1:
-            return
-        self._storage.clear(pause_key)
-        self._storage.incr(pause_key, seconds)
+        self._schedule(account, 1.0 / ACCOUNT_RPS, max(seconds, _MIN_WAIT))
 
     def call(self, what: Callable[[], float | None], log: Log) -> float | None:
         """Run one storage call; ``None`` when the storage is down (this process then uses its own gate)."""
-        from limits.errors import StorageError
-
         if self._down_until > time.monotonic():
             return None
         try:
             result = what()
-        except StorageError as err:
+        except self._errors as err:
             with self._lock:
                 self._down_until = time.monotonic() + STORAGE_RETRY_SECONDS
                 first, self._down = not self._down, True
             if first:
+                cause = getattr(err, "storage_error", None) or err
                 log.warning(
                     "Callbell: the shared rate limit storage %s does not answer (%s); this process "
                     "keeps its own rate gate, Callbell's 429 answers stay the backstop, and the storage "
                     "is asked again every %g s",
                     self.uri,
-                    type(err.storage_error).__name__,
+                    type(cause).__name__,
                     STORAGE_RETRY_SECONDS,
                 )
             return None
@@ -300,13 +337,11 @@ def _config_error(problem: str) -> CallbellConnectionConfigError:
 
 
 class SharedRateGate(RateGate):
-    """The hook's :class:`RateGate`, plus the account's window and pause in a storage shared by every process.
+    """The hook's :class:`RateGate`, plus the account's schedule in a storage shared by every process.
 
     A request first passes the hook's own gate (a bulk send's spacing, this process's pause), then
-    takes a place in the shared window. Threads of one process that find the window full queue to
-    look again one at a time, so that a full window costs one look per process rather than one per
-    waiting thread. While the storage does not answer, the hook's own gate is all there is (see
-    :class:`SharedStorage`).
+    takes the account's next place in the shared schedule and waits for it (see
+    :class:`SharedStorage`). While the storage does not answer, the hook's own gate is all there is.
 
     :param storage: the process's storage of the connection's ``rate_limit_storage``.
     :param account: :func:`account_id` of the connection.
@@ -326,20 +361,21 @@ class SharedRateGate(RateGate):
         self.storage = storage
         self._account = account
         self._log = log
-        self._shared_turn = threading.Lock()
 
-    def _wait(self) -> float:
-        wait = self.storage.call(lambda: self.storage.wait_for_place(self._account), self._log)
-        return wait or 0.0
+    def _take_place(self) -> float:
+        return self.storage.call(lambda: self.storage.take_place(self._account), self._log) or 0.0
 
     def acquire(self) -> None:
-        """Pass the hook's gate, then wait for a place in the account's shared window."""
-        super().acquire()
-        if self._wait() <= 0:  # the usual case for a lone sender: one round trip, no queue
-            return
-        with self._shared_turn:
-            while (wait := self._wait()) > 0:
+        """Pass the hook's gate, then take the account's next place and wait for it."""
+        while True:
+            super().acquire()
+            if (wait := self._take_place()) > 0:
                 self._sleep(wait)
+            with self._lock:
+                if self._paused_until <= self._clock():
+                    return
+            # Another thread of this process met a 429 while this one waited for its place: rather
+            # than go out into the pause (and be refused in turn), wait it out and take a new place.
 
     def pause(self, seconds: float) -> None:
         """Hold this hook's requests, and every process's requests for the account, ``seconds`` from now."""
@@ -347,8 +383,8 @@ class SharedRateGate(RateGate):
         self.storage.call(lambda: self.storage.pause(self._account, seconds), self._log)
 
     async def aacquire(self) -> None:
-        """:meth:`acquire` for the triggerer: each look at the storage runs in a thread, off the event loop."""
-        while (wait := await asyncio.to_thread(self._wait)) > 0:
+        """:meth:`acquire` for the triggerer: the round trip runs in a thread, off the event loop."""
+        if (wait := await asyncio.to_thread(self._take_place)) > 0:
             await asyncio.sleep(wait)
 
     async def apause(self, seconds: float) -> None:

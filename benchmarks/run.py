@@ -25,7 +25,9 @@
    of the people answer midway. Requests per poll (the goal is 1 while nothing new arrived), the event
    loop's worst stall (a 10 ms ticker's largest lateness, wall and the loop's CPU time), the longest
    single step of the loop (one callback's CPU time: what one trigger can hold the loop for; goal under
-   50 ms), and how long answers took to be seen. On a machine whose cores are busy with other work, the
+   50 ms), the loop's CPU time over the run, the ticks later than 50 ms (when they came: the start,
+   the answers, the deadline; and how many loop steps the worst one waited behind), and how long
+   answers took to be seen. On a machine whose cores are busy with other work, the
    ticker's lateness grows with the time the loop waits for a core, and the loop then runs every
    trigger whose timer expired meanwhile in one go: the load average is printed beside the figures.
    ``benchmarks/run.py --replies`` runs this part alone.
@@ -68,6 +70,7 @@ TICK = 0.005
 REPLY_TRIGGERS = int(os.environ.get("BENCH_REPLY_TRIGGERS", 500))
 REPLY_POLL_INTERVAL = 2.0
 REPLY_SECONDS = 14.0  # each trigger's deadline; half the people answer at REPLY_SECONDS / 2
+LATE_TICK = 0.05  # the reply bench lists the ticks later than this (the goal), and when they came
 
 MODULES = {
     "airflow_provider_callbell.operators.callbell": "`CallbellSendMessageOperator`, `CallbellSendMessagesOperator`",
@@ -515,24 +518,30 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
 
         gc.callbacks.append(time_full_gcs)
         longest_step = [0.0]
+        steps = [0]  # callbacks run so far: those between two ticks are what a late tick waited behind
         real_step = asyncio.events.Handle._run
 
         def timed_step(handle: Any) -> None:  # one callback of the loop: a trigger's step between awaits
             cpu = time.thread_time()
             real_step(handle)
+            steps[0] += 1
             longest_step[0] = max(longest_step[0], time.thread_time() - cpu)
 
-        async def run_all() -> tuple[list[str], float, float]:
+        late: list[tuple[float, float, float, int]] = []  # seconds after the start, wall, CPU, steps
+
+        async def run_all() -> tuple[list[str], float, float, float]:
             stall = stall_cpu = 0.0
             done = asyncio.Event()
 
             async def ticker() -> None:
                 nonlocal stall, stall_cpu
                 while not done.is_set():
-                    before, cpu = time.monotonic(), time.thread_time()
+                    before, cpu, stepped = time.monotonic(), time.thread_time(), steps[0]
                     await asyncio.sleep(0.01)
-                    stall = max(stall, time.monotonic() - before - 0.01)
-                    stall_cpu = max(stall_cpu, time.thread_time() - cpu)
+                    wall, cpu = time.monotonic() - before - 0.01, time.thread_time() - cpu
+                    stall, stall_cpu = max(stall, wall), max(stall_cpu, cpu)
+                    if max(wall, cpu) > LATE_TICK:
+                        late.append((before - started, wall, cpu, steps[0] - stepped))
 
             async def wait(phone: str, question: str) -> str:
                 trigger = triggers.CallbellReplyTrigger(
@@ -555,19 +564,21 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
             before[0] = len(sandbox.inspect("requests"))  # count only what the measured triggers ask
             end_time = time.time() + REPLY_SECONDS
             asyncio.events.Handle._run = timed_step  # type: ignore[method-assign]
+            started, loop_cpu = time.monotonic(), time.thread_time()
             tick = asyncio.create_task(ticker())
             events = await asyncio.gather(
                 *(wait(p, q["uuid"]) for p, q in zip(phones, questions, strict=True))
             )
+            loop_cpu = time.thread_time() - loop_cpu
             done.set()
             await tick
-            return events, stall, stall_cpu
+            return events, stall, stall_cpu, loop_cpu
 
         before = [0]
         threading.Thread(target=answer_midway, daemon=True).start()
         load_before = os.getloadavg()[0]
         try:
-            events, stall, stall_cpu = asyncio.run(run_all())
+            events, stall, stall_cpu, loop_cpu = asyncio.run(run_all())
         finally:
             asyncio.events.Handle._run = real_step  # type: ignore[method-assign]
         gc.callbacks.remove(time_full_gcs)
@@ -591,6 +602,8 @@ def reply_triggers(shared_ssl_context: bool = False) -> dict[str, Any]:
         "stall_ms": stall * 1000,
         "stall_cpu_ms": stall_cpu * 1000,
         "longest_step_ms": longest_step[0] * 1000,
+        "loop_cpu": loop_cpu,
+        "late": late,
         "full_gcs": len(full_gcs),
         "longest_full_gc_ms": max(full_gcs, default=0.0) * 1000,
         "load": (load_before, os.getloadavg()[0]),
@@ -636,6 +649,17 @@ def _report_replies(emit: Any) -> None:
     row(
         "full garbage collections during the run, the longest (CPU time)",
         lambda run: f"{run['full_gcs']}, {run['longest_full_gc_ms']:.1f} ms",
+    )
+    row("the loop's CPU time over the run", lambda run: f"{run['loop_cpu']:.1f} s")
+    row(
+        f"ticks over {LATE_TICK * 1000:.0f} ms late (wall or CPU): count, at (s after the start)",
+        lambda run: f"{len(run['late'])}, " + " ".join(f"{t:.1f}" for t, *_ in run["late"][:12]),
+    )
+    row(
+        "the worst tick (CPU): at, the loop steps it waited behind",
+        lambda run: "{:.1f} s, {} steps".format(
+            *(max(run["late"], key=lambda late: late[2])[0::3] if run["late"] else (0.0, 0))
+        ),
     )
     row("machine load average (1 min) before / after", lambda run: "{:.1f} / {:.1f}".format(*run["load"]))
     row(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -164,10 +165,19 @@ def shared_gate(storage: SharedStorage, account: str = "acct", log: _Log | None 
     return SharedRateGate(storage, account, log=log or _Log())
 
 
+SPACING = 1.0 / ACCOUNT_RPS
+
+
 def fill(storage: SharedStorage, account: str = "acct") -> None:
-    """Take every place of the account's window, as other processes sending at full speed would."""
+    """Take the account's places for the next second, as other processes sending at full speed would."""
     for _ in range(ACCOUNT_RPS):
-        assert storage.wait_for_place(account) == 0.0
+        storage.take_place(account)
+
+
+def schedule_calls(client) -> int:  # type: ignore[no-untyped-def]
+    """How many times the account schedule's script ran in redis (its places taken and pauses)."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
 
 
 class TestAccountId:
@@ -181,26 +191,36 @@ class TestAccountId:
 
 
 class TestSharedStorage:
-    """The window and the pause on limits' memory storage (one process's view of a shared one)."""
+    """The schedule and the pause in the memory storage (one process's view of a shared one)."""
 
-    def test_the_window_holds_the_account_rate_for_one_second(self):
+    def test_places_are_evenly_spaced_at_the_account_rate(self):
         storage = SharedStorage("memory://")
-        fill(storage)
-        wait = storage.wait_for_place("acct")
-        assert 0.5 < wait <= 1.0  # until the first place taken leaves the window
-        assert storage.wait_for_place("another account") == 0.0
+        waits = [storage.take_place("acct") for _ in range(ACCOUNT_RPS + 1)]
+        assert waits[0] == 0.0
+        # Each place comes one ACCOUNT_RPS-th of a second after the one before it (less the
+        # microseconds between two calls), never two at once: one second holds ACCOUNT_RPS of them.
+        gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+        assert all(SPACING - 0.001 < gap <= SPACING for gap in gaps)
+        assert 0.98 < waits[-1] <= 1.0
+        assert storage.take_place("another account") == 0.0
+
+    def test_an_idle_account_starts_again_from_now(self):
+        storage = SharedStorage("memory://")
+        storage.take_place("acct")
+        time.sleep(2 * SPACING)
+        assert storage.take_place("acct") == 0.0  # an unused place is not saved up for a burst
 
     def test_a_pause_holds_the_account_in_every_gate_then_lifts(self):
         storage = SharedStorage("memory://")
         storage.pause("acct", 1)
-        assert 0.5 < storage.wait_for_place("acct") <= 1.0
-        assert storage.wait_for_place("another account") == 0.0
+        assert 0.95 < storage.take_place("acct") <= 1.0
+        assert storage.take_place("another account") == 0.0
 
     def test_a_pause_never_shortens_a_longer_one(self):
         storage = SharedStorage("memory://")
         storage.pause("acct", 3)
         storage.pause("acct", 1)
-        assert storage.wait_for_place("acct") > 2.0
+        assert storage.take_place("acct") > 2.9
 
     def test_one_storage_per_uri_per_process(self, monkeypatch):
         monkeypatch.setattr(ratelimit, "_storages", {})
@@ -219,15 +239,40 @@ class TestSharedStorage:
 
 
 class TestSharedRateGate:
-    def test_two_hooks_share_one_window(self):
+    def test_two_hooks_share_one_schedule(self):
         storage = SharedStorage("memory://")
         first, second = shared_gate(storage), shared_gate(storage)
+        first._sleep = lambda seconds: None  # it takes its places and goes: the other hook is tested
         for _ in range(ACCOUNT_RPS):
             first.acquire()
         slept: list[float] = []
-        second._sleep = lambda seconds: (slept.append(seconds), time.sleep(seconds))
+        second._sleep = slept.append
         second.acquire()
-        assert 0.5 < sum(slept) <= 1.05
+        assert len(slept) == 1
+        assert 0.95 < slept[0] <= 1.0  # behind every place the first hook took
+
+    def test_a_place_that_a_429_of_this_process_overtook_is_given_up(self):
+        # A thread waits for its place; meanwhile another thread of the process meets a 429. The
+        # place now falls inside the pause: the thread waits the pause out and takes a new place
+        # after it, instead of going out into the pause and being refused in turn.
+        waits = Waits()
+        gate = SharedRateGate(
+            SharedStorage("memory://"), "acct", log=_Log(), clock=waits.clock, sleep=waits.sleep
+        )
+        fill(gate.storage)  # its place is a second away
+        real_sleep = waits.sleep
+
+        def sleep_while_another_thread_meets_a_429(seconds: float) -> None:
+            real_sleep(seconds)
+            if len(waits) == 1:
+                gate.pause(2)
+
+        gate._sleep = sleep_while_another_thread_meets_a_429
+        gate.acquire()
+        assert waits[0] == pytest.approx(1.0, abs=0.01)  # its first place, overtaken by the pause
+        assert waits[1] == pytest.approx(2.0)  # the rest of the pause, on the process's own gate
+        assert waits[2] == pytest.approx(2.0, abs=0.01)  # a new place, after the shared pause
+        assert len(waits) == 3
 
     def test_a_429_met_by_one_hook_pauses_the_other(self):
         storage = SharedStorage("memory://")
@@ -246,7 +291,10 @@ class TestSharedRateGate:
         with gate.limited(4):
             for _ in range(3):
                 gate.acquire()
-        assert waits == [0.25, 0.25]
+        # The bulk send's own spacing (on the fake clock: starts 0.25 s apart), each followed by the
+        # wait for the account's next place (real time stood still: one place after the other).
+        assert [waits[0], waits[1] + waits[2]] == [0.25, pytest.approx(0.25)]
+        assert waits[1::2] == [pytest.approx(SPACING, abs=0.001), pytest.approx(2 * SPACING, abs=0.001)]
 
     def test_a_poll_waiting_for_its_place_does_not_block_the_event_loop(self):
         storage = SharedStorage("memory://")
@@ -281,7 +329,8 @@ class TestStorageConfiguration:
         ("uri", "match"),
         [
             pytest.param("nosuch://:Redis-Secr3t@host/0", "is not usable", id="unknown-scheme"),
-            pytest.param("async+memory://", "cannot keep a moving window", id="async-storage"),
+            pytest.param("async+memory://", "cannot keep a shared schedule", id="async-storage"),
+            pytest.param("memcached://localhost:11211", "is not usable|cannot keep", id="memcached"),
         ],
     )
     def test_a_storage_limits_cannot_use_is_a_config_error_without_its_password(self, uri, match):
@@ -350,7 +399,7 @@ class TestStorageConfiguration:
         log = _Log()
         port = free_port()  # nothing listens there
         storage = SharedStorage(f"redis://127.0.0.1:{port}/0?password=Redis-Secr3t")
-        assert storage.call(lambda: storage.wait_for_place("acct"), log) is None
+        assert storage.call(lambda: storage.take_place("acct"), log) is None
         assert len(log.at("warning")) == 1
         assert f"redis://127.0.0.1:{port}/0?password=***" in log.at("warning")[0]
         assert "Redis-Secr3t" not in repr(log.lines)
@@ -367,7 +416,25 @@ def test_the_gate_does_not_import_the_bulk_send():
 
 
 class TestRedis:
-    """The window and the pause in a real redis-server, as every worker and the triggerer share it."""
+    """The schedule and the pause in a real redis-server, as every worker and the triggerer share it."""
+
+    def test_processes_take_places_from_one_schedule_in_redis(self, redis_url, redis_server):
+        # Two storages stand for two processes: their places interleave, evenly spaced.
+        first, second = SharedStorage(redis_url), SharedStorage(redis_url)
+        first.take_place("warm-up"), second.take_place("warm-up")  # both connected
+        places = []  # (earliest, latest) time of each place: the call's start and end, plus its wait
+        for _ in range(10):
+            for storage in (first, second):
+                before = time.monotonic()
+                wait = storage.take_place("acct")
+                places.append((before + wait, time.monotonic() + wait))
+        # The k-th place comes k ACCOUNT_RPS-ths of a second after the first, whichever process took it.
+        for k, (earliest, latest) in enumerate(places):
+            assert earliest - 0.001 <= places[0][1] + k * SPACING
+            assert latest + 0.001 >= places[0][0] + k * SPACING
+        first.pause("acct", 2)
+        assert 1.95 < second.take_place("acct") <= 2.0
+        assert 2000 <= redis_server.client().pttl("callbell:schedule:acct") <= 3100  # then it expires
 
     def test_every_request_of_a_hook_takes_its_place_and_the_token_is_stored_nowhere(
         self, monkeypatch, callbell_sandbox, redis_url, redis_server
@@ -378,17 +445,15 @@ class TestRedis:
         }
         monkeypatch.setenv("AIRFLOW_CONN_CALLBELL_DEFAULT", json.dumps(connection))
         hook = CallbellHook()
+        client = redis_server.client()
+        before = schedule_calls(client)
         sent = hook.send_messages([{"to": "+31612345678", "content": {"text": "hi"}}] * 3)
         hook.get_message_status(sent[0]["uuid"])
+        assert schedule_calls(client) - before == 4  # 3 sends and a status read: each took its place
         hook._gate.pause(2)  # what the retry policy does on a 429
         held = redis_server.dump()
         account = account_id(callbell_sandbox.url, callbell_sandbox.token).encode()
-        assert set(held) == {
-            b"LIMITS:callbell/" + account + b"/pause",
-            b"LIMITS:callbell/" + account + f"/{ACCOUNT_RPS}/1/second".encode(),
-        }
-        window = held[b"LIMITS:callbell/" + account + f"/{ACCOUNT_RPS}/1/second".encode()]
-        assert len(window) == 4  # 3 sends and a status read: each took its place
+        assert set(held) == {b"callbell:schedule:" + account}
         everything = b" ".join([*held, *(repr(value).encode() for value in held.values())])
         assert callbell_sandbox.token.encode() not in everything
 
@@ -410,21 +475,17 @@ class TestRedis:
             with pytest.raises(CallbellRateLimitError):
                 await hook.aget_message_status(UUID)
 
-        asyncio.run(poll_twice())
-        account = account_id(BASE_URL, TOKEN)
         client = redis_server.client()
-        assert client.llen(f"LIMITS:callbell/{account}/{ACCOUNT_RPS}/1/second") == 2
-        assert 1 <= client.ttl(f"LIMITS:callbell/{account}/pause") <= 3
+        before = schedule_calls(client)
+        asyncio.run(poll_twice())
+        assert schedule_calls(client) - before == 3  # two places taken, one pause
         # Another process's hook of the same account now waits out the pause before its request.
-        other = shared_gate(SharedStorage(redis_url), account)
+        other = shared_gate(SharedStorage(redis_url), account_id(BASE_URL, TOKEN))
         slept: list[float] = []
-        other._sleep = lambda seconds: (
-            slept.append(seconds),
-            client.delete(f"LIMITS:callbell/{account}/pause"),
-        )
+        other._sleep = slept.append
         other.acquire()
-        assert slept
-        assert slept[0] > 1
+        assert len(slept) == 1
+        assert 2.5 < slept[0] <= 3.0
 
     def test_an_unreachable_storage_falls_back_to_the_process_gate_with_one_warning(
         self, monkeypatch, requests_mock, tmp_path
@@ -458,7 +519,7 @@ class TestRedis:
             hook._gate.storage._down_until = 0.0
             CallbellHook().send_message("+31612345678", content={"text": "z"})
             assert [line for line in log.at("info") if "answers again" in line]
-            assert len([key for key in server.client().scan_iter() if key.endswith(b"/second")]) == 1
+            assert len(list(server.client().scan_iter(match="callbell:schedule:*"))) == 1
         finally:
             server.stop()
 
@@ -479,7 +540,7 @@ class TestRedis:
             hook.send_message("+31612345678", content={"text": "x"})
             assert hook._gate.storage.uri == uri
             client = redis.Redis(port=server.port, password=password)
-            assert [key for key in client.scan_iter() if key.endswith(b"/second")]  # it took its place
+            assert list(client.scan_iter(match="callbell:schedule:*"))  # it took its place
             assert not log.at("warning")  # authenticated: the storage answered
             assert "Secr3t" not in repr(log.lines)
         finally:

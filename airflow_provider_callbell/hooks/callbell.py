@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
     from datetime import datetime
 
-    import httpx
     import requests
     from typing_extensions import Unpack
 
@@ -199,26 +198,33 @@ class CallbellHook(BaseHook):
         """Return the HTTP session (Airflow's conventional accessor)."""
         return self.session
 
-    async def _aclient(self, settings: CallbellSettings) -> httpx.AsyncClient:
-        """The ``httpx.AsyncClient`` of this hook's async methods, made on first use on this event loop.
+    async def _aclient(self, settings: CallbellSettings) -> aio.SharedClient:
+        """The ``httpx.AsyncClient`` of this hook's async methods on this event loop, taken on first use.
 
-        A client belongs to the loop it was made on, so another loop (a second ``asyncio.run``) gets
-        a new one.
+        It is the loop's client for the connection's base URL and timeouts, which every hook of the
+        loop with the same ones shares (:func:`~airflow_provider_callbell.transport.aio.acquire_client`)
+        until :meth:`aclose`. A client belongs to the loop it was made on, so another loop (a second
+        ``asyncio.run``) gets another one.
         """
         loop = asyncio.get_running_loop()
-        made = self.__dict__.get("_async_client")
-        if made is not None and made[0] is loop:
-            client: httpx.AsyncClient = made[1]
+        held = self.__dict__.get("_async_client")
+        if held is not None and held[0] is loop:
+            client: aio.SharedClient = held[1]
             return client
-        client = await aio.new_client(settings)
+        if held is not None:  # taken on a loop that has ended: let it go before taking this loop's
+            await self.aclose()
+        client = await aio.acquire_client(settings)
         self.__dict__["_async_client"] = (loop, client)
         return client
 
     async def aclose(self) -> None:
-        """Close the async client every ``a…`` method of this hook shares; triggers call it when they end."""
-        made = self.__dict__.pop("_async_client", None)
-        if made is not None:
-            await made[1].aclose()
+        """Let go of the async client of the ``a…`` methods; the last hook using it closes it.
+
+        Triggers call it when they end, cancelled included; call it when done with the ``a…`` methods.
+        """
+        held = self.__dict__.pop("_async_client", None)
+        if held is not None:
+            await aio.release_client(*held)
 
     # -- Requests ---------------------------------------------------------------------------------
 

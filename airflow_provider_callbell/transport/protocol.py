@@ -66,8 +66,17 @@ class Response(Protocol):
 
 def headers(token: str) -> dict[str, str]:
     """The headers of every request: the token, JSON both ways, and the encodings the caps undo."""
+    return {**auth_header(token), **common_headers()}
+
+
+def auth_header(token: str) -> dict[str, str]:
+    """The token's header: the one header that differs between connections."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def common_headers() -> dict[str, str]:
+    """:func:`headers` but the token's: those of a client that requests with different tokens share."""
     return {
-        "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
         "Accept": "application/json",
         "Accept-Encoding": ACCEPT_ENCODING,

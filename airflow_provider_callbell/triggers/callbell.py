@@ -33,10 +33,11 @@ from airflow_provider_callbell.replies import (
 )
 from airflow_provider_callbell.version_compat import BaseTrigger, TriggerEvent
 
-#: The first poll comes within this many seconds (or one poll interval, if shorter) of the start, and
-#: each later one after the poll interval give or take ``POLL_JITTER``. Hundreds of triggers that
-#: start together (a triggerer restart) would otherwise poll in one burst for ever after: one long
-#: stall of the event loop they share, and a spike against Callbell's rate limit, at every interval.
+#: The first poll comes within this many seconds (or one poll interval, if shorter) of the start, the
+#: last one within as many seconds before the deadline, and each other one after the poll interval
+#: give or take ``POLL_JITTER``. Hundreds of triggers that start together (a triggerer restart), or
+#: share a deadline (one DAG's sensors), would otherwise poll in one burst: one long stall of the
+#: event loop they share, and a spike against Callbell's rate limit.
 START_SPREAD = 1.0
 POLL_JITTER = 0.1
 
@@ -56,7 +57,12 @@ class CallbellPollTrigger(BaseTrigger):
 
     - the first poll comes within ``min(poll_interval, START_SPREAD)`` random seconds of the start,
       each later one after ``poll_interval`` give or take ``POLL_JITTER`` (10%), every sleep cut to
-      the deadline: triggers that start together do not poll together;
+      the time of the last poll: a random moment within ``min(poll_interval, START_SPREAD)`` seconds
+      before ``end_time``. Triggers that start together, or share a deadline, do not poll together
+      (500 sensors of one DAG run would otherwise all ask at ``end_time``, in one step of the event
+      loop). The last poll never comes more than a second (or a poll interval, if shorter) before
+      ``end_time``, where a poke-mode sensor's last poke can come a whole poke interval before its
+      timeout: what arrives earlier, the trigger sees as a poking sensor would;
     - a transient :class:`~airflow_provider_callbell.exceptions.CallbellAPIError` (no answer, ``429``,
       ``5xx``) is logged and asked again at the next poll; any other
       :class:`~airflow_provider_callbell.exceptions.CallbellError` ends the run with
@@ -66,9 +72,10 @@ class CallbellPollTrigger(BaseTrigger):
       event (:class:`~airflow_provider_callbell.exceptions.CallbellConnectError`, naming the host)
       after 3 polls and 60 s, whichever is later (:mod:`~airflow_provider_callbell.connectivity`);
       ``connected=True`` says an earlier run already reached Callbell, so that failures stay transient;
-    - once ``end_time`` has passed, the run ends with :meth:`timeout_event`;
-    - one hook, and its one async client, serves every poll of a run and is closed when the run ends,
-      cancelled included.
+    - after the last poll, the run ends with :meth:`timeout_event` at ``end_time``;
+    - one hook serves every poll of a run, on the event loop's client for the connection's base URL
+      (:mod:`~airflow_provider_callbell.transport.aio`: shared by the loop's triggers, 8 requests at
+      once), which the run lets go of when it ends, cancelled included; the last trigger closes it.
 
     ``serialize()`` gives the class's own path with :meth:`serialize_kwargs` and the three arguments
     below: plain JSON values, never the token, which the hook reads from the connection at each start.
@@ -124,10 +131,12 @@ class CallbellPollTrigger(BaseTrigger):
         try:
             yield TriggerEvent(await self._poll_until_settled(hook))  # type: ignore[no-untyped-call]
         finally:
-            await hook.aclose()  # cancelled too: the run's one async client never outlives it
+            await hook.aclose()  # cancelled too: the run lets go of the shared client
 
     async def _poll_until_settled(self, hook: CallbellHook) -> dict[str, Any]:
-        await asyncio.sleep(min(random.uniform(0, min(self.poll_interval, START_SPREAD)), self._remaining()))
+        spread = min(self.poll_interval, START_SPREAD)
+        last_poll_at = self.end_time - random.uniform(0, spread)
+        await asyncio.sleep(min(random.uniform(0, spread), self._until(last_poll_at)))
         while True:
             try:
                 payload = await self.poll_once(hook)
@@ -142,14 +151,19 @@ class CallbellPollTrigger(BaseTrigger):
                 self.connect_watch.saw(None, time.time())
                 if payload is not None:
                     return payload
-            remaining = self._remaining()
-            if remaining <= 0:
+            if self._until(last_poll_at) <= 0:  # that was the last poll
+                await asyncio.sleep(self._remaining())
                 return self.timeout_event()
             jitter = random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-            await asyncio.sleep(min(self.poll_interval * jitter, remaining))
+            await asyncio.sleep(min(self.poll_interval * jitter, self._until(last_poll_at)))
 
     def _remaining(self) -> float:
-        return max(self.end_time - time.time(), 0.0)
+        return self._until(self.end_time)
+
+    @staticmethod
+    def _until(moment: float) -> float:
+        """Seconds from now to the Unix time ``moment``; 0 once it has passed."""
+        return max(moment - time.time(), 0.0)
 
 
 class CallbellMessageStatusTrigger(CallbellPollTrigger):

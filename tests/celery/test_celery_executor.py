@@ -4,6 +4,7 @@ enforcing Callbell's 300 requests per second. The tests run in order on one depl
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -83,6 +84,12 @@ def test_two_bulk_sends_on_two_workers_share_the_account_limit(
     during = [r for r in requests if start <= r["at"] <= end]
     accepted = sum(r["status"] != 429 for r in during)
     too_many = sum(r["status"] == 429 for r in requests)
+    # A 429 pauses the whole account for its Retry-After (a second): what the pauses cost, in episodes
+    # (429s less than a second apart are one) and in seconds without an accepted request.
+    refused_at = sorted(r["at"] for r in requests if r["status"] == 429)
+    episodes = sum(1 for k, at in enumerate(refused_at) if k == 0 or at - refused_at[k - 1] > 1)
+    accepted_at = sorted(r["at"] for r in during if r["status"] != 429)
+    idle = sum(b - a for a, b in itertools.pairwise(accepted_at) if b - a > 0.25)
     share = accepted / (end - start) / LIMIT
     polls = sum(r["path"].startswith("/v1/messages/status/") for r in during)
     alerts = sum(
@@ -97,7 +104,8 @@ def test_two_bulk_sends_on_two_workers_share_the_account_limit(
         f"{bulk_times['bulk_b'][-1] - bulk_times['bulk_b'][0]:.1f} s, both sending for {end - start:.1f} s",
         f"  while both sent: {accepted / (end - start):.0f} requests/s accepted = {share:.1%} of the {LIMIT}/s "
         f"limit, of them {polls} status polls from the triggerer and {alerts} other messages",
-        f"  429 answers: {too_many} of {len(requests)} requests ({too_many / len(requests):.2%})",
+        f"  429 answers: {too_many} of {len(requests)} requests ({too_many / len(requests):.2%}), "
+        f"{episodes} pause(s); {idle:.1f} s of the {end - start:.1f} s without an accepted request",
     )
     assert sent_to[celery_shared_limit.ON_CALL] == 2  # the incident and the notifier's message
     assert polls > 0  # the deferred sensor polled while the bulk sends ran
