@@ -76,14 +76,14 @@ venvs:
 	$(foreach line,$(AIRFLOW_LINES),$(MAKE) --no-print-directory venv AIRFLOW_LINE=$(line) &&) true
 
 # The jobs of `make test`, ruff first (seconds: a style error fails at once), then longest first
-# (CPU time measured on a 2-core machine: 3.3's integration halves about 5 min each, 2.11's about 3.5,
-# the unit tests 3-3.5, mypy 0.5), so that the short ones fill the cores at the end. Their tests are independent: own venvs, throwaway
-# AIRFLOW_HOMEs, free ports. --output-sync prints each job's log in one piece when it ends.
-# Three at once on two cores (TEST_JOBS_AT_ONCE): every job waits part of its time (schedulers'
-# loops, task retries, deadlines in the unit tests; the 2.11 unit tests use 40% of a core), and a
-# third job fills those waits. TEST_JOBS_AT_ONCE=1 runs them one after another. TEST_ALSO adds
-# targets to the same pool, after the tests: .ci/run adds docs, dist and demo, which take the cores
-# that the last test jobs leave free.
+# (measured on a 2-core machine: 3.3's integration halves about 5 min of CPU each, 2.11's about 3,
+# each line's unit tests about 4 min of wall time for 2 of CPU, mypy 0.5), so that the short ones
+# fill the cores at the end. Their tests are independent: own venvs, throwaway AIRFLOW_HOMEs, free
+# ports. --output-sync prints each job's log in one piece when it ends. Three at once on two cores
+# (TEST_JOBS_AT_ONCE): every job waits part of its time (schedulers' loops, task retries, deadlines
+# and sleeps in the unit tests), and a third job fills those waits; TEST_JOBS_AT_ONCE=1 runs them one
+# after another. TEST_ALSO adds targets to the same pool, after the tests: .ci/run adds docs, dist
+# and demo, which take the cores that the last test jobs leave free.
 TEST_JOBS := lint test-3.3-integration-1 test-3.3-integration-2 test-2.11-integration-1 \
 	test-2.11-integration-2 test-2.11-unit test-3.3-unit typecheck
 .PHONY: $(TEST_JOBS) $(foreach line,$(AIRFLOW_LINES),test-$(line)-integration)
