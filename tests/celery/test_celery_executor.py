@@ -110,13 +110,9 @@ def test_two_bulk_sends_on_two_workers_share_the_account_limit(
     assert sent_to[celery_shared_limit.ON_CALL] == 2  # the incident and the notifier's message
     assert polls > 0  # the deferred sensor polled while the bulk sends ran
     assert too_many <= 0.01 * len(requests)
-    if share < 0.9:  # every check above holds; only the share of the limit falls short today
-        pytest.xfail(
-            f"the two bulk tasks reached {share:.1%} of the limit together, not the 90% the issue asks "
-            "(87.5% on an otherwise idle 2-core machine). The shared window is not what holds them: "
-            "benchmarks/shared_limit.py's two processes sharing it reach 94.0% with no 429. Here the "
-            "deployment's own processes and the in-process sandbox share the two cores with the senders."
-        )
+    # Together at least 90% of the limit: the account's one schedule spaces both workers' requests
+    # evenly, so neither the other worker nor a 429's pause takes the account's time.
+    assert share >= 0.9, f"the two bulk tasks reached {share:.1%} of the limit together"
 
 
 def test_a_worker_killed_mid_send_is_retried_on_the_other_without_sending_twice(
