@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_provider_callbell.exceptions import CallbellConnectionConfigError, CallbellError
+from airflow_provider_callbell.retry import RETRY_AFTER_MAX
 from airflow_provider_callbell.transport.caps import redact, redact_url, url_secrets
 from airflow_provider_callbell.validation import check_max_rps
 
@@ -55,8 +56,13 @@ ACCOUNT_RPS = int(DEFAULT_MAX_RPS)
 STORAGE_RETRY_SECONDS = 30.0
 #: Seconds a redis storage may take to connect, and to answer one command, before it counts as down.
 STORAGE_TIMEOUT = 2.0
-#: The shortest pause kept in the shared storage.
+#: The shortest pause kept in the shared storage: a pause of 0 would take a place instead.
 _MIN_WAIT = 0.001
+#: The furthest ahead an account's schedule can legitimately be: the longest pause (a ``Retry-After``
+#: is cut to ``retry.RETRY_AFTER_MAX``) and a minute of places taken ahead. A schedule further ahead,
+#: or one that is not a number (the key written by something else), is read as no schedule at all,
+#: rather than holding every process of the account until that time.
+SCHEDULE_HORIZON = RETRY_AFTER_MAX + 60.0
 
 
 class Log(Protocol):
@@ -162,12 +168,16 @@ def account_id(base_url: str, token: str) -> str:
 #: The account's schedule in a redis-family storage, one atomic step: the time (microseconds, the
 #: server's clock, so that hosts whose clocks differ agree) at which the account's next request may
 #: start. ``ARGV[1]`` spaces requests (take the next place: the wait until it is returned), or
-#: ``ARGV[2]`` pushes the schedule past a pause (a ``429``). The key expires once the schedule is in
-#: the past, so an idle account leaves nothing behind.
+#: ``ARGV[2]`` pushes the schedule past a pause (a ``429``); a stored value that is not a number or
+#: lies beyond ``ARGV[3]`` (:data:`SCHEDULE_HORIZON`) counts as none. The key expires once the
+#: schedule is in the past, so an idle account leaves nothing behind.
 _SCHEDULE_SCRIPT = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local next_start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local next_start = tonumber(redis.call('GET', KEYS[1])) or now
+if next_start ~= next_start or next_start < now or next_start > now + tonumber(ARGV[3]) then
+  next_start = now
+end
 local interval, pause = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wait = 0
 if pause > 0 then
@@ -245,7 +255,8 @@ class SharedStorage:
 
             def schedule(account: str, interval: float, pause: float) -> float:
                 key = f"callbell:schedule:{account}"
-                return int(script(keys=[key], args=[round(interval * 1e6), round(pause * 1e6)])) / 1e6
+                args = [round(interval * 1e6), round(pause * 1e6), round(SCHEDULE_HORIZON * 1e6)]
+                return int(script(keys=[key], args=args)) / 1e6
 
             self._schedule = schedule
         elif isinstance(storage, limits_storage.MemoryStorage):

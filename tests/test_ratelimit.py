@@ -35,6 +35,7 @@ from airflow_provider_callbell.ratelimit import (
     account_id,
     shared_storage,
 )
+from airflow_provider_callbell.retry import RETRY_AFTER_MAX
 from airflow_provider_callbell.transport.caps import redact_url
 from tests.helpers import BASE_URL, SEND_URL, TOKEN, UUID, Waits, set_connection
 from tests.redis_server import MISSING, RedisServer, free_port
@@ -435,6 +436,23 @@ class TestRedis:
         first.pause("acct", 2)
         assert 1.95 < second.take_place("acct") <= 2.0
         assert 2000 <= redis_server.client().pttl("callbell:schedule:acct") <= 3100  # then it expires
+
+    @pytest.mark.parametrize(
+        "stored",
+        [b"junk", b"nan", b"-1", b"1e400", str(10**17).encode()],
+        ids=["not-a-number", "nan", "the-past", "overflow", "the-far-future"],
+    )
+    def test_a_schedule_that_cannot_be_right_counts_as_none(self, redis_url, redis_server, stored):
+        # Something else wrote the key, or a clock far off did: the account is not held until then.
+        redis_server.client().set("callbell:schedule:acct", stored)
+        storage = SharedStorage(redis_url)
+        assert storage.take_place("acct") == 0.0
+        assert 0 < storage.take_place("acct") <= SPACING  # and the schedule goes on from now
+
+    def test_a_long_pause_is_within_the_horizon(self, redis_url, redis_server):
+        storage = SharedStorage(redis_url)
+        storage.pause("acct", RETRY_AFTER_MAX)  # the longest Retry-After honoured
+        assert RETRY_AFTER_MAX - 1 < storage.take_place("acct") <= RETRY_AFTER_MAX
 
     def test_every_request_of_a_hook_takes_its_place_and_the_token_is_stored_nowhere(
         self, monkeypatch, callbell_sandbox, redis_url, redis_server

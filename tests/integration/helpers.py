@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -117,9 +118,7 @@ class Airflow:
         )
 
 
-_migrated: list[Path] = []
-
-
+@functools.cache
 def migrated_database() -> Path:
     """An ``airflow.db`` that ``airflow db migrate`` made, once per process (and so per Airflow line).
 
@@ -129,12 +128,10 @@ def migrated_database() -> Path:
     database holds the schema, the default pool and the log file templates; nothing of the home's path
     and nothing encrypted with the home's Fernet key.
     """
-    if not _migrated:
-        template = Path(tempfile.mkdtemp(prefix="callbell-tests-migrated-"))
-        atexit.register(shutil.rmtree, template, ignore_errors=True)
-        Airflow(template).cli("db", "migrate")
-        _migrated.append(template / "airflow.db")
-    return _migrated[0]
+    template = Path(tempfile.mkdtemp(prefix="callbell-tests-migrated-"))
+    atexit.register(shutil.rmtree, template, ignore_errors=True)
+    Airflow(template).cli("db", "migrate")
+    return template / "airflow.db"
 
 
 STARTUP_TIMEOUT = 120  # seconds; both servers answer within ~15 s on a 2-core machine
