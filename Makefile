@@ -24,10 +24,14 @@ STAMP := $(VENV)/.installed-$(AIRFLOW_LINE)
 
 venv: $(STAMP)
 
+# --compile-bytecode writes every dependency's .pyc at install time, as pip does and uv does not by
+# default. Without it a machine with PYTHONDONTWRITEBYTECODE set (this one has it) compiles Airflow
+# from source in every process: `import airflow` costs 6.2 s of CPU instead of 2.4, one `airflow dags
+# test` 21 s instead of 15 (measured on a 2-core machine). The compilation costs about 25 s once.
 $(STAMP): $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r $(LOCK)
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r $(LOCK)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
