@@ -7,7 +7,10 @@ answer) and a throwaway ``redis-server`` (Debian's package, its own process grou
 
 - one process sending :data:`MESSAGES` messages with ``send_messages`` and its defaults, without and
   with the connection extra ``rate_limit_storage`` (sharing must not slow a lone sender);
-- two processes sending :data:`MESSAGES` each at once, without and with it.
+- two processes sending :data:`MESSAGES` each at once, without and with it;
+- the same two with it, one of them stopped (``SIGSTOP``) for :data:`STALL_SECONDS` every
+  :data:`STALL_EVERY` seconds, as a busy machine or a long garbage collection stalls a worker: its
+  threads wake after their places, and would go out bunched with the other process's requests.
 
 It prints, per case, the messages per second from the common start to the last one's end, as a share
 of the 300/s limit, the senders' CPU time per message (what a busy machine disturbs least: the cost of
@@ -17,6 +20,7 @@ nothing twice).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import ACCOUNT_LIMIT, LATENCY, SandboxProcess, _free_port
 
 MESSAGES = 3000
+#: The stalled case: one sender is stopped this long, this often (seconds).
+STALL_SECONDS = 0.1
+STALL_EVERY = 2.0
 
 _SENDER = """
 import json, sys, time
@@ -50,7 +58,19 @@ print(json.dumps({"end": time.time(), "cpu": cpu, "failed": sum("error" in r for
 """
 
 
-def run_case(processes: int, storage: str | None) -> dict[str, float]:
+def stall_now_and_then(sender: subprocess.Popen[str], start_at: float) -> None:
+    """Stop ``sender`` for :data:`STALL_SECONDS` every :data:`STALL_EVERY` seconds until it ends."""
+    next_stall = start_at + STALL_EVERY
+    while sender.poll() is None:
+        time.sleep(max(0.0, next_stall - time.time()))
+        with contextlib.suppress(ProcessLookupError):
+            sender.send_signal(signal.SIGSTOP)
+            time.sleep(STALL_SECONDS)
+            sender.send_signal(signal.SIGCONT)
+        next_stall += STALL_EVERY
+
+
+def run_case(processes: int, storage: str | None, stalled: bool = False) -> dict[str, float]:
     sandbox = SandboxProcess("--rate-limit", str(ACCOUNT_LIMIT), "--latency", str(LATENCY))
     try:
         connection = json.loads(sandbox.connection)
@@ -69,6 +89,8 @@ def run_case(processes: int, storage: str | None) -> dict[str, float]:
             )
             for k in range(processes)
         ]
+        if stalled:
+            threading.Thread(target=stall_now_and_then, args=(senders[0], start_at), daemon=True).start()
         ends = [json.loads(s.communicate()[0].strip().splitlines()[-1]) for s in senders]
         answers = Counter(r["status"] for r in sandbox.inspect("requests"))
         stored = Counter(m["body"]["content"]["text"] for m in sandbox.inspect("messages"))
@@ -119,15 +141,23 @@ def main() -> None:
             "| processes | rate_limit_storage | messages/s | share of 300/s | CPU µs/message | 429 | failed | lost | twice |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        shared = f"redis://127.0.0.1:{port}/0"
+        cases = [
+            (1, None, False),
+            (1, shared, False),
+            (2, None, False),
+            (2, shared, False),
+            (2, shared, True),
+        ]
         for _ in range(rounds):
-            for processes in (1, 2):
-                for storage in (None, f"redis://127.0.0.1:{port}/0"):
-                    r = run_case(processes, storage)
-                    print(
-                        f"| {processes} | {'redis' if storage else 'unset'} | {r['rate']:.0f} | {r['share']:.1%} | {r['cpu_us']:.0f} "
-                        f"| {r['429']:.0f} of {r['requests']:.0f} | {r['failed']:.0f} | {r['lost']:.0f} | {r['twice']:.0f} |",
-                        flush=True,
-                    )
+            for processes, storage, stalled in cases:
+                r = run_case(processes, storage, stalled)
+                stall = f", one stopped {STALL_SECONDS:g} s every {STALL_EVERY:g} s" if stalled else ""
+                print(
+                    f"| {processes}{stall} | {'redis' if storage else 'unset'} | {r['rate']:.0f} | {r['share']:.1%} | {r['cpu_us']:.0f} "
+                    f"| {r['429']:.0f} of {r['requests']:.0f} | {r['failed']:.0f} | {r['lost']:.0f} | {r['twice']:.0f} |",
+                    flush=True,
+                )
     finally:
         os.killpg(redis.pid, signal.SIGTERM)
         redis.wait()

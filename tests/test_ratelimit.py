@@ -108,6 +108,31 @@ class TestRateGate:
         assert waits == [1.0, 3.0]
         assert waits.now == 1004.0  # the pause's end, not the reserved slot inside it
 
+    def test_a_request_woken_late_takes_a_new_start_instead_of_going_out_bunched(self, waits):
+        # The process stalled while the request slept (a busy machine, a garbage collection): going
+        # out 50 ms late, it would arrive bunched with the requests spaced after it.
+        g = gate(waits)
+
+        def stalled_sleep(seconds: float) -> None:
+            Waits.sleep(waits, seconds + (0.05 if len(waits) < 2 else 0))  # two waits overslept by 50 ms
+
+        g._sleep = stalled_sleep
+        with g.limited(10):
+            g.acquire()  # starts at once, no wait
+            g.acquire()  # reserves +0.1 s, wakes at +0.15, takes the next start (+0.2): once only
+            assert waits == [pytest.approx(0.15), pytest.approx(0.1)]
+            assert waits.now == pytest.approx(1000.25)  # late for its second start too: it goes then
+            g.acquire()
+        assert waits[2:] == [pytest.approx(0.05)]  # the next start, +0.3 s: the spacing goes on
+
+    def test_a_request_woken_a_little_late_goes_out(self, waits):
+        g = gate(waits)
+        g._sleep = lambda seconds: Waits.sleep(waits, seconds + ratelimit.LATE_SECONDS / 2)
+        with g.limited(10):
+            g.acquire()
+            g.acquire()
+        assert waits == [pytest.approx(0.1 + ratelimit.LATE_SECONDS / 2)]  # one wait: it went
+
     @pytest.mark.parametrize(
         "max_rps",
         [
@@ -274,6 +299,30 @@ class TestSharedRateGate:
         assert waits[1] == pytest.approx(2.0)  # the rest of the pause, on the process's own gate
         assert waits[2] == pytest.approx(2.0, abs=0.01)  # a new place, after the shared pause
         assert len(waits) == 3
+
+    def test_a_place_reached_late_is_given_up_for_a_new_one_once(self):
+        # This process stalled while the thread waited for its place: going out now, it would arrive
+        # bunched with the places other processes took after it. It takes the account's next place.
+        waits = Waits()
+        gate = SharedRateGate(
+            SharedStorage("memory://"), "acct", log=_Log(), clock=waits.clock, sleep=waits.sleep
+        )
+        fill(gate.storage)  # its place is a second away
+        gate._sleep = lambda seconds: Waits.sleep(waits, seconds + (0.05 if len(waits) < 2 else 0))
+        gate.acquire()
+        assert len(waits) == 2  # a second place, and no third: late for it too, it goes
+        assert waits[0] == pytest.approx(1.05, abs=0.01)  # its first place, reached 50 ms late
+        # Real time stood still (the storage's clock): the new place is the one after the first.
+        assert waits[1] == pytest.approx(1.0 + SPACING + 0.05, abs=0.01)
+
+    def test_a_place_reached_on_time_is_kept(self):
+        waits = Waits()
+        gate = SharedRateGate(
+            SharedStorage("memory://"), "acct", log=_Log(), clock=waits.clock, sleep=waits.sleep
+        )
+        fill(gate.storage)
+        gate.acquire()
+        assert waits == [pytest.approx(1.0, abs=0.01)]
 
     def test_a_429_met_by_one_hook_pauses_the_other(self):
         storage = SharedStorage("memory://")
