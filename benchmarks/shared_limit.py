@@ -72,6 +72,7 @@ def stall_now_and_then(sender: subprocess.Popen[str], start_at: float) -> None:
 
 def run_case(processes: int, storage: str | None, stalled: bool = False) -> dict[str, float]:
     sandbox = SandboxProcess("--rate-limit", str(ACCOUNT_LIMIT), "--latency", str(LATENCY))
+    senders: list[subprocess.Popen[str]] = []
     try:
         connection = json.loads(sandbox.connection)
         if storage:
@@ -79,7 +80,7 @@ def run_case(processes: int, storage: str | None, stalled: bool = False) -> dict
         env = {**os.environ, "AIRFLOW_CONN_CALLBELL_BENCH": json.dumps(connection)}
         time.sleep(1.1)  # an empty rate window
         start_at = time.time() + 8  # every sender has imported Airflow and read its connection by then
-        senders = [
+        senders += [
             subprocess.Popen(
                 [sys.executable, "-c", _SENDER, str(MESSAGES), f"p{k}", str(start_at)],
                 env=env,
@@ -95,6 +96,10 @@ def run_case(processes: int, storage: str | None, stalled: bool = False) -> dict
         answers = Counter(r["status"] for r in sandbox.inspect("requests"))
         stored = Counter(m["body"]["content"]["text"] for m in sandbox.inspect("messages"))
     finally:
+        for sender in senders:  # an interrupted run leaves no sender behind, a stopped one included
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait()
         sandbox.stop()
     total = processes * MESSAGES
     rate = total / (max(e["end"] for e in ends) - start_at)
